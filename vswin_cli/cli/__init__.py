@@ -1,0 +1,55 @@
+"""The `vswin` command line: each command lives in its own module and only parses and prints.
+
+    vswin classify clip.mp4
+    vswin classify videos/ -o labels.csv
+    vswin extract-features videos/ -o feats/
+    vswin models
+    vswin download swin-t-k400
+    vswin probe clip.mp4
+    vswin convert swin_tiny_patch244_window877_kinetics400_1k.pth swin-t.safetensors
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ..errors import VswinError
+from . import _output
+
+app = typer.Typer(
+    name="vswin",
+    help="Classify videos and extract features with the Video Swin Transformer.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _register() -> None:
+    # Imported here so that each command module stays independent of the others.
+    from . import classify, convert, download, extract_features, models, probe
+
+    app.command("classify")(classify.classify)
+    app.command("extract-features")(extract_features.extract_features)
+    app.command("models")(models.models)
+    app.command("download")(download.download)
+    app.command("probe")(probe.probe)
+    app.command("convert")(convert.convert)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point: user errors become one line on stderr and an exit code."""
+    try:
+        app(prog_name="vswin")
+    except VswinError as error:
+        _output.error_line(str(error))
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        _output.error_line("interrupted")
+        sys.exit(130)

@@ -1,0 +1,49 @@
+"""Test protocols: how a video becomes views (clips x crops) for the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+# Normalisation of the official pipeline: RGB, on 0-255 values.
+MEAN_RGB = (123.675, 116.28, 103.53)
+STD_RGB = (58.395, 57.12, 57.375)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How frames are sampled and cropped for one video.
+
+    sampling: "clips" is the official Kinetics test mode (``num_clips`` clips of ``clip_len``
+    frames, ``frame_interval`` apart, centred in equal segments); "uniform" is the
+    Something-Something v2 mode (``clip_len`` frames spread over the whole video, one clip).
+    """
+
+    sampling: Literal["clips", "uniform"] = "clips"
+    clip_len: int = 32
+    frame_interval: int = 2
+    num_clips: int = 4
+    num_crops: Literal[1, 3] = 3
+    short_side: int = 224
+    crop_size: int = 224
+
+    def with_overrides(self, **changes: object) -> "Protocol":
+        """A copy with the given fields replaced; ``None`` values keep the current field."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "sampling": self.sampling,
+            "clip_len": self.clip_len,
+            "frame_interval": self.frame_interval,
+            "num_clips": self.num_clips,
+            "num_crops": self.num_crops,
+            "short_side": self.short_side,
+            "crop_size": self.crop_size,
+        }
+
+
+KINETICS = Protocol()
+STHV2 = Protocol(sampling="uniform", clip_len=32, frame_interval=2, num_clips=1)
+# torchvision's ports were evaluated with short side 256 and one centre crop.
+TORCHVISION = Protocol(num_crops=1, short_side=256, crop_size=224)
