@@ -45,5 +45,6 @@ class Protocol:
 
 KINETICS = Protocol()
 STHV2 = Protocol(sampling="uniform", clip_len=32, frame_interval=2, num_clips=1)
-# torchvision's ports were evaluated with short side 256 and one centre crop.
-TORCHVISION = Protocol(num_crops=1, short_side=256, crop_size=224)
+# torchvision's ports were evaluated with 12 clips of 32 frames, short side 256 and one centre
+# crop (its own sampler also resamples to 15 fps, which this protocol does not).
+TORCHVISION = Protocol(num_clips=12, num_crops=1, short_side=256, crop_size=224)

@@ -1,8 +1,72 @@
-"""Placeholder until this command is built."""
+"""`vswin classify`: top-k labels per video, or a timeline with --stride.
 
-from ..errors import VswinError
+    vswin classify clip.mp4
+    vswin classify videos/ -r -o labels.csv
+    vswin classify long.mp4 --stride 2 --crops 1
+    vswin classify videos/ -o labels.jsonl --resume
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..outputs import open_sink
+from ._options import (
+    BatchSizeOpt, ClipLenOpt, ClipsOpt, CropsOpt, DeviceOpt, Engine, EngineOpt, FormatOpt, FrameIntervalOpt,
+    LabelsOpt, ModelOpt, PathsArg, PrecisionOpt, RayAddressOpt, RecursiveOpt, ResumeOpt, StrideOpt,
+)
+from ._run import build_engine, check_engine, find_inputs, progress, run_options
 
 
-def classify() -> None:
-    """Not built yet."""
-    raise VswinError("this command is not built yet")
+def classify(
+    paths: PathsArg,
+    model: ModelOpt = "swin-t-k400",
+    labels: LabelsOpt = None,
+    clips: ClipsOpt = None,
+    crops: CropsOpt = None,
+    clip_len: ClipLenOpt = None,
+    frame_interval: FrameIntervalOpt = None,
+    stride: StrideOpt = None,
+    recursive: RecursiveOpt = False,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    batch_size: BatchSizeOpt = "auto",
+    engine: EngineOpt = Engine.local,
+    ray_address: RayAddressOpt = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write results to FILE (.json, .jsonl or .csv).")] = None,
+    format: FormatOpt = None,
+    resume: ResumeOpt = False,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Labels per video and per clip.")] = 5,
+) -> None:
+    """Label videos with the top-k classes (exit 0: all ok, 1: some failed, 2: usage error)."""
+    options = run_options(
+        clips=clips, crops=crops, clip_len=clip_len, frame_interval=frame_interval, stride=stride,
+        device=device, precision=precision, batch_size=batch_size, top_k=top_k,
+    )
+    fmt = format.value if format is not None else None
+    check_engine(engine)
+    found = find_inputs(paths, recursive)
+    runner = build_engine(model, labels, options)
+    failed = 0
+    with open_sink(output, fmt, resume=resume, top_k=top_k, model=runner.model_name, views=runner.views) as sink:
+        todo = [item for item in found.videos if not sink.done(item.path)]
+        outcomes = _outcomes(engine, ray_address, runner, todo)
+        with progress(len(todo), "classifying") as advance:
+            for outcome in outcomes:
+                sink.add(outcome.record)
+                failed += outcome.record.status != "ok"
+                advance()
+    if failed:
+        sys.exit(1)
+
+
+def _outcomes(engine: Engine, ray_address: str | None, runner, todo):
+    if engine == Engine.ray:
+        from ..ray_engine import run_on_ray
+
+        return run_on_ray(runner, todo, address=ray_address)
+    return runner.run(todo)

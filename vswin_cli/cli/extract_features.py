@@ -1,8 +1,79 @@
-"""Placeholder until this command is built."""
+"""`vswin extract-features`: one .npy of Video Swin features per video, mirroring the input tree.
+
+    vswin extract-features videos/ -r -o feats/
+    vswin extract-features clip.mp4 -o feats/ --per-clip --dtype float16
+    vswin extract-features videos/ -o feats/ --with-logits --resume
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from ..errors import VswinError
+from ._options import (
+    BatchSizeOpt, ClipLenOpt, ClipsOpt, CropsOpt, DeviceOpt, Engine, EngineOpt, FrameIntervalOpt, LabelsOpt,
+    ModelOpt, PathsArg, PrecisionOpt, RayAddressOpt, RecursiveOpt, ResumeOpt, StrideOpt,
+)
+from ._run import build_engine, check_engine, find_inputs, progress, run_options
 
 
-def extract_features() -> None:
-    """Not built yet."""
-    raise VswinError("this command is not built yet")
+class FeatureDtype(str, Enum):
+    float32 = "float32"
+    float16 = "float16"
+
+
+def extract_features(
+    paths: PathsArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the .npy files, their sidecars and index.jsonl.")],
+    model: ModelOpt = "swin-t-k400",
+    labels: LabelsOpt = None,
+    clips: ClipsOpt = None,
+    crops: CropsOpt = None,
+    clip_len: ClipLenOpt = None,
+    frame_interval: FrameIntervalOpt = None,
+    stride: StrideOpt = None,
+    recursive: RecursiveOpt = False,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    batch_size: BatchSizeOpt = "auto",
+    engine: EngineOpt = Engine.local,
+    ray_address: RayAddressOpt = None,
+    resume: ResumeOpt = False,
+    per_clip: Annotated[bool, typer.Option("--per-clip", help="(N, C): one row per clip or window, crops averaged.")] = False,
+    dtype: Annotated[FeatureDtype, typer.Option("--dtype", help="float32 or float16.")] = FeatureDtype.float32,
+    with_logits: Annotated[bool, typer.Option("--with-logits", help="Also write the class scores (<name>.scores.npy).")] = False,
+) -> None:
+    """Write pooled Video Swin features per video (exit 0: all ok, 1: some failed, 2: usage error)."""
+    options = run_options(
+        clips=clips, crops=crops, clip_len=clip_len, frame_interval=frame_interval, stride=stride,
+        device=device, precision=precision, batch_size=batch_size,
+    )
+    from ..features import FeatureWriter
+
+    check_engine(engine)
+    if output.exists() and not output.is_dir():
+        raise VswinError(f"-o {output} is a file; extract-features writes into a folder")
+    found = find_inputs(paths, recursive)
+    runner = build_engine(model, labels, options)
+    failed = 0
+    with FeatureWriter(output, found.videos, runner, resume=resume, per_clip=per_clip, dtype=dtype.value, with_scores=with_logits) as writer:
+        todo = [item for item in found.videos if not writer.done(item)]
+        with progress(len(todo), "extracting") as advance:
+            for outcome in _outcomes(engine, ray_address, runner, todo):
+                failed += not writer.add(outcome)
+                advance()
+    if failed:
+        sys.exit(1)
+
+
+def _outcomes(engine: Engine, ray_address: str | None, runner, todo):
+    if engine == Engine.ray:
+        from ..ray_engine import run_on_ray
+
+        return run_on_ray(runner, todo, address=ray_address)
+    return runner.run(todo)

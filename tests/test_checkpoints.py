@@ -1,0 +1,201 @@
+"""Checkpoint layouts, architecture inference, native safetensors, and refusal of bad files."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from vswin_cli import checkpoints as ck
+from vswin_cli.model import SwinConfig, VideoSwin, swin_b, swin_l, swin_s, swin_t
+
+TINY = SwinConfig(embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), window_size=(4, 7, 7), num_classes=10)
+
+
+def random_model(config: SwinConfig = TINY, seed: int = 0) -> VideoSwin:
+    torch.manual_seed(seed)
+    model = VideoSwin(config)
+    with torch.no_grad():
+        for tensor in model.parameters():
+            tensor.normal_(0, 0.05)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def tiny() -> VideoSwin:
+    return random_model()
+
+
+@pytest.fixture(scope="module")
+def clip() -> torch.Tensor:
+    torch.manual_seed(1)
+    return torch.randn(1, 3, 8, 64, 64)
+
+
+def outputs(model: VideoSwin, x: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return model(x)
+
+
+def test_official_torchvision_round_trip_is_identical(tiny):
+    native = tiny.state_dict()
+    official = ck.native_to_official(native)
+    assert "cls_head.fc_cls.weight" in official and "backbone.norm.weight" in official
+    tv = ck.native_to_torchvision(ck.official_to_native(official))
+    assert "features.0.proj.weight" in tv and "features.1.0.mlp.0.weight" in tv and "features.2.reduction.weight" in tv
+    back = ck.native_to_official(ck.torchvision_to_native(tv))
+    assert back.keys() == official.keys()
+    for key in official:
+        assert torch.equal(back[key], official[key]), key
+
+
+@pytest.mark.parametrize("layout", ["official", "mmaction2", "torchvision", "native", "module-prefix", "model-prefix"])
+def test_every_layout_loads_to_the_same_outputs(tmp_path, tiny, clip, layout):
+    native = tiny.state_dict()
+    if layout == "official":
+        saved = {"meta": {"epoch": 30, "config": "model = dict(...)"}, "state_dict": ck.native_to_official(native)}
+    elif layout == "mmaction2":
+        official = ck.native_to_official(native)
+        saved = {"state_dict": {k.replace("backbone.norm.", "backbone.norm3."): v for k, v in official.items()}}
+    elif layout == "torchvision":
+        saved = ck.native_to_torchvision(native)
+    elif layout == "native":
+        saved = dict(native)
+    elif layout == "module-prefix":
+        saved = {"module." + k: v for k, v in ck.native_to_official(native).items()}
+    else:
+        saved = {"model": {"model." + k: v for k, v in native.items()}}
+    path = tmp_path / "ckpt.pth"
+    torch.save(saved, path)
+    loaded = ck.load_checkpoint(path)
+    expected_layout = {"module-prefix": "official", "model-prefix": "native"}.get(layout, layout)
+    assert loaded.layout == expected_layout
+    assert loaded.model.config == TINY
+    assert torch.equal(outputs(loaded.model, clip), outputs(tiny, clip))
+
+
+def test_relative_position_index_buffers_in_a_checkpoint_are_accepted(tmp_path, tiny, clip):
+    state = ck.native_to_official(tiny.state_dict())
+    for name, module in tiny.named_modules():
+        if hasattr(module, "relative_position_index"):
+            state[f"backbone.{name}.relative_position_index"] = module.relative_position_index
+    torch.save({"state_dict": state}, tmp_path / "with_index.pth")
+    loaded = ck.load_checkpoint(tmp_path / "with_index.pth")
+    assert torch.equal(outputs(loaded.model, clip), outputs(tiny, clip))
+
+
+@pytest.mark.parametrize(
+    "builder,window,expected",
+    [
+        (swin_t, (8, 7, 7), (96, (2, 2, 6, 2), (3, 6, 12, 24))),
+        (swin_s, (8, 7, 7), (96, (2, 2, 18, 2), (3, 6, 12, 24))),
+        (swin_b, (8, 7, 7), (128, (2, 2, 18, 2), (4, 8, 16, 32))),
+        (swin_b, (16, 7, 7), (128, (2, 2, 18, 2), (4, 8, 16, 32))),
+        (swin_l, (8, 7, 7), (192, (2, 2, 18, 2), (6, 12, 24, 48))),
+    ],
+)
+def test_architecture_is_read_from_tensor_shapes(builder, window, expected):
+    with torch.device("meta"):
+        model = builder(num_classes=174, window_size=window)
+    config = ck.infer_config(ck.to_native(ck.native_to_torchvision(model.state_dict()))[0])
+    assert (config.embed_dim, config.depths, config.num_heads) == expected
+    assert config.window_size == window
+    assert config.num_classes == 174
+    assert config.patch_size == (2, 4, 4) and config.mlp_ratio == 4.0
+
+
+def test_native_safetensors_round_trip_is_bit_identical(tmp_path, tiny, clip):
+    labels = [f"name, with comma {i}" for i in range(10)]
+    path = ck.save_native(tiny, tmp_path / "tiny.safetensors", labels=labels, source_sha256="ab" * 32)
+    loaded = ck.load_checkpoint(path)
+    assert loaded.layout == "native"
+    assert loaded.labels == labels
+    assert loaded.metadata["source_sha256"] == "ab" * 32
+    assert json.loads(loaded.metadata["config"])["window_size"] == [4, 7, 7]
+    assert torch.equal(outputs(loaded.model, clip), outputs(tiny, clip))
+    assert torch.equal(loaded.model.forward_features(clip), tiny.forward_features(clip))
+
+
+def test_cli_convert_writes_native_safetensors_from_official(tmp_path, tiny, clip, vswin):
+    src = tmp_path / "official.pth"
+    torch.save({"state_dict": ck.native_to_official(tiny.state_dict())}, src)
+    labels_file = tmp_path / "labels.txt"
+    labels_file.write_text("".join(f"class {i}\n" for i in range(10)))
+    dst = tmp_path / "out.safetensors"
+    result = vswin("convert", src, dst, "--labels", labels_file)
+    assert result.returncode == 0, result.stderr
+    loaded = ck.load_checkpoint(dst)
+    assert loaded.labels == [f"class {i}" for i in range(10)]
+    assert loaded.metadata["source_sha256"] == ck.file_sha256(src)
+    assert torch.equal(outputs(loaded.model, clip), outputs(tiny, clip))
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, (f"touch {_Exploit.marker}",))
+
+
+def _bad_files(tmp_path: Path, tiny: VideoSwin) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    good = tmp_path / "good.pth"
+    torch.save({"state_dict": ck.native_to_official(tiny.state_dict())}, good)
+    data = good.read_bytes()
+    files["empty"] = tmp_path / "empty.pth"
+    files["empty"].write_bytes(b"")
+    files["truncated"] = tmp_path / "truncated.pth"
+    files["truncated"].write_bytes(data[: len(data) // 2])
+    corrupted = bytearray(data)
+    for i in range(200, len(corrupted), 97):
+        corrupted[i] ^= 0xFF
+    files["corrupted"] = tmp_path / "corrupted.pth"
+    files["corrupted"].write_bytes(bytes(corrupted))
+    files["text"] = tmp_path / "notes.pth"
+    files["text"].write_text("this is not a checkpoint\n")
+    files["image-model"] = tmp_path / "resnet.pth"
+    torch.save({"conv1.weight": torch.zeros(8, 3, 7, 7), "fc.weight": torch.zeros(10, 8), "fc.bias": torch.zeros(10)}, files["image-model"])
+    files["random-pickle"] = tmp_path / "random.pkl"
+    files["random-pickle"].write_bytes(pickle.dumps({"a": [1, 2, 3], "b": "text"}))
+    files["code"] = tmp_path / "exploit.pth"
+    _Exploit.marker = str(tmp_path / "PWNED")
+    torch.save({"state_dict": _Exploit()}, files["code"])
+    files["bad-safetensors"] = tmp_path / "bad.safetensors"
+    files["bad-safetensors"].write_bytes((20).to_bytes(8, "little") + b'{"a": 1')
+    files["missing"] = tmp_path / "nope.pth"
+    files["directory"] = tmp_path / "adir.pth"
+    files["directory"].mkdir()
+    return files
+
+
+def test_bad_checkpoints_raise_one_line_errors(tmp_path, tiny):
+    for name, path in _bad_files(tmp_path, tiny).items():
+        with pytest.raises(ck.CheckpointError) as info:
+            ck.load_checkpoint(path)
+        message = str(info.value)
+        assert "\n" not in message and message, name
+    assert not (tmp_path / "PWNED").exists(), "a checkpoint's code was executed"
+
+
+def test_code_carrying_checkpoint_is_refused_with_its_reason(tmp_path, tiny):
+    files = _bad_files(tmp_path, tiny)
+    with pytest.raises(ck.CheckpointError, match="refusing"):
+        ck.load_checkpoint(files["code"])
+    with pytest.raises(ck.CheckpointError, match="could not place"):
+        torch.save({**ck.native_to_official(tiny.state_dict()), "backbone.extra.weight": torch.zeros(1)}, tmp_path / "x.pth")
+        ck.load_checkpoint(tmp_path / "x.pth")
+    with pytest.raises(ck.CheckpointError, match="unknown layout"):
+        ck.load_checkpoint(files["image-model"])
+
+
+@pytest.mark.parametrize("name", ["empty", "truncated", "text", "image-model", "code", "random-pickle"])
+def test_cli_bad_checkpoint_exits_2_with_one_line(tmp_path, tiny, vswin, name):
+    path = _bad_files(tmp_path, tiny)[name]
+    result = vswin("convert", path, tmp_path / "out.safetensors")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out.safetensors").exists()

@@ -1,0 +1,427 @@
+"""Downloads, cache and verification, against a local server that answers like the Hub and a release URL.
+
+The real download code runs: huggingface_hub for Hub files, vswin's own HTTP client for release URLs.
+The registry comes from VSWIN_WEIGHTS_TOML (a test weights.toml whose URLs point at 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hub_server import FakeHub, Fault
+
+from vswin_cli.errors import VswinError
+from vswin_cli.hub import download_model, is_cached, resolve_checkpoint, url_cache_path
+from vswin_cli.protocol import KINETICS
+from vswin_cli.registry import load_labels
+
+
+def checkpoint_bytes(seed: int) -> bytes:
+    """A small torch.save'd state dict (about 200 kB), different per seed."""
+    generator = torch.Generator().manual_seed(seed)
+    buffer = io.BytesIO()
+    torch.save({"state_dict": {"cls_head.fc_cls.weight": torch.randn(400, 128, generator=generator)}}, buffer)
+    return buffer.getvalue()
+
+
+WEIGHTS = checkpoint_bytes(1)
+OTHER = checkpoint_bytes(2)
+assert len(WEIGHTS) == len(OTHER)  # same size, different bytes: only a hash can tell them apart
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+ARCH = (
+    "{ embed_dim = 96, depths = [2, 2, 6, 2], num_heads = [3, 6, 12, 24], "
+    "window_size = [8, 7, 7], patch_size = [2, 4, 4] }"
+)
+
+
+def entry(name: str, source: str, sha: str = "", prefix: str = "", filename: str = "w.pth") -> str:
+    return (
+        f'[models.{name}]\nfilename = "{filename}"\nlayout = "official"\narch = {ARCH}\nlabel_set = "kinetics400"\n'
+        f'num_classes = 400\nprotocol = {{ sampling = "clips" }}\nsha256 = "{sha}"\nsha256_prefix = "{prefix}"\n'
+        f"[[models.{name}.sources]]\n{source}\n"
+    )
+
+
+@pytest.fixture
+def hub():
+    with FakeHub() as server:
+        yield server
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub: FakeHub) -> Path:
+    """An empty cache (HF_HOME), the Hub endpoint at the local server, network on."""
+    home = tmp_path / "hf"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("VSWIN_DOWNLOAD_TIMEOUT", "5")
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+def use_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *entries: str) -> None:
+    path = tmp_path / "weights.toml"
+    path.write_text("\n".join(entries))
+    monkeypatch.setenv("VSWIN_WEIGHTS_TOML", str(path))
+
+
+@pytest.fixture
+def url_model(env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub: FakeHub) -> str:
+    """Registry model `m`: a release URL with its full sha256 in weights.toml."""
+    url = hub.add_file("w.pth", WEIGHTS)
+    use_registry(tmp_path, monkeypatch, entry("m", f'url = "{url}"', sha=sha256(WEIGHTS)))
+    return url
+
+
+def files_under(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def loadable_files(root: Path) -> list[str]:
+    # What could be loaded later: anything but partial downloads, records and locks.
+    return [f for f in files_under(root) if not f.endswith((".incomplete", ".verified.json", ".lock", ".json"))]
+
+
+# ----------------------------------------------------------------------------- release URLs
+
+
+def test_first_download_is_verified_and_cached(url_model: str, env: Path, hub: FakeHub) -> None:
+    checkpoint = resolve_checkpoint("m")
+    assert checkpoint.path == url_cache_path(url_model, "w.pth")
+    assert checkpoint.path.is_relative_to(env / "vswin" / "urls")
+    assert checkpoint.path.read_bytes() == WEIGHTS
+    assert checkpoint.sha256 == sha256(WEIGHTS)
+    assert checkpoint.name == "m" and checkpoint.spec is not None and checkpoint.protocol == KINETICS
+    assert checkpoint.labels == load_labels("kinetics400")
+    assert torch.load(checkpoint.path, weights_only=True)["state_dict"]["cls_head.fc_cls.weight"].shape == (400, 128)
+    assert loadable_files(env) == [f"vswin/urls/{checkpoint.path.parent.name}/w.pth"]
+    record = json.loads(checkpoint.path.with_name("w.pth.verified.json").read_text())
+    assert record["sha256"] == sha256(WEIGHTS) and record["size"] == len(WEIGHTS)
+    assert is_cached("m")
+
+
+def test_cached_copy_is_used_with_the_server_stopped(url_model: str, hub: FakeHub) -> None:
+    first = resolve_checkpoint("m").path
+    hub.stop()
+    hub.log.clear()
+    again = resolve_checkpoint("m")
+    assert again.path == first and again.path.read_bytes() == WEIGHTS and hub.log == []
+
+
+def test_offline_with_an_empty_cache_says_what_to_do(url_model: str, env: Path, hub: FakeHub, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(VswinError) as caught:
+        resolve_checkpoint("m")
+    message = str(caught.value)
+    assert "'m'" in message and str(url_cache_path(url_model, "w.pth")) in message
+    assert "vswin download m" in message and "-m PATH" in message and "HF_HUB_OFFLINE" in message
+    assert "\n" not in message and caught.value.exit_code == 2
+    assert hub.log == []  # offline means no request at all
+
+
+def test_offline_uses_the_cache(url_model: str, hub: FakeHub, monkeypatch) -> None:
+    path = download_model("m")
+    hub.log.clear()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert resolve_checkpoint("m").path == path and hub.log == []
+
+
+def test_no_network_and_nothing_cached_names_model_cache_and_ways_out(url_model: str, hub: FakeHub) -> None:
+    hub.stop()
+    with pytest.raises(VswinError) as caught:
+        resolve_checkpoint("m")
+    message = str(caught.value)
+    assert "'m'" in message and "cannot reach" in message and "vswin download m" in message and "-m PATH" in message
+
+
+@pytest.mark.parametrize("status", [404, 500])
+def test_http_errors_are_one_line(url_model: str, env: Path, hub: FakeHub, status: int) -> None:
+    hub.inject("/files/w.pth", Fault(status=status))
+    with pytest.raises(VswinError) as caught:
+        resolve_checkpoint("m")
+    message = str(caught.value)
+    assert f"HTTP {status}" in message and "'m'" in message and "\n" not in message
+    assert loadable_files(env) == []
+
+
+def test_hash_mismatch_is_refused_and_nothing_loadable_is_left(url_model: str, env: Path, hub: FakeHub) -> None:
+    hub.inject("/files/w.pth", Fault(body=OTHER))
+    with pytest.raises(VswinError, match="does not match") as caught:
+        resolve_checkpoint("m")
+    assert sha256(OTHER)[:16] in str(caught.value)
+    assert loadable_files(env) == [] and not any(f.endswith(".incomplete") for f in files_under(env))
+    assert not is_cached("m")
+    # The next attempt gets the right bytes and succeeds.
+    assert resolve_checkpoint("m").path.read_bytes() == WEIGHTS
+
+
+def test_published_hash_prefix_is_checked(env: Path, tmp_path, monkeypatch, hub: FakeHub) -> None:
+    url = hub.add_file("swin3d_t-00000000.pth", WEIGHTS)
+    use_registry(
+        tmp_path, monkeypatch, entry("tv", f'url = "{url}"', prefix=sha256(OTHER)[:8], filename="swin3d_t.pth")
+    )
+    with pytest.raises(VswinError, match=f"sha256 starting {sha256(OTHER)[:8]}"):
+        resolve_checkpoint("tv")
+    assert loadable_files(env) == []
+    use_registry(
+        tmp_path, monkeypatch, entry("tv", f'url = "{url}"', prefix=sha256(WEIGHTS)[:8], filename="swin3d_t.pth")
+    )
+    assert resolve_checkpoint("tv").path.read_bytes() == WEIGHTS
+
+
+def test_connection_cut_mid_file_resumes_with_a_range_request(url_model: str, hub: FakeHub) -> None:
+    hub.inject("/files/w.pth", Fault(cut_after=50_000))
+    checkpoint = resolve_checkpoint("m")
+    assert checkpoint.path.read_bytes() == WEIGHTS
+    assert [r.range for r in hub.requests_for("/files/w.pth")] == [None, "bytes=50000-"]
+
+
+def test_interrupted_download_is_never_loaded_and_resumes_next_time(url_model: str, env: Path, hub: FakeHub) -> None:
+    hub.inject("/files/w.pth", Fault(cut_after=50_000))
+    hub.inject("/files/w.pth", Fault(status=500))  # the retry fails too
+    with pytest.raises(VswinError, match="HTTP 500"):
+        resolve_checkpoint("m")
+    partial = url_cache_path(url_model, "w.pth").with_name("w.pth.incomplete")
+    assert partial.stat().st_size == 50_000 and loadable_files(env) == [] and not is_cached("m")
+    hub.log.clear()
+    assert resolve_checkpoint("m").path.read_bytes() == WEIGHTS
+    assert [r.range for r in hub.requests_for("/files/w.pth")] == ["bytes=50000-"]
+    assert not partial.exists()
+
+
+def test_corrupted_cached_file_is_caught_and_fetched_again(url_model: str, hub: FakeHub, capsys) -> None:
+    path = resolve_checkpoint("m").path
+    corrupted = bytearray(WEIGHTS)
+    corrupted[1000] ^= 0xFF
+    path.write_bytes(bytes(corrupted))  # same size, new mtime
+    hub.log.clear()
+    assert resolve_checkpoint("m").path.read_bytes() == WEIGHTS
+    assert "corrupted" in capsys.readouterr().err
+    assert len(hub.requests_for("/files/w.pth")) == 1
+
+
+def test_corrupted_cached_file_offline_is_removed_and_reported(url_model: str, monkeypatch, capsys) -> None:
+    path = resolve_checkpoint("m").path
+    path.write_bytes(OTHER)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(VswinError, match="vswin download m"):
+        resolve_checkpoint("m")
+    assert not path.exists() and "corrupted" in capsys.readouterr().err
+
+
+def test_trust_on_first_download_without_a_published_hash(env: Path, tmp_path, monkeypatch, hub: FakeHub) -> None:
+    url = hub.add_file("w.pth", WEIGHTS)
+    use_registry(tmp_path, monkeypatch, entry("m", f'url = "{url}"'))
+    path = resolve_checkpoint("m").path
+    assert json.loads(path.with_name("w.pth.verified.json").read_text())["sha256"] == sha256(WEIGHTS)
+    # The cached copy rots and the server now serves other bytes: the recorded hash refuses them.
+    path.write_bytes(OTHER)
+    hub.add_file("w.pth", OTHER)
+    with pytest.raises(VswinError, match="does not match"):
+        resolve_checkpoint("m")
+    assert loadable_files(env) == []
+    hub.add_file("w.pth", WEIGHTS)
+    assert resolve_checkpoint("m").path.read_bytes() == WEIGHTS
+
+
+# ----------------------------------------------------------------------------- Hub sources
+
+
+def test_registry_hub_source_is_pinned_to_its_revision(env: Path, tmp_path, monkeypatch, hub: FakeHub) -> None:
+    old = hub.add_commit("me/swin", {"model.pth": WEIGHTS})
+    hub.add_commit("me/swin", {"model.pth": OTHER})  # main moves on
+    source = f'hub = "me/swin"\nfilename = "model.pth"\nrevision = "{old}"'
+    use_registry(tmp_path, monkeypatch, entry("h", source, sha=sha256(WEIGHTS)))
+    checkpoint = resolve_checkpoint("h")
+    assert checkpoint.path.read_bytes() == WEIGHTS
+    assert checkpoint.path == env / "hub" / "models--me--swin" / "snapshots" / old / "model.pth"
+    assert is_cached("h")
+    hub.stop()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert resolve_checkpoint("h").path.read_bytes() == WEIGHTS
+
+
+def test_hf_reference_revision_and_default_file(env: Path, hub: FakeHub) -> None:
+    old = hub.add_commit("me/swin", {"model.pth": WEIGHTS, "README.md": b"hi"})
+    hub.add_commit("me/swin", {"model.pth": OTHER, "README.md": b"hi"})
+    assert resolve_checkpoint("hf://me/swin").path.read_bytes() == OTHER
+    assert resolve_checkpoint(f"hf://me/swin@{old}").path.read_bytes() == WEIGHTS
+    pinned = resolve_checkpoint(f"hf://me/swin@{old}/model.pth")
+    assert pinned.path.read_bytes() == WEIGHTS and pinned.sha256 == sha256(WEIGHTS)
+    assert pinned.labels is None and pinned.spec is None
+
+
+def test_hf_reference_works_offline_from_the_cache(env: Path, hub: FakeHub, monkeypatch) -> None:
+    hub.add_commit("me/swin", {"model.pth": WEIGHTS, "labels.txt": b"cat\ndog\n"})
+    online = resolve_checkpoint("hf://me/swin")
+    hub.stop()
+    assert resolve_checkpoint("hf://me/swin").path == online.path  # unreachable Hub: the cache answers
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    offline = resolve_checkpoint("hf://me/swin")
+    assert offline.path == online.path and offline.labels == ["cat", "dog"]
+    with pytest.raises(VswinError) as caught:
+        resolve_checkpoint("hf://me/other")
+    message = str(caught.value)
+    assert "hf://me/other" in message and "models--me--other" in message and "-m PATH" in message
+
+
+def test_hf_reference_picks_up_labels_and_protocol_from_config(env: Path, hub: FakeHub) -> None:
+    config = {"id2label": {"1": "dog", "0": "cat"}, "protocol": {"num_clips": 2, "num_crops": 1}}
+    hub.add_commit("me/swin", {"model.safetensors": WEIGHTS, "config.json": json.dumps(config).encode()})
+    checkpoint = resolve_checkpoint("hf://me/swin")
+    assert checkpoint.labels == ["cat", "dog"]
+    assert checkpoint.protocol == KINETICS.with_overrides(num_clips=2, num_crops=1)
+    assert checkpoint.config == config
+
+
+def test_hf_reference_with_several_checkpoints_asks_for_one(env: Path, hub: FakeHub) -> None:
+    hub.add_commit("me/swin", {"a.pth": WEIGHTS, "b.safetensors": OTHER})
+    with pytest.raises(VswinError, match="a.pth, b.safetensors"):
+        resolve_checkpoint("hf://me/swin")
+    assert resolve_checkpoint("hf://me/swin/b.safetensors").path.read_bytes() == OTHER
+
+
+@pytest.mark.parametrize(
+    "ref, complaint",
+    [
+        ("hf://me/nothere", "not found"),
+        ("hf://me/swin@v9", "revision 'v9' not found"),
+        ("hf://me/swin/x.pth", "no file 'x.pth'"),
+    ],
+)
+def test_hub_404s_are_one_line(env: Path, hub: FakeHub, ref: str, complaint: str) -> None:
+    hub.add_commit("me/swin", {"model.pth": WEIGHTS})
+    with pytest.raises(VswinError, match=complaint) as caught:
+        resolve_checkpoint(ref)
+    assert "\n" not in str(caught.value)
+
+
+def test_hub_500_on_listing_is_one_line(env: Path, hub: FakeHub) -> None:
+    hub.add_commit("me/swin", {"model.pth": WEIGHTS})
+    hub.inject("/api/models/me/swin/revision/main", Fault(status=500))
+    with pytest.raises(VswinError, match="HTTP 500"):
+        resolve_checkpoint("hf://me/swin")
+
+
+def test_hub_connection_cut_mid_file_never_loads_a_partial_file(env: Path, hub: FakeHub) -> None:
+    commit = hub.add_commit("me/swin", {"model.pth": WEIGHTS})
+    path = hub.resolve_path("me/swin", commit, "model.pth")
+    hub.inject(path, Fault(cut_after=50_000))
+    assert resolve_checkpoint("hf://me/swin").path.read_bytes() == WEIGHTS
+    assert [r.method for r in hub.requests_for(path)].count("GET") == 2
+
+
+def test_hub_bytes_that_do_not_match_the_etag_are_discarded(env: Path, hub: FakeHub) -> None:
+    commit = hub.add_commit("me/swin", {"model.pth": WEIGHTS})
+    path = hub.resolve_path("me/swin", commit, "model.pth")
+    hub.inject(path, Fault(body=OTHER, times=2))  # both the download and its one retry are wrong
+    with pytest.raises(VswinError, match="does not match"):
+        resolve_checkpoint(f"hf://me/swin@{commit}/model.pth")
+    snapshot = env / "hub" / "models--me--swin" / "snapshots" / commit / "model.pth"
+    blob = env / "hub" / "models--me--swin" / "blobs" / sha256(WEIGHTS)
+    assert not snapshot.exists() and not blob.exists()
+    assert resolve_checkpoint(f"hf://me/swin@{commit}/model.pth").path.read_bytes() == WEIGHTS
+
+
+def test_registry_hash_is_checked_for_hub_files_too(env: Path, tmp_path, monkeypatch, hub: FakeHub) -> None:
+    commit = hub.add_commit("me/swin", {"model.pth": OTHER})  # the Hub's ETag matches, the registry's hash does not
+    source = f'hub = "me/swin"\nfilename = "model.pth"\nrevision = "{commit}"'
+    use_registry(tmp_path, monkeypatch, entry("h", source, sha=sha256(WEIGHTS)))
+    with pytest.raises(VswinError, match="does not match"):
+        resolve_checkpoint("h")
+    assert not (env / "hub" / "models--me--swin" / "snapshots" / commit / "model.pth").exists()
+    assert not (env / "hub" / "models--me--swin" / "blobs" / sha256(OTHER)).exists()
+    assert not is_cached("h")
+
+
+def test_corrupted_hub_blob_is_caught_and_fetched_again(env: Path, hub: FakeHub, capsys) -> None:
+    commit = hub.add_commit("me/swin", {"model.pth": WEIGHTS})
+    path = resolve_checkpoint(f"hf://me/swin@{commit}/model.pth").path
+    blob = Path(os.path.realpath(path))
+    blob.write_bytes(OTHER)
+    assert resolve_checkpoint(f"hf://me/swin@{commit}/model.pth").path.read_bytes() == WEIGHTS
+    assert "does not match" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- local paths and names
+
+
+def test_local_paths_and_unknown_names(tmp_path: Path, env: Path, monkeypatch) -> None:
+    monkeypatch.delenv("VSWIN_WEIGHTS_TOML", raising=False)
+    local = tmp_path / "mine.pth"
+    local.write_bytes(WEIGHTS)
+    checkpoint = resolve_checkpoint(str(local))
+    assert checkpoint.path == local and checkpoint.spec is None
+    with pytest.raises(VswinError, match="no such checkpoint file"):
+        resolve_checkpoint(str(tmp_path / "missing.pth"))
+    with pytest.raises(VswinError, match="unknown model 'swin-t-k40'.*swin-t-k400"):
+        resolve_checkpoint("swin-t-k40")
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+def run_vswin(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
+    """The console script's main(), in this process: (exit code, stdout, stderr)."""
+    from vswin_cli.cli import main
+
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "argv", ["vswin", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_download_and_models(url_model: str, env: Path, tmp_path, monkeypatch, hub: FakeHub, capsys) -> None:
+    def vswin(*args: str) -> tuple[int, str, str]:
+        return run_vswin(capsys, monkeypatch, *args)
+
+    missing = hub.add_file("gone.pth", b"")
+    del hub.files["gone.pth"]
+    use_registry(
+        tmp_path,
+        monkeypatch,
+        entry("m", f'url = "{url_model}"', sha=sha256(WEIGHTS)),
+        entry("gone", f'url = "{missing}"', filename="gone.pth"),
+    )
+
+    code, out, err = vswin("models", "--format", "json")
+    assert code == 0, err
+    assert [(row["name"], row["cached"]) for row in json.loads(out)] == [("m", False), ("gone", False)]
+
+    code, out, err = vswin("download", "m", "nope")
+    assert code == 2 and "unknown model 'nope'" in err and hub.requests_for("/files/w.pth") == []
+
+    code, out, err = vswin("download")
+    assert code == 2 and "--all" in err
+
+    code, out, err = vswin("download", "m")
+    assert code == 0, err
+    assert out.splitlines() == [f"ok  m  {url_cache_path(url_model, 'w.pth')}  sha256 {sha256(WEIGHTS)[:16]}..."]
+
+    code, out, err = vswin("models", "--format", "json")
+    assert [(row["name"], row["cached"]) for row in json.loads(out)] == [("m", True), ("gone", False)]
+    code, out, err = vswin("models")
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+    assert code == 0 and rows["m"][-1] == "yes" and rows["gone"][-1] == "no"
+
+    code, out, err = vswin("download", "--all")
+    assert code == 1
+    assert out.startswith("ok  m  ") and "error: gone:" in err and "HTTP 404" in err

@@ -1,0 +1,68 @@
+"""Which files a run covers, in which order."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from vswin_cli.errors import VswinError
+from vswin_cli.inputs import discover, looks_like_video
+
+MP4_HEAD = b"\x00\x00\x00\x18ftypisom" + b"\x00" * 32
+MKV_HEAD = b"\x1a\x45\xdf\xa3" + b"\x00" * 32
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "videos"
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / "b.mp4").write_bytes(MP4_HEAD)
+    (root / "a clip é.mkv").write_bytes(MKV_HEAD)
+    (root / "no_extension").write_bytes(MP4_HEAD)  # a video known by its content alone
+    (root / "notes.txt").write_text("not a video")
+    (root / "broken.avi").write_bytes(b"garbage")  # a video by name: tried, gets an error record
+    (root / "sub" / "c.webm").write_bytes(MKV_HEAD)
+    (root / "sub" / "deeper" / "d.mp4").write_bytes(MP4_HEAD)
+    os.symlink(root / "b.mp4", root / "link_to_b.mp4")
+    os.symlink(root, root / "sub" / "loop")  # a cycle must not loop forever
+    return root
+
+
+def names(found, root):
+    return [v.path.relative_to(root).as_posix() for v in found.videos]
+
+
+def test_folder_lists_videos_by_extension_or_content_in_stable_order(tree):
+    found = discover([tree])
+    # The symlink to b.mp4 is the same file as b.mp4: listed once.
+    assert names(found, tree) == ["a clip é.mkv", "b.mp4", "broken.avi", "no_extension"]
+    assert found.skipped_files == 1 and found.skipped_folders == 1
+
+
+def test_recursive_descends_and_survives_link_cycles(tree):
+    found = discover([tree], recursive=True)
+    assert names(found, tree) == ["a clip é.mkv", "b.mp4", "broken.avi", "no_extension", "sub/c.webm", "sub/deeper/d.mp4"]
+    assert all(v.root == tree for v in found.videos)
+
+
+def test_a_file_given_directly_is_always_tried(tree):
+    found = discover([tree / "notes.txt"])
+    assert [v.path for v in found.videos] == [tree / "notes.txt"]
+    assert found.videos[0].relative.as_posix() == "notes.txt"
+
+
+def test_missing_path_is_a_usage_error(tmp_path):
+    with pytest.raises(VswinError, match="no such file or folder"):
+        discover([tmp_path / "missing.mp4"])
+
+
+def test_signatures():
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        for head, expected in [(MP4_HEAD, True), (MKV_HEAD, True), (b"RIFF\x00\x00\x00\x00AVI LIST", True), (b"GIF89a", True), (b"\x89PNG\r\n", False), (b"hello", False)]:
+            p = Path(d) / "f"
+            p.write_bytes(head)
+            assert looks_like_video(p) is expected, head

@@ -1,0 +1,90 @@
+"""`vswin probe`: table and JSON of what the reader sees, problems flagged, exit codes 0/1/2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests import media
+from vswin_cli.cli import app
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    media.require_ffmpeg()
+    d = tmp_path_factory.mktemp("probe")
+    media.encode(d / "good.mp4", frames=10, extra=["-movflags", "+faststart"])
+    media.rotated(d / "good.mp4", d / "rotated.mp4", 90)
+    media.encode(d / "vfr.mp4", frames=6, times=[0, 0.04, 0.08, 0.5, 1.5, 1.54])
+    (d / "sub").mkdir()
+    media.encode(d / "sub" / "nested.avi", frames=5, codec="mjpeg", pix_fmt="yuvj420p")
+    (d / "notes.txt").write_text("not a video")
+    return d
+
+
+def probe_json(*args: str) -> tuple[int, list[dict]]:
+    result = CliRunner().invoke(app, ["probe", *args, "--format", "json"])
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_good_files_exit_0_with_their_fields(folder):
+    code, rows = probe_json(str(folder / "good.mp4"))
+    assert code == 0
+    (row,) = rows
+    assert row["status"] == "ok" and row["error"] is None and row["problems"] == []
+    assert (row["frames"], row["container_frames"], row["width"], row["height"]) == (10, 10, 64, 48)
+    assert row["fps"] == 25 and row["duration"] == pytest.approx(0.4) and row["codec"] == "h264"
+
+
+def test_rotation_and_variable_frame_rate_are_flagged_but_not_failures(folder):
+    code, rows = probe_json(str(folder / "rotated.mp4"), str(folder / "vfr.mp4"))
+    assert code == 0
+    rotated, vfr = rows
+    assert rotated["rotation"] in (90, 270) and (rotated["width"], rotated["height"]) == (48, 64)
+    assert any("rotated" in p for p in rotated["problems"])
+    assert vfr["variable_frame_rate"] and any("variable frame rate" in p for p in vfr["problems"])
+
+
+def test_broken_files_exit_1_with_reasons(folder, tmp_path):
+    media.truncated(folder / "good.mp4", tmp_path / "cut.mp4", 0.6)
+    media.text_file(tmp_path / "text.mp4")
+    media.empty(tmp_path / "empty.mp4")
+    code, rows = probe_json(str(folder / "good.mp4"), str(tmp_path / "cut.mp4"), str(tmp_path / "text.mp4"), str(tmp_path / "empty.mp4"))
+    assert code == 1
+    good, cut, text, empty = rows
+    assert good["status"] == "ok"
+    if cut["status"] == "ok":  # some frames decode: the shortfall is a problem, not a failure
+        assert any("frames the container announced" in p for p in cut["problems"])
+        assert cut["frames"] < cut["container_frames"] == 10
+    else:
+        assert "truncated" in cut["error"]
+    assert text == {"path": str(tmp_path / "text.mp4"), "status": "error", "error": "not a video (a text file)",
+                    "problems": ["not a video (a text file)"]}
+    assert empty["error"] == "empty file (0 bytes)"
+
+
+def test_folders_list_videos_non_recursive_unless_r(folder):
+    code, rows = probe_json(str(folder))
+    assert code == 0
+    assert sorted(Path(r["path"]).name for r in rows) == ["good.mp4", "rotated.mp4", "vfr.mp4"]
+    code, rows = probe_json(str(folder), "-r")
+    assert sorted(Path(r["path"]).name for r in rows) == ["good.mp4", "nested.avi", "rotated.mp4", "vfr.mp4"]
+
+
+def test_table_output(folder, tmp_path):
+    media.text_file(tmp_path / "text.mp4")
+    result = CliRunner().invoke(app, ["probe", str(folder / "rotated.mp4"), str(tmp_path / "text.mp4")])
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:4] == ["path", "frames", "fps", "duration"]
+    assert "48x64" in lines[1] and "rotated" in lines[1]
+    assert "error: not a video (a text file)" in lines[2]
+
+
+def test_missing_path_is_a_usage_error(vswin, tmp_path):
+    done = vswin("probe", str(tmp_path / "nope.mp4"))
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: no such file or folder: {tmp_path / 'nope.mp4'}"

@@ -1,0 +1,124 @@
+"""weights.toml: the shipped registry says what the official model zoo and torchvision publish."""
+
+from __future__ import annotations
+
+import pytest
+
+from vswin_cli.errors import VswinError
+from vswin_cli.protocol import KINETICS, STHV2, Protocol
+from vswin_cli.registry import WEIGHTS_TOML_ENV, get_spec, list_specs, load_labels, load_registry, weights_toml_path
+
+RELEASE = "https://github.com/SwinTransformer/storage/releases/download/v1.0.4/"
+TORCHVISION = "https://download.pytorch.org/models/"
+
+# name -> (file, top-1, embed_dim, depths, heads, window, label set, classes), transcribed from the
+# official README model zoo / configs and torchvision's Swin3D_*_Weights.
+EXPECTED = {
+    "swin-t-k400": (RELEASE + "swin_tiny_patch244_window877_kinetics400_1k.pth", 78.8, 96, (2, 2, 6, 2), (3, 6, 12, 24), (8, 7, 7), "kinetics400", 400),
+    "swin-s-k400": (RELEASE + "swin_small_patch244_window877_kinetics400_1k.pth", 80.6, 96, (2, 2, 18, 2), (3, 6, 12, 24), (8, 7, 7), "kinetics400", 400),
+    "swin-b-k400": (RELEASE + "swin_base_patch244_window877_kinetics400_1k.pth", 80.6, 128, (2, 2, 18, 2), (4, 8, 16, 32), (8, 7, 7), "kinetics400", 400),
+    "swin-b-k400-22k": (RELEASE + "swin_base_patch244_window877_kinetics400_22k.pth", 82.7, 128, (2, 2, 18, 2), (4, 8, 16, 32), (8, 7, 7), "kinetics400", 400),
+    "swin-b-k600-22k": (RELEASE + "swin_base_patch244_window877_kinetics600_22k.pth", 84.0, 128, (2, 2, 18, 2), (4, 8, 16, 32), (8, 7, 7), "kinetics600", 600),
+    "swin-b-sthv2": (RELEASE + "swin_base_patch244_window1677_sthv2.pth", 69.6, 128, (2, 2, 18, 2), (4, 8, 16, 32), (16, 7, 7), "sthv2", 174),
+    "tv-swin3d-t": (TORCHVISION + "swin3d_t-7615ae03.pth", 77.715, 96, (2, 2, 6, 2), (3, 6, 12, 24), (8, 7, 7), "kinetics400", 400),
+    "tv-swin3d-s": (TORCHVISION + "swin3d_s-da41c237.pth", 79.521, 96, (2, 2, 18, 2), (3, 6, 12, 24), (8, 7, 7), "kinetics400", 400),
+    "tv-swin3d-b": (TORCHVISION + "swin3d_b_1k-24f7c7c6.pth", 79.427, 128, (2, 2, 18, 2), (4, 8, 16, 32), (8, 7, 7), "kinetics400", 400),
+    "tv-swin3d-b-22k": (TORCHVISION + "swin3d_b_22k-7c6ae6fa.pth", 81.643, 128, (2, 2, 18, 2), (4, 8, 16, 32), (8, 7, 7), "kinetics400", 400),
+}
+
+
+@pytest.fixture(autouse=True)
+def _shipped_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(WEIGHTS_TOML_ENV, raising=False)
+
+
+def test_every_checkpoint_is_listed_once_and_swin_t_is_the_default() -> None:
+    assert [s.name for s in list_specs()] == list(EXPECTED)
+    assert load_registry().default == "swin-t-k400"
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_entry_matches_the_published_model_zoo(name: str) -> None:
+    url, top1, dim, depths, heads, window, label_set, classes = EXPECTED[name]
+    spec = get_spec(name)
+    assert [s.url for s in spec.sources] == [url]
+    assert spec.filename == url.rsplit("/", 1)[1]
+    assert spec.top1 == pytest.approx(top1)
+    assert (spec.arch.embed_dim, spec.arch.depths, spec.arch.num_heads, spec.arch.window_size) == (dim, depths, heads, window)
+    assert spec.arch.patch_size == (2, 4, 4)
+    assert spec.label_set == label_set and spec.num_classes == classes == len(load_labels(label_set))
+    # No official checkpoint is on the Hub: no entry may claim a Hub source.
+    assert not any(s.is_hub for s in spec.sources)
+
+
+def test_hash_prefixes_are_the_ones_in_torchvision_file_names() -> None:
+    for name, (url, *_rest) in EXPECTED.items():
+        spec = get_spec(name)
+        if name.startswith("tv-"):
+            assert spec.sha256_prefix == url.rsplit("-", 1)[1].removesuffix(".pth")
+            assert spec.layout == "torchvision"
+        else:
+            # Nothing is published for the official files: trust on first download.
+            assert spec.sha256 is None and spec.sha256_prefix is None
+            assert spec.layout == "official"
+
+
+def test_protocols_follow_the_official_configs_and_torchvision_docs() -> None:
+    assert get_spec("swin-t-k400").protocol == KINETICS == Protocol("clips", 32, 2, 4, 3, 224, 224)
+    assert get_spec("swin-b-k600-22k").protocol == KINETICS
+    assert get_spec("swin-b-sthv2").protocol == STHV2 == Protocol("uniform", 32, 2, 1, 3, 224, 224)
+    # torchvision: clip_len=32, clips_per_video=12, resize 256, centre crop 224.
+    assert get_spec("tv-swin3d-t").protocol == Protocol("clips", 32, 2, 12, 1, 256, 224)
+
+
+def test_label_sets_are_bundled_in_class_order() -> None:
+    k400 = load_labels("kinetics400")
+    assert (k400[0], k400[-1]) == ("abseiling", "zumba")
+    assert load_labels("sthv2")[0] == "Approaching something with your camera"
+    with pytest.raises(VswinError, match="unknown label set"):
+        load_labels("imagenet")
+
+
+def test_unknown_name_suggests_close_matches_and_vswin_models() -> None:
+    with pytest.raises(VswinError) as caught:
+        get_spec("swin-t-k40")
+    message = str(caught.value)
+    assert "swin-t-k400" in message and "vswin models" in message and "\n" not in message
+    assert caught.value.exit_code == 2
+
+
+def test_weights_toml_env_var_replaces_the_registry(tmp_path, monkeypatch) -> None:
+    other = tmp_path / "other.toml"
+    other.write_text(
+        'default = "mine"\n[models.mine]\nfilename = "x.pth"\nlayout = "official"\n'
+        "arch = { embed_dim = 32, depths = [1, 1], num_heads = [1, 2], window_size = [2, 7, 7], patch_size = [2, 4, 4] }\n"
+        'label_set = "sthv2"\nnum_classes = 174\nprotocol = { sampling = "uniform", num_clips = 1 }\n'
+        '[[models.mine.sources]]\nurl = "http://127.0.0.1:9/x.pth"\n'
+    )
+    monkeypatch.setenv(WEIGHTS_TOML_ENV, str(other))
+    assert weights_toml_path() == other
+    assert [s.name for s in list_specs()] == ["mine"]
+    assert get_spec("mine").protocol == Protocol(sampling="uniform", num_clips=1)
+
+
+@pytest.mark.parametrize(
+    "broken, complaint",
+    [
+        ("[models.a]\n", "missing"),
+        ("[models.a\n", "not valid TOML"),
+        ('[models.a]\nfilename = "a.pth"\nlayout = "official"\nnum_classes = 2\narch = { embed_dim = 8, depths = [1], num_heads = [1, 2], window_size = [2, 7, 7], patch_size = [2, 4, 4] }\n', "num_heads"),
+    ],
+)
+def test_a_broken_registry_is_one_clear_error(tmp_path, monkeypatch, broken: str, complaint: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(broken)
+    monkeypatch.setenv(WEIGHTS_TOML_ENV, str(path))
+    with pytest.raises(VswinError, match=complaint) as caught:
+        list_specs()
+    assert str(path) in str(caught.value)
+
+
+def test_missing_override_file_says_so(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv(WEIGHTS_TOML_ENV, str(tmp_path / "nope.toml"))
+    with pytest.raises(VswinError, match=WEIGHTS_TOML_ENV):
+        list_specs()

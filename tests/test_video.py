@@ -1,0 +1,357 @@
+"""The OpenCV reader on videos made by tests/media.py: codecs, containers, frame rates, rotation,
+odd sizes and broken files. Expected values come from ffprobe/ffmpeg or from how the files were
+made, never from the reader itself."""
+
+from __future__ import annotations
+
+import os
+import tracemalloc
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests import media
+from vswin_cli.protocol import KINETICS, Protocol
+from vswin_cli.sampling import plan_clips
+from vswin_cli.video import VideoError, iter_clips, probe, read_video
+
+VFR_TIMES = [0.0, 0.04, 0.08, 0.12, 0.5, 0.6, 1.5, 1.54, 1.58, 2.4, 2.44, 3.0]
+
+
+@pytest.fixture(scope="session")
+def lib(tmp_path_factory) -> dict[str, Path]:
+    """Every test video, made once per session."""
+    media.require_ffmpeg()
+    d = tmp_path_factory.mktemp("videos")
+    v: dict[str, Path] = {}
+    v["h264"] = media.encode(d / "h264.mp4", frames=50, extra=["-g", "10", "-movflags", "+faststart"])
+    v["hevc"] = media.encode(d / "hevc.mkv", frames=30, codec="libx265")
+    v["vp9"] = media.encode(d / "vp9.webm", frames=30, codec="libvpx-vp9", extra=["-deadline", "realtime"])
+    v["mjpeg"] = media.encode(d / "mjpeg.avi", frames=30, codec="mjpeg", pix_fmt="yuvj420p")
+    v["mpeg4"] = media.encode(d / "mpeg4.avi", frames=30, codec="mpeg4")
+    v["fps60"] = media.encode(d / "fps60.mp4", frames=60, fps=60)
+    v["fps120"] = media.encode(d / "fps120.mp4", frames=120, fps=120, size=(32, 24))
+    v["ten_bit"] = media.encode(d / "ten_bit.mp4", frames=20, pix_fmt="yuv420p10le")
+    v["ten_bit_hevc"] = media.encode(d / "ten_bit.mkv", frames=20, codec="libx265", pix_fmt="yuv420p10le")
+    v["one"] = media.encode(d / "one.mp4", frames=1)
+    v["five"] = media.encode(d / "five.mp4", frames=5)
+    v["odd_ffmpeg"] = media.encode(d / "odd.avi", frames=10, size=(33, 17), codec="mjpeg", pix_fmt="yuvj444p")
+    v["cv2_writer"] = media.encode_cv2(d / "cv2_writer.avi", frames=10, size=(34, 18))
+    v["gif"] = media.gif(d / "anim.gif", frames=12)
+    v["vfr"] = media.encode(d / "vfr.mp4", frames=len(VFR_TIMES), times=VFR_TIMES)
+    v["rot_base"] = media.encode(d / "rot_base.mp4", frames=3, size=(48, 32))
+    for degrees in (90, 180, 270):
+        v[f"rot{degrees}"] = media.rotated(v["rot_base"], d / f"rot{degrees}.mp4", degrees)
+    v["long"] = media.encode(d / "long.avi", frames=1200, size=(32, 32), codec="mjpeg", pix_fmt="yuvj420p")
+    v["short"] = media.encode(d / "short.avi", frames=130, size=(32, 32), codec="mjpeg", pix_fmt="yuvj420p")
+    # broken ones
+    v["moov_last"] = media.encode(d / "moov_last.mp4", frames=50, extra=["-g", "10"])
+    v["trunc50"] = media.truncated(v["h264"], d / "trunc50.mp4", 0.5)
+    v["trunc05"] = media.truncated(v["h264"], d / "trunc05.mp4", 0.05)
+    v["trunc50_moov_last"] = media.truncated(v["moov_last"], d / "trunc50_moov_last.mp4", 0.5)
+    v["trunc50_avi"] = media.truncated(v["mjpeg"], d / "trunc50.avi", 0.5)
+    v["trunc05_avi"] = media.truncated(v["mjpeg"], d / "trunc05.avi", 0.05)
+    v["corrupt"] = media.corrupted(v["h264"], d / "corrupt.mp4", start=0.5, length=0.05)
+    v["corrupt_avi"] = media.corrupted(v["mjpeg"], d / "corrupt.avi", start=0.4, length=0.05)
+    v["empty"] = media.empty(d / "empty.mp4")
+    v["random"] = media.random_bytes(d / "random.mp4")
+    v["text"] = media.text_file(d / "text.mp4")
+    v["audio"] = media.audio_only(d / "audio.m4a")
+    v["audio_mkv"] = media.audio_only(d / "audio.mka")
+    v["png"] = media.png(d / "image.png")
+    v["png_named_mp4"] = media.png(d / "image_named.png")
+    v["png_named_mp4"] = v["png_named_mp4"].rename(d / "image.mp4")
+    v["directory"] = d / "folder.mp4"
+    v["directory"].mkdir()
+    return v
+
+
+def naive_frames(path: Path) -> list[np.ndarray]:
+    """All frames by the simplest sequential read, RGB."""
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    out = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return out
+        out.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+
+
+def kinetics_plan(info):
+    return plan_clips(info.frames, info.timestamps, info.fps, KINETICS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Videos that decode
+
+
+@pytest.mark.parametrize("name", ["h264", "hevc", "vp9", "mjpeg", "mpeg4", "fps60", "fps120", "ten_bit",
+                                  "ten_bit_hevc", "one", "five", "odd_ffmpeg", "cv2_writer", "gif"])
+def test_probe_matches_ffprobe(lib, name):
+    path = lib[name]
+    reference = media.ffprobe(path)
+    stream = reference["streams"][0]
+    info = probe(path)
+    assert info.frames == len(reference["frames"])
+    assert (info.width, info.height) == (int(stream["width"]), int(stream["height"]))
+    num, den = map(int, stream["avg_frame_rate"].split("/"))
+    assert info.fps == pytest.approx(num / den, rel=1e-3)
+    assert info.rotation == 0 and not info.variable_frame_rate
+    assert info.warnings == ()
+    times = media.ffprobe_times(path)
+    np.testing.assert_allclose(info.timestamps, np.array(times) - times[0], atol=1e-3)
+    assert info.duration == pytest.approx(times[-1] - times[0] + 1 / info.fps, abs=1e-3)
+
+
+def test_made_with_expected_properties(lib):
+    # Guards the factory itself: the sizes, rates and pixel formats the cases above claim.
+    assert media.ffprobe(lib["cv2_writer"])["streams"][0]["width"] == 34
+    odd = media.ffprobe(lib["odd_ffmpeg"])["streams"][0]
+    assert (odd["width"], odd["height"]) == (33, 17)
+    assert media.ffprobe(lib["ten_bit"])["streams"][0]["pix_fmt"] == "yuv420p10le"
+    assert media.ffprobe(lib["fps120"])["streams"][0]["avg_frame_rate"] == "120/1"
+
+
+@pytest.mark.parametrize("name", ["h264", "vp9", "mjpeg", "gif", "ten_bit", "odd_ffmpeg", "cv2_writer", "five", "one"])
+def test_read_video_keeps_exactly_the_planned_frames(lib, name):
+    expected = naive_frames(lib[name])
+    video = read_video(lib[name], kinetics_plan)
+    assert [c.frames for c in video.clips] == [c.frames for c in plan_clips(len(expected), None, 25.0, KINETICS)]
+    assert set(video.frames) == {i for clip in video.clips for i in clip.frames}
+    for index, frame in video.frames.items():
+        assert frame.dtype == np.uint8 and frame.shape == expected[index].shape
+        assert np.array_equal(frame, expected[index]), index
+
+
+def test_frames_are_rgb(lib):
+    frame = read_video(lib["mjpeg"], kinetics_plan).frames[0]
+    # top-left corner of the pattern is pure red
+    assert frame[2, 2, 0] > 200 and frame[2, 2, 1] < 60 and frame[2, 2, 2] < 60
+
+
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_rotated_videos_come_out_upright_once(lib, degrees):
+    path = lib[f"rot{degrees}"]
+    upright = media.ffmpeg_frames(path)  # ffmpeg applies the display matrix itself
+    info = probe(path)
+    assert info.rotation == (-media.ffprobe_rotation(path)) % 360 != 0
+    assert (info.height, info.width) == upright.shape[1:3]
+    frame = read_video(path, kinetics_plan).frames[0]
+    assert np.abs(frame.astype(int) - upright[0]).mean() < 2
+    # And on pixels: where the red corner went.
+    red = np.argwhere((frame[..., 0] > 200) & (frame[..., 1] < 60) & (frame[..., 2] < 60))
+    h, w = frame.shape[:2]
+    corner = (red[:, 0].mean() < h / 2, red[:, 1].mean() < w / 2)  # (top?, left?)
+    red_ref = np.argwhere((upright[0][..., 0] > 200) & (upright[0][..., 1] < 60) & (upright[0][..., 2] < 60))
+    assert corner == (red_ref[:, 0].mean() < h / 2, red_ref[:, 1].mean() < w / 2)
+    if degrees == 180:
+        assert corner == (False, False)  # red square now bottom-right
+    else:
+        assert frame.shape[:2] == (48, 32)
+
+
+def test_variable_frame_rate_gets_true_times(lib):
+    path = lib["vfr"]
+    info = probe(path)
+    times = media.ffprobe_times(path)
+    assert info.frames == len(VFR_TIMES) == len(times)
+    np.testing.assert_allclose(info.timestamps, np.array(times) - times[0], atol=1e-3)
+    np.testing.assert_allclose(info.timestamps, VFR_TIMES, atol=2e-3)
+    assert info.variable_frame_rate
+    windows = read_video(path, lambda i: plan_clips(i.frames, i.timestamps, i.fps, Protocol(clip_len=2, frame_interval=1), stride=1.0))
+    # t=0 -> frame 0, t=1 -> frame 5 (0.6 s), t=2 -> frame 8 (1.58 s), t=3 -> frame 11, too late: end-aligned [10, 11]
+    assert [c.frames[0] for c in windows.clips] == [0, 5, 8, 10]
+    assert windows.clips[1].start == pytest.approx(0.6, abs=2e-3)
+    assert windows.clips[1].end == pytest.approx(1.54, abs=2e-3)
+
+
+def test_iter_clips_streams_the_same_clips(lib):
+    protocol = Protocol(clip_len=8, frame_interval=2)
+    plan = lambda i: plan_clips(i.frames, i.timestamps, i.fps, protocol, stride=0.5)  # noqa: E731
+    expected = read_video(lib["h264"], plan)
+    info, clips, stream = iter_clips(lib["h264"], plan)
+    assert clips == expected.clips and info.frames == 50
+    got = list(stream)
+    assert [clip for clip, _ in got] == expected.clips
+    for clip, frames in got:
+        for index, frame in zip(clip.frames, frames):
+            assert np.array_equal(frame, expected.frames[index])
+
+
+def test_frame_transform_is_applied_once_per_kept_frame(lib):
+    calls = []
+
+    def transform(frame):
+        calls.append(1)
+        return frame[::2, ::2]
+
+    video = read_video(lib["long"], kinetics_plan, frame_transform=transform)
+    assert len(calls) == len(video.frames) == len({i for c in video.clips for i in c.frames})
+    assert next(iter(video.frames.values())).shape == (16, 16, 3)
+
+
+def test_memory_does_not_grow_with_video_length(lib):
+    def peak(path: Path) -> int:
+        tracemalloc.start()
+        try:
+            read_video(path, kinetics_plan)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    short, long = peak(lib["short"]), peak(lib["long"])  # 130 vs 1200 frames, <= 128 kept
+    kept_bytes = len(read_video(lib["short"], kinetics_plan).frames) * 32 * 32 * 3
+    assert short > kept_bytes  # the kept frames are what is measured
+    # 9x the frames may only add per-frame bookkeeping (timestamps: under 200 bytes a frame).
+    assert long - short < 1070 * 200, (short, long)
+
+
+# ---------------------------------------------------------------------------------------------
+# Broken or partial files: frames that decode plus a warning, or one line saying why not
+
+
+@pytest.mark.parametrize("name, announced", [("trunc50", 50), ("trunc50_avi", 30), ("corrupt_avi", 30)])
+def test_partial_files_decode_what_they_can_with_a_warning(lib, name, announced):
+    path = lib[name]
+    video = read_video(path, kinetics_plan)
+    decoded = len(naive_frames(path))
+    assert 0 < decoded < announced
+    assert video.info.frames == decoded
+    assert f"decoded {decoded} of {announced} frames the container announced" in " ".join(video.warnings)
+    assert [c.frames for c in video.clips] == [c.frames for c in plan_clips(decoded, None, 25.0, KINETICS)]
+    expected = naive_frames(path)
+    for index, frame in video.frames.items():  # the plan changed after decoding: second pass
+        assert np.array_equal(frame, expected[index])
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("empty", "empty file (0 bytes)"),
+    ("random", "not a video"),
+    ("text", "not a video (a text file)"),
+    ("audio", "no video stream"),
+    ("audio_mkv", "audio-only"),
+    ("png", "not a video (a PNG image)"),
+    ("png_named_mp4", "not a video (a PNG image)"),
+    ("directory", "is a directory"),
+    ("trunc05", "truncated"),
+    ("trunc50_moov_last", "truncated"),
+    ("trunc05_avi", "cannot be opened"),
+])
+def test_broken_files_fail_with_one_line_reason(lib, name, reason):
+    with pytest.raises(VideoError) as caught:
+        probe(lib[name])
+    message = str(caught.value)
+    assert reason in message
+    assert "\n" not in message and message.startswith(str(lib[name]))
+    assert caught.value.exit_code == 1
+    with pytest.raises(VideoError):
+        read_video(lib[name], kinetics_plan)
+
+
+def test_corrupt_mid_stream_decodes_or_says_why(lib):
+    try:
+        video = read_video(lib["corrupt"], kinetics_plan)
+    except VideoError as error:
+        assert "\n" not in str(error) and "no decodable frames" in str(error)
+    else:
+        assert video.info.frames == len(naive_frames(lib["corrupt"]))
+        if video.info.frames < 50:
+            assert any("of 50 frames the container announced" in w for w in video.warnings)
+
+
+def test_av1_decodes_or_says_the_codec_is_not_supported(tmp_path):
+    media.require_ffmpeg()
+    if "libaom-av1" not in media.encoders():
+        pytest.skip("this ffmpeg has no AV1 encoder (libaom-av1)")
+    path = media.encode(tmp_path / "av1.mp4", frames=5, codec="libaom-av1", extra=["-cpu-used", "8", "-crf", "50"])
+    try:
+        info = probe(path)
+    except VideoError as error:
+        assert "no decodable frames (codec AV01)" in str(error)
+    else:
+        assert info.frames == 5
+
+
+def test_missing_file_and_special_files(tmp_path):
+    with pytest.raises(VideoError, match="no such file"):
+        probe(tmp_path / "missing.mp4")
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    with pytest.raises(VideoError, match="not a regular file"):  # and does not block on open
+        probe(fifo)
+
+
+def test_unreadable_file(lib, tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("running as root: root reads files whatever their permissions (see the os.access test)")
+    path = tmp_path / "locked.mp4"
+    path.write_bytes(lib["h264"].read_bytes())
+    path.chmod(0)
+    with pytest.raises(VideoError, match="unreadable"):
+        probe(path)
+
+
+def test_unreadable_file_reported_by_access_check(lib, monkeypatch):
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == lib["h264"] else real_access(p, mode))
+    with pytest.raises(VideoError, match=r"unreadable \(permission denied\)"):
+        probe(lib["h264"])
+
+
+def test_a_decoder_that_never_stops_is_cut_off(monkeypatch):
+    """A capture whose grab() always succeeds: decoding must stop past the announced count."""
+    class EndlessCapture:
+        def __init__(self, *args):
+            self.position = 0
+
+        def isOpened(self):
+            return True
+
+        def set(self, *args):
+            return True
+
+        def release(self):
+            pass
+
+        def grab(self):
+            self.position += 1
+            return True
+
+        def retrieve(self):
+            return True, np.zeros((4, 6, 3), np.uint8)
+
+        def get(self, prop):
+            return {cv2.CAP_PROP_FRAME_COUNT: 5.0, cv2.CAP_PROP_FPS: 25.0,
+                    cv2.CAP_PROP_POS_MSEC: 40.0 * (self.position - 1)}.get(prop, 0.0)
+
+    import vswin_cli.video as video_module
+
+    monkeypatch.setattr(video_module.cv2, "VideoCapture", EndlessCapture)
+    path = Path(__file__)  # any readable regular file; the capture is fake
+    info = video_module.probe(path)
+    assert info.frames == 2 * 5 + 1000
+    assert any("stopped decoding" in w for w in info.warnings)
+
+
+def test_streaming_windows_hold_only_overlapping_frames(lib):
+    protocol = Protocol(clip_len=8, frame_interval=2)
+
+    def plan(info):
+        return plan_clips(info.frames, info.timestamps, info.fps, protocol, stride=0.5)
+
+    def peak(path: Path) -> tuple[int, int]:
+        tracemalloc.start()
+        try:
+            _, clips, stream = iter_clips(path, plan)
+            for _clip, _frames in stream:
+                pass
+            return tracemalloc.get_traced_memory()[1], len(clips)
+        finally:
+            tracemalloc.stop()
+
+    (short, short_clips), (long, long_clips) = peak(lib["short"]), peak(lib["long"])
+    assert long_clips > 8 * short_clips  # 96 windows against 11: all frames are planned ...
+    window_bytes = 8 * 32 * 32 * 3
+    assert long - short < 1070 * 200 + 2 * window_bytes, (short, long)  # ... yet few are held

@@ -1,0 +1,393 @@
+"""Checkpoint files: reading them safely, recognising their layout, building the model they hold.
+
+Layouts (each mapped onto the native one by a pure renaming function):
+
+- ``official``: the Video Swin release, ``{"state_dict": {"backbone.*", "cls_head.fc_cls.*"}}``.
+- ``mmaction2``: mmaction2 1.x, the same but the final norm is ``backbone.norm3``.
+- ``torchvision``: ``SwinTransformer3d`` (``features.{2i}.{j}`` blocks with ``mlp.0``/``mlp.3``,
+  ``features.{2i+1}`` patch merging, ``norm``, ``head``).
+- ``native``: ours (``patch_embed``, ``layers.{i}.blocks.{j}``, ``layers.{i}.downsample``,
+  ``norm``, ``head``), as plain state dicts or as safetensors written by :func:`save_native`.
+
+Wrapper prefixes (``module.``, ``model.``) and wrapper dicts (``state_dict``, ``model``) are
+removed first. The architecture is read from the tensor shapes. Nothing but tensors and plain
+containers is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import re
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import Tensor
+
+from .errors import VswinError
+from .model import SwinConfig, VideoSwin
+
+StateDict = dict[str, Tensor]
+
+NATIVE_FORMAT = "vswin-native-1"
+_WRAPPER_KEYS = ("state_dict", "model", "module", "model_state", "model_state_dict", "net")
+_WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")
+# Buffers recomputed from the window size; other implementations save them, we drop them.
+_DERIVED_SUFFIXES = ("relative_position_index", "attn_mask")
+
+
+class CheckpointError(VswinError):
+    """A checkpoint file that cannot be used: one line saying why."""
+
+
+@dataclass
+class LoadedCheckpoint:
+    model: VideoSwin
+    layout: str
+    sha256: str
+    labels: list[str] | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+# --- reading files ----------------------------------------------------------------------------
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _is_safetensors(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) < 9:
+        return False
+    header_len = int.from_bytes(head[:8], "little")
+    return 0 < header_len < 100_000_000 and head[8:9] == b"{"
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """The raw mapping stored in a checkpoint file, and its safetensors metadata (if any).
+
+    Pickle files are read with ``weights_only=True``: a file that needs any other object
+    (code, classes) is refused.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file")
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            raise CheckpointError(f"{path} is empty (0 bytes): not a checkpoint")
+        if _is_safetensors(path):
+            return _read_safetensors(path)
+        return _read_pickle(path), {}
+    except PermissionError as error:
+        raise CheckpointError(f"cannot read {path}: permission denied") from error
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        tensors: dict[str, Any] = {}
+        with safe_open(str(path), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+            for key in f.keys():
+                tensors[key] = f.get_tensor(key)
+        return tensors, metadata
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path} is not a readable safetensors file (corrupted or truncated?)") from error
+
+
+def _read_pickle(path: Path) -> dict[str, Any]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols are not the user's business
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        text = str(error)
+        if "Weights only load failed" in text or "Unsupported global" in text or "GLOBAL" in text:
+            raise CheckpointError(
+                f"refusing {path}: it is not a plain tensor checkpoint (it needs Python objects or code to load); "
+                "convert it where you trust it, or use a safetensors file"
+            ) from error
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (unreadable pickle: corrupted or another kind of file)") from error
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, IndexError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (corrupted or truncated?)") from error
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path} does not hold a state dict (found {type(obj).__name__})")
+    return dict(obj)
+
+
+# --- layouts ----------------------------------------------------------------------------------
+
+
+def unwrap_state_dict(obj: Mapping[str, Any]) -> StateDict:
+    """Find the tensors: unwrap ``{"state_dict": ...}``-style containers and wrapper prefixes."""
+    current: Mapping[str, Any] = obj
+    for _ in range(4):
+        tensors = {k: v for k, v in current.items() if isinstance(v, Tensor)}
+        if tensors:
+            break
+        inner = next((current[k] for k in _WRAPPER_KEYS if isinstance(current.get(k), Mapping)), None)
+        if inner is None:
+            break
+        current = inner
+    state = {str(k): v for k, v in current.items() if isinstance(v, Tensor)}
+    changed = True
+    while changed and state:
+        changed = False
+        for prefix in _WRAPPER_PREFIXES:
+            if all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix) :]: v for k, v in state.items()}
+                changed = True
+    return state
+
+
+def _drop_derived(state: StateDict) -> StateDict:
+    return {k: v for k, v in state.items() if not k.endswith(_DERIVED_SUFFIXES)}
+
+
+def detect_layout(state: Mapping[str, Tensor]) -> str:
+    keys = set(state)
+    if any(k.startswith("backbone.") for k in keys):
+        return "mmaction2" if any(re.match(r"backbone\.norm\d+\.", k) for k in keys) else "official"
+    if any(k.startswith("features.") for k in keys):
+        return "torchvision"
+    if any(k.startswith("patch_embed.") for k in keys) and any(k.startswith("layers.") for k in keys):
+        return "native"
+    sample = ", ".join(sorted(keys)[:5]) or "no tensors at all"
+    raise CheckpointError(f"not a Video Swin checkpoint: unknown layout (keys such as {sample})")
+
+
+def official_to_native(state: Mapping[str, Tensor]) -> StateDict:
+    out: StateDict = {}
+    for key, value in state.items():
+        if key.startswith("backbone."):
+            out[key[len("backbone.") :]] = value
+        elif key.startswith("cls_head.fc_cls."):
+            out["head." + key[len("cls_head.fc_cls.") :]] = value
+        else:
+            out[key] = value  # left for the unplaced-key check
+    return out
+
+
+def mmaction2_to_native(state: Mapping[str, Tensor]) -> StateDict:
+    """mmaction2 1.x: the official layout, but the final norm is ``norm{last stage}``."""
+    native = official_to_native(state)
+    indices = sorted({int(m.group(1)) for k in native if (m := re.match(r"norm(\d+)\.", k))})
+    if indices:
+        last = indices[-1]
+        native = {(("norm." + k.split(".", 1)[1]) if k.startswith(f"norm{last}.") else k): v for k, v in native.items()}
+    return native
+
+
+# features.0 is the patch embedding, features.{2i+1} the blocks of stage i, features.{2i+2} its merging.
+_TV_BLOCK = re.compile(r"features\.(\d+)\.(\d+)\.(.+)")
+_TV_MERGE = re.compile(r"features\.(\d+)\.(reduction|norm)\.(.+)")
+_TV_MLP = {"mlp.0.": "mlp.fc1.", "mlp.3.": "mlp.fc2."}
+
+
+def torchvision_to_native(state: Mapping[str, Tensor]) -> StateDict:
+    out: StateDict = {}
+    for key, value in state.items():
+        if key.startswith("features.0."):
+            out["patch_embed." + key[len("features.0.") :]] = value
+        elif m := _TV_BLOCK.fullmatch(key):
+            stage, block, rest = int(m.group(1)), m.group(2), m.group(3)
+            for old, new in _TV_MLP.items():
+                if rest.startswith(old):
+                    rest = new + rest[len(old) :]
+            out[f"layers.{(stage - 1) // 2}.blocks.{block}.{rest}"] = value
+        elif m := _TV_MERGE.fullmatch(key):
+            out[f"layers.{(int(m.group(1)) - 2) // 2}.downsample.{m.group(2)}.{m.group(3)}"] = value
+        else:
+            out[key] = value  # norm.*, head.* are already native
+    return out
+
+
+def native_to_torchvision(state: Mapping[str, Tensor]) -> StateDict:
+    out: StateDict = {}
+    for key, value in state.items():
+        if key.startswith("patch_embed."):
+            out["features.0." + key[len("patch_embed.") :]] = value
+        elif m := re.fullmatch(r"layers\.(\d+)\.blocks\.(\d+)\.(.+)", key):
+            rest = m.group(3).replace("mlp.fc1.", "mlp.0.").replace("mlp.fc2.", "mlp.3.")
+            out[f"features.{2 * int(m.group(1)) + 1}.{m.group(2)}.{rest}"] = value
+        elif m := re.fullmatch(r"layers\.(\d+)\.downsample\.(.+)", key):
+            out[f"features.{2 * int(m.group(1)) + 2}.{m.group(2)}"] = value
+        else:
+            out[key] = value
+    return out
+
+
+def native_to_official(state: Mapping[str, Tensor]) -> StateDict:
+    return {
+        ("cls_head.fc_cls." + k[len("head.") :]) if k.startswith("head.") else "backbone." + k: v
+        for k, v in state.items()
+    }
+
+
+_TO_NATIVE: dict[str, Callable[[Mapping[str, Tensor]], StateDict]] = {
+    "official": official_to_native,
+    "mmaction2": mmaction2_to_native,
+    "torchvision": torchvision_to_native,
+    "native": dict,
+}
+
+
+def to_native(state: Mapping[str, Tensor]) -> tuple[StateDict, str]:
+    """Any known layout -> (native state dict, layout name)."""
+    layout = detect_layout(state)
+    return _drop_derived(_TO_NATIVE[layout](state)), layout
+
+
+# --- architecture -----------------------------------------------------------------------------
+
+
+def _window_from_table(table_len: int, index_len: int | None) -> tuple[int, int, int]:
+    """Window (d, h, w) with (2d-1)(2h-1)(2w-1) == table_len, h == w (Video Swin's windows are square).
+
+    When a relative_position_index came with the checkpoint, its size N = d*h*w settles it;
+    else the spatial window 7 of every released model is preferred.
+    """
+    candidates = []
+    for w in range(1, 65):
+        spatial = (2 * w - 1) ** 2
+        if table_len % spatial:
+            continue
+        depth_span = table_len // spatial
+        if depth_span % 2 == 1:
+            candidates.append(((depth_span + 1) // 2, w, w))
+    if index_len is not None:
+        candidates = [c for c in candidates if c[0] * c[1] * c[2] == index_len]
+    if not candidates:
+        raise CheckpointError(f"cannot infer the attention window from a position-bias table of {table_len} rows")
+    preferred = [c for c in candidates if c[1] == 7]
+    return (preferred or candidates)[0]
+
+
+def infer_config(native: Mapping[str, Tensor], index_len: int | None = None) -> SwinConfig:
+    """The architecture of a native state dict, from its tensor shapes."""
+    try:
+        proj = native["patch_embed.proj.weight"]
+        embed_dim, in_channels = int(proj.shape[0]), int(proj.shape[1])
+        patch = tuple(int(s) for s in proj.shape[2:])
+        depths: list[int] = []
+        heads: list[int] = []
+        stage = 0
+        while f"layers.{stage}.blocks.0.norm1.weight" in native:
+            count = 0
+            while f"layers.{stage}.blocks.{count}.norm1.weight" in native:
+                count += 1
+            depths.append(count)
+            heads.append(int(native[f"layers.{stage}.blocks.0.attn.relative_position_bias_table"].shape[1]))
+            stage += 1
+        if not depths:
+            raise KeyError("layers.0.blocks.0")
+        table = native["layers.0.blocks.0.attn.relative_position_bias_table"]
+        window = _window_from_table(int(table.shape[0]), index_len)
+        hidden = int(native["layers.0.blocks.0.mlp.fc1.weight"].shape[0])
+        head = native.get("head.weight")
+        num_classes = int(head.shape[0]) if head is not None else 0
+    except KeyError as error:
+        raise CheckpointError(f"not a complete Video Swin checkpoint: missing {error.args[0]}") from error
+    return SwinConfig(
+        embed_dim=embed_dim,
+        depths=tuple(depths),
+        num_heads=tuple(heads),
+        window_size=window,
+        patch_size=patch,  # type: ignore[arg-type]
+        num_classes=num_classes,
+        mlp_ratio=hidden / embed_dim,
+        in_channels=in_channels,
+        patch_norm="patch_embed.norm.weight" in native,
+    )
+
+
+def _index_len(state: Mapping[str, Tensor]) -> int | None:
+    for key, value in state.items():
+        if key.endswith("relative_position_index") and value.ndim == 2:
+            return int(value.shape[0])
+    return None
+
+
+def build_model(native: Mapping[str, Tensor], config: SwinConfig) -> VideoSwin:
+    """A model of ``config`` holding exactly the tensors of ``native`` (every key placed, every shape right)."""
+    model = VideoSwin(config)
+    if config.num_classes == 0:
+        model.head = torch.nn.Identity()  # type: ignore[assignment]
+    expected = model.state_dict()
+    unplaced = sorted(set(native) - set(expected))
+    missing = sorted(set(expected) - set(native))
+    if unplaced or missing:
+        parts = []
+        if unplaced:
+            parts.append(f"{len(unplaced)} key(s) it could not place, e.g. {', '.join(unplaced[:4])}")
+        if missing:
+            parts.append(f"{len(missing)} key(s) missing, e.g. {', '.join(missing[:4])}")
+        raise CheckpointError("checkpoint does not fit Video Swin: " + "; ".join(parts))
+    for key, tensor in native.items():
+        if tuple(tensor.shape) != tuple(expected[key].shape):
+            raise CheckpointError(
+                f"checkpoint tensor {key} has shape {tuple(tensor.shape)}, expected {tuple(expected[key].shape)}"
+            )
+    model.load_state_dict({k: v.float() for k, v in native.items()}, strict=True)
+    return model.eval()
+
+
+def model_from_state_dict(state: Mapping[str, Any], config: SwinConfig | None = None) -> VideoSwin:
+    """A Video Swin model (eval mode) from a state dict in any known layout."""
+    tensors = unwrap_state_dict(state)
+    native, _ = to_native(tensors)
+    return build_model(native, config or infer_config(native, _index_len(tensors)))
+
+
+def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
+    """Read a checkpoint file of any known layout into a model, with its labels if it carries them."""
+    path = Path(path)
+    raw, metadata = read_checkpoint(path)
+    tensors = unwrap_state_dict(raw)
+    if not tensors:
+        raise CheckpointError(f"{path} holds no tensors: not a model checkpoint")
+    native, layout = to_native(tensors)
+    config = None
+    if metadata.get("format") == NATIVE_FORMAT and "config" in metadata:
+        config = SwinConfig.from_dict(json.loads(metadata["config"]))
+    model = build_model(native, config or infer_config(native, _index_len(tensors)))
+    labels = json.loads(metadata["labels"]) if metadata.get("labels") else None
+    model.labels = labels
+    return LoadedCheckpoint(model=model, layout=layout, sha256=file_sha256(path), labels=labels, metadata=metadata)
+
+
+def save_native(
+    model: VideoSwin,
+    destination: str | Path,
+    labels: list[str] | None = None,
+    source_sha256: str | None = None,
+) -> Path:
+    """Write the native layout as safetensors, with architecture, labels and source hash as metadata."""
+    from safetensors.torch import save_file
+
+    destination = Path(destination)
+    metadata = {"format": NATIVE_FORMAT, "config": json.dumps(model.config.as_dict())}
+    if labels is not None:
+        metadata["labels"] = json.dumps(list(labels), ensure_ascii=False)
+    if source_sha256:
+        metadata["source_sha256"] = source_sha256
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp = destination.with_name(destination.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    tmp.replace(destination)
+    return destination

@@ -1,0 +1,78 @@
+"""What classify and extract-features share: option checking, input discovery, model loading, progress."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+
+from ..errors import VswinError
+from ..inputs import Discovery, discover
+from ._options import Engine
+from ._output import stderr_console, warning_line
+
+if TYPE_CHECKING:  # the engine pulls in torch: imported when a command runs, not at start-up
+    from ..engine import Engine as LocalEngine
+    from ..engine import RunOptions
+
+
+def run_options(
+    *, clips, crops, clip_len, frame_interval, stride, device, precision, batch_size, top_k=5
+) -> "RunOptions":
+    from ..engine import RunOptions
+
+    size: int | str = batch_size
+    if batch_size != "auto":
+        try:
+            size = int(batch_size)
+        except ValueError:
+            raise VswinError("--batch-size must be a positive number or auto") from None
+    return RunOptions(
+        clips=clips, crops=crops, clip_len=clip_len, frame_interval=frame_interval, stride=stride,
+        device=device, precision=precision, batch_size=size, top_k=top_k,
+    )
+
+
+def find_inputs(paths: Sequence[Path], recursive: bool) -> Discovery:
+    if not paths:
+        raise VswinError("no inputs: give video files and/or folders")
+    found = discover(paths, recursive=recursive)
+    if found.skipped_folders and not recursive:
+        warning_line(f"skipped {found.skipped_folders} sub-folder(s); use -r to include them")
+    if found.skipped_files:
+        warning_line(f"skipped {found.skipped_files} file(s) that are not videos")
+    if not found.videos:
+        raise VswinError("no videos found in the given paths")
+    return found
+
+
+def check_engine(engine: Engine) -> None:
+    if engine == Engine.ray:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise VswinError('--engine ray needs Ray: pip install "vswin-cli[ray]"') from None
+
+
+def build_engine(model_ref: str, labels: Path | None, options: "RunOptions") -> "LocalEngine":
+    from ..engine import Engine as LocalEngine
+    from ..loading import load_model
+
+    return LocalEngine(load_model(model_ref, labels=labels), options)
+
+
+@contextmanager
+def progress(total: int, description: str) -> Iterator[Callable[[], None]]:
+    """A progress bar on stderr when it is a terminal and the work is more than one video."""
+    if total <= 1 or not sys.stderr.isatty():
+        yield lambda: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=stderr_console(), transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda: bar.advance(task)

@@ -1,0 +1,336 @@
+"""The inference engine shared by classify and extract-features.
+
+For each video: decode the frames its clip plan needs, preprocess them into views (clips x
+crops), run the views through the model in batches (across videos), and aggregate as the
+official test protocol does: softmax per view, mean over views. Per clip (or sliding window),
+the mean over its crops gives the timeline. Features are the pooled backbone output per view,
+averaged the same way, so ``head(features)`` of a single view is exactly that view's logits.
+
+Decoding and preprocessing of the next videos run in threads while the model works (OpenCV and
+PyTorch release the GIL); at most a few videos' views are held at once, so memory does not grow
+with the number of videos.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as futures
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .errors import VswinError
+from .inputs import InputVideo, discover
+from .model import VideoSwin
+from .protocol import KINETICS, Protocol
+from .records import ClipResult, VideoRecord, top_k_predictions
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How videos become views and where the model runs; ``None`` means the model's protocol default."""
+
+    clips: int | None = None
+    crops: int | None = None
+    clip_len: int | None = None
+    frame_interval: int | None = None
+    stride: float | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    batch_size: int | str = "auto"
+    top_k: int = 5
+    decode_workers: int | None = None
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.clips is None or self.clips >= 1, "--clips must be at least 1"),
+            (self.crops in (None, 1, 3), "--crops must be 1 or 3"),
+            (self.clip_len is None or self.clip_len >= 1, "--clip-len must be at least 1"),
+            (self.frame_interval is None or self.frame_interval >= 1, "--frame-interval must be at least 1"),
+            (self.stride is None or self.stride > 0, "--stride must be a positive number of seconds"),
+            (self.top_k >= 1, "--top-k must be at least 1"),
+            (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"), "--device must be auto, cpu, cuda or mps"),
+            (self.precision in ("auto", "fp32", "fp16", "bf16"), "--precision must be auto, fp32, fp16 or bf16"),
+            (self.batch_size == "auto" or (isinstance(self.batch_size, int) and self.batch_size >= 1), "--batch-size must be a positive number or auto"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise VswinError(message)
+
+
+@dataclass
+class VideoOutcome:
+    """Everything computed for one video: its record, and the arrays feature extraction writes."""
+
+    item: InputVideo
+    record: VideoRecord
+    features: np.ndarray | None = None  # (C,) mean over all views
+    clip_features: np.ndarray | None = None  # (N, C) mean over each clip's crops
+    scores: np.ndarray | None = None  # (classes,) mean softmax over all views
+    clip_scores: np.ndarray | None = None  # (N, classes)
+
+
+# --- where and how the model runs -------------------------------------------------------------
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise VswinError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+    if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise VswinError("--device mps was asked for but MPS is not available; use --device cpu or auto")
+    return torch.device(requested)
+
+
+def resolve_precision(requested: str, device: torch.device) -> torch.dtype:
+    """float32 unless asked otherwise: ``auto`` stays at float32 until a reduced precision is
+    shown, on that hardware, to keep the top-5 and the probabilities within the documented bound."""
+    if requested in ("auto", "fp32"):
+        return torch.float32
+    if requested == "fp16":
+        if device.type == "cpu":
+            raise VswinError("--precision fp16 needs a GPU; on the CPU use bf16 or fp32")
+        return torch.float16
+    return torch.bfloat16
+
+
+def resolve_batch_size(requested: int | str, device: torch.device) -> int:
+    if requested != "auto":
+        return int(requested)
+    # One view already keeps a CPU's cores busy; a GPU wants several to fill it.
+    return {"cpu": 1, "mps": 4}.get(device.type, 8)
+
+
+# --- the per-video work done off the model thread ---------------------------------------------
+
+
+@dataclass
+class PreparedVideo:
+    """One video decoded and preprocessed, ready for the model (or an error record)."""
+
+    item: InputVideo
+    record: VideoRecord
+    views: list[torch.Tensor] = field(default_factory=list)  # each (3, T, H, W)
+    num_clips: int = 0
+    num_crops: int = 1
+
+
+def _views_dict(protocol: Protocol, stride: float | None) -> dict[str, Any]:
+    views: dict[str, Any] = {
+        "clips": protocol.num_clips,
+        "crops": protocol.num_crops,
+        "clip_len": protocol.clip_len,
+        "frame_interval": protocol.frame_interval,
+    }
+    if protocol.sampling != "clips":
+        views["sampling"] = protocol.sampling
+    if stride is not None:
+        views["clips"] = None
+        views["stride"] = stride
+    return views
+
+
+class Engine:
+    """Runs one model over many videos with one protocol; yields a :class:`VideoOutcome` per video."""
+
+    def __init__(self, model: VideoSwin, options: RunOptions = RunOptions()) -> None:
+        self.options = options
+        self.device = resolve_device(options.device)
+        self.dtype = resolve_precision(options.precision, self.device)
+        self.batch_size = resolve_batch_size(options.batch_size, self.device)
+        self.model = model.to(self.device).eval()
+        base = model.protocol or KINETICS
+        self.protocol = base.with_overrides(
+            num_clips=options.clips,
+            num_crops=options.crops,
+            clip_len=options.clip_len,
+            frame_interval=options.frame_interval,
+        )
+        self.labels = model.labels or [f"class_{i}" for i in range(model.config.num_classes)]
+        self.views = _views_dict(self.protocol, options.stride)
+        self.model_name = model.name
+
+    # decoding + preprocessing (runs in worker threads, or in Ray tasks)
+    def prepare(self, item: InputVideo) -> PreparedVideo:
+        """Decode and preprocess one video; any failure becomes an error record, never an exception."""
+        from . import sampling, transforms, video
+
+        record = VideoRecord(path=str(item.path), status="ok", error=None, warnings=[], model=self.model_name,
+                             video=None, views=dict(self.views), predictions=[], clips=[])
+        prepared = PreparedVideo(item, record, num_crops=self.protocol.num_crops)
+        try:
+            def plan(info: "video.VideoInfo") -> list["sampling.Clip"]:
+                return sampling.plan_clips(info.frames, info.timestamps, info.fps, self.protocol, stride=self.options.stride)
+
+            decoded = video.read_video(item.path, plan)
+            record.video = decoded.info.as_record()
+            record.warnings.extend(decoded.warnings)
+            for clip in decoded.clips:
+                frames = [decoded.frames[i] for i in clip.frames]
+                crops = transforms.preprocess_clip(frames, self.protocol)
+                prepared.views.extend(crops.unbind(0))
+                record.clips.append(ClipResult(start=clip.start, end=clip.end, frames=list(clip.frames), predictions=[]))
+            prepared.num_clips = len(decoded.clips)
+            if prepared.num_clips == 0:
+                raise VswinError("no clip could be planned for this video")
+        except VswinError as error:
+            _fail(record, str(error))
+            prepared.views = []
+        except MemoryError:
+            _fail(record, "out of memory while decoding this video")
+            prepared.views = []
+        except Exception as error:  # a bad file must never stop the batch
+            _fail(record, f"could not process this video ({error.__class__.__name__}: {error})")
+            prepared.views = []
+        return prepared
+
+    def _prefetch(self, items: Sequence[InputVideo]) -> Iterator[PreparedVideo]:
+        workers = self.options.decode_workers or max(1, min(4, (os.cpu_count() or 2) // 2))
+        ahead = workers + 1  # bounded: at most this many videos' views wait in memory
+        with futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vswin-decode") as pool:
+            pending: collections.deque[futures.Future[PreparedVideo]] = collections.deque()
+            iterator = iter(items)
+            for item in iterator:
+                pending.append(pool.submit(self.prepare, item))
+                if len(pending) >= ahead:
+                    break
+            while pending:
+                prepared = pending.popleft().result()
+                next_item = next(iterator, None)
+                if next_item is not None:
+                    pending.append(pool.submit(self.prepare, next_item))
+                yield prepared
+
+    # the model (runs on the calling thread)
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def _run_views(self, batch: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features (B, C), probabilities (B, classes)) in float32 on the CPU."""
+        x = torch.stack(batch).to(self.device, non_blocking=True)
+        with torch.inference_mode(), self._autocast():
+            features = self.model.forward_features(x)
+            logits = self.model.classify_features(features)
+        return features.float().cpu(), torch.softmax(logits.float(), dim=-1).cpu()
+
+    def run(self, items: Sequence[InputVideo], skip: Callable[[InputVideo], bool] | None = None) -> Iterator[VideoOutcome]:
+        """Outcomes in the order of ``items`` (those ``skip`` says are done are left out)."""
+        todo = [item for item in items if not (skip and skip(item))]
+        return self.infer(self._prefetch(todo))
+
+    def infer(self, prepared_videos: Iterable[PreparedVideo]) -> Iterator[VideoOutcome]:
+        """Run prepared videos through the model, views batched across videos; outcomes in input order."""
+        waiting: collections.deque[tuple[PreparedVideo, list[torch.Tensor], list[torch.Tensor]]] = collections.deque()
+        queue: list[tuple[int, torch.Tensor]] = []  # (absolute slot of its video, view)
+        slot_base = 0  # absolute slot of waiting[0]
+
+        def flush() -> None:
+            if not queue:
+                return
+            features, probs = self._run_views([view for _, view in queue])
+            for (slot, _), f, p in zip(queue, features, probs):
+                waiting[slot - slot_base][1].append(f)
+                waiting[slot - slot_base][2].append(p)
+            queue.clear()
+
+        for prepared in prepared_videos:
+            waiting.append((prepared, [], []))
+            slot = slot_base + len(waiting) - 1
+            for view in prepared.views:
+                queue.append((slot, view))
+                if len(queue) >= self.batch_size:
+                    flush()
+            prepared.views = []
+            while waiting and len(waiting[0][1]) == _expected_views(waiting[0][0]):
+                done, feats, probs = waiting.popleft()
+                slot_base += 1
+                yield self._finish(done, feats, probs)
+        flush()
+        while waiting:
+            done, feats, probs = waiting.popleft()
+            yield self._finish(done, feats, probs)
+
+    def _finish(self, prepared: PreparedVideo, feats: list[torch.Tensor], probs: list[torch.Tensor]) -> VideoOutcome:
+        record = prepared.record
+        outcome = VideoOutcome(prepared.item, record)
+        if record.status != "ok":
+            return outcome
+        k = min(self.options.top_k, len(self.labels))
+        features = torch.stack(feats)  # (views, C), clip-major: view = clip * crops + crop
+        scores = torch.stack(probs)
+        crops = prepared.num_crops
+        clip_features = features.view(prepared.num_clips, crops, -1).mean(dim=1)
+        clip_scores = scores.view(prepared.num_clips, crops, -1).mean(dim=1)
+        outcome.features = features.mean(dim=0).numpy()
+        outcome.scores = scores.mean(dim=0).numpy()
+        outcome.clip_features = clip_features.numpy()
+        outcome.clip_scores = clip_scores.numpy()
+        record.predictions = top_k_predictions(outcome.scores, self.labels, k)
+        record.clips = [
+            ClipResult(start=c.start, end=c.end, frames=c.frames, predictions=top_k_predictions(s.numpy(), self.labels, k))
+            for c, s in zip(record.clips, clip_scores)
+        ]
+        return outcome
+
+
+def _expected_views(prepared: PreparedVideo) -> int:
+    return prepared.num_clips * prepared.num_crops if prepared.record.status == "ok" else 0
+
+
+def _fail(record: VideoRecord, reason: str) -> None:
+    record.status = "error"
+    record.error = " ".join(reason.split()) or "unknown error"
+    record.clips = []
+    record.predictions = []
+
+
+# --- Python API -------------------------------------------------------------------------------
+
+
+def _engine_for(model: str | VideoSwin, labels: str | Path | list[str] | None, options: RunOptions) -> Engine:
+    from .loading import DEFAULT_MODEL, choose_labels, load_model, read_labels_file
+
+    if isinstance(model, VideoSwin):
+        if labels is not None:
+            model.labels = choose_labels(model, read_labels_file(labels) if isinstance(labels, (str, Path)) else labels)
+        return Engine(model, options)
+    return Engine(load_model(model or DEFAULT_MODEL, labels=labels), options)
+
+
+def classify(
+    paths: Iterable[str | Path],
+    model: str | VideoSwin = "swin-t-k400",
+    labels: str | Path | list[str] | None = None,
+    recursive: bool = False,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Classify videos; the same records (as dicts) the CLI writes. ``options`` are :class:`RunOptions` fields."""
+    engine = _engine_for(model, labels, RunOptions(**options))
+    items = discover(paths, recursive=recursive).videos
+    return [outcome.record.to_dict() for outcome in engine.run(items)]
+
+
+def extract_features(
+    paths: Iterable[str | Path],
+    model: str | VideoSwin = "swin-t-k400",
+    per_clip: bool = False,
+    recursive: bool = False,
+    **options: Any,
+) -> Iterator[tuple[str, np.ndarray | None, dict[str, Any]]]:
+    """Yield ``(path, features, record)`` per video: features (C,) or, with ``per_clip``, (N, C); None on error."""
+    engine = _engine_for(model, None, RunOptions(**options))
+    for outcome in engine.run(discover(paths, recursive=recursive).videos):
+        array = outcome.clip_features if per_clip else outcome.features
+        yield str(outcome.item.path), array, outcome.record.to_dict()

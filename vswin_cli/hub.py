@@ -1,0 +1,763 @@
+"""Checkpoints from a reference: download, cache and verify them before anything loads them.
+
+    from vswin_cli.hub import resolve_checkpoint, download_model, is_cached
+    ckpt = resolve_checkpoint("swin-t-k400")          # registry name (weights.toml)
+    ckpt = resolve_checkpoint("hf://owner/repo@v1")   # any Hub repository (revision and file optional)
+    ckpt = resolve_checkpoint("ckpt/swin.pth")        # a local file, used as it is
+    ckpt.path, ckpt.sha256, ckpt.labels, ckpt.protocol
+
+Environment: HF_HOME (cache root), HF_HUB_CACHE (Hub files), HF_ENDPOINT (Hub address),
+HF_HUB_OFFLINE=1 (no network at all: Hub and release URLs), VSWIN_WEIGHTS_TOML (another registry),
+VSWIN_DOWNLOAD_TIMEOUT (seconds a release-URL read may stall, default 30). All are read at call time.
+
+Cache layout:
+    $HF_HUB_CACHE (default $HF_HOME/hub)          Hub files, huggingface_hub's own layout
+    $HF_HOME/vswin/urls/<sha256(url)[:16]>/NAME   release-URL files
+        NAME.incomplete                          a partial download, resumed with an HTTP Range request
+        NAME.verified.json                       {"sha256", "size", "mtime_ns", ...} of the verified file
+    $HF_HOME/vswin/verified/hub/<blob>.json       the same record for Hub blobs
+
+Verification: a download is hashed before it may be loaded; a release-URL file is only renamed
+to NAME once its sha256 matched (the full sha256 or the published prefix from weights.toml; with
+neither, the sha256 recorded by the first download is trusted from then on). A Hub file is checked
+against weights.toml's hash or, failing that, the Hub's own ETag (sha256 of LFS files, git blob
+sha1 of small files); a mismatch deletes the blob and its snapshot link. Later loads compare the
+file's size and mtime with its record and rehash it only when they changed; a file that no longer
+matches is deleted and downloaded again (or reported, offline). Corruption that keeps both size
+and mtime is not caught by that fast check: delete the file or run `vswin download` to refetch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import re
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import VswinError
+from .protocol import Protocol
+from .registry import ModelSpec, Source, get_spec, is_registry_name, load_labels, parse_label_lines, parse_protocol
+
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ResolvedCheckpoint:
+    """A verified checkpoint file on disk and what is known about it."""
+
+    path: Path
+    name: str
+    sha256: str | None
+    spec: ModelSpec | None
+    labels: list[str] | None
+    protocol: Protocol | None
+    config: dict[str, Any] | None
+
+
+# ----------------------------------------------------------------------------- environment
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def hf_home() -> Path:
+    value = os.environ.get("HF_HOME")
+    if value:
+        return Path(os.path.expandvars(value)).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "huggingface"
+
+
+def hub_cache_dir() -> Path:
+    value = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    return Path(os.path.expandvars(value)).expanduser() if value else hf_home() / "hub"
+
+
+def vswin_cache_dir() -> Path:
+    return hf_home() / "vswin"
+
+
+def hub_endpoint() -> str:
+    value = os.environ.get("HF_ENDPOINT")
+    if value:
+        return value.rstrip("/")
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT.rstrip("/")
+
+
+def is_offline() -> bool:
+    """HF_HUB_OFFLINE as set now (or when huggingface_hub was imported, which then blocks requests anyway)."""
+    if _truthy(os.environ.get("HF_HUB_OFFLINE")) or _truthy(os.environ.get("TRANSFORMERS_OFFLINE")):
+        return True
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub import constants
+
+        return bool(constants.HF_HUB_OFFLINE)
+    return False
+
+
+def _timeout() -> float:
+    try:
+        return float(os.environ.get("VSWIN_DOWNLOAD_TIMEOUT", "30"))
+    except ValueError:
+        return 30.0
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def resolve_checkpoint(ref: str) -> ResolvedCheckpoint:
+    """A registry name, ``hf://owner/repo[@revision][/file]`` or a local path -> a verified local file.
+
+    Registry names win over same-named files in the working directory (write ``./NAME`` for those).
+    Every failure a user can fix is a one-line VswinError.
+    """
+    ref = str(ref)
+    if ref.startswith("hf://"):
+        return _resolve_hf(ref)
+    if is_registry_name(ref):
+        spec = get_spec(ref)
+        path, sha256 = _fetch_spec(spec)
+        return ResolvedCheckpoint(
+            path=path,
+            name=spec.name,
+            sha256=sha256,
+            spec=spec,
+            labels=load_labels(spec.label_set),
+            protocol=spec.protocol,
+            config=None,
+        )
+    path = Path(ref).expanduser()
+    if path.is_file():
+        return ResolvedCheckpoint(path=path, name=ref, sha256=None, spec=None, labels=None, protocol=None, config=None)
+    if path.is_dir():
+        raise VswinError(f"{ref} is a folder; pass the checkpoint file inside it with -m")
+    if os.sep in ref or "/" in ref or ref.endswith(WEIGHT_SUFFIXES) or ref.startswith("."):
+        raise VswinError(f"no such checkpoint file: {ref}")
+    get_spec(ref)  # raises: unknown name, with close matches
+    raise AssertionError("unreachable")
+
+
+def download_model(name: str) -> Path:
+    """Fetch (if needed) and verify a registry model or hf:// reference; the verified file's path."""
+    return resolve_checkpoint_strict(name).path
+
+
+def resolve_checkpoint_strict(name: str) -> ResolvedCheckpoint:
+    """Like resolve_checkpoint, but only registry names and hf:// references (no local paths)."""
+    if not name.startswith("hf://"):
+        get_spec(name)  # unknown names fail here, before any download
+    return resolve_checkpoint(name)
+
+
+def is_cached(name: str) -> bool:
+    """Whether a registry model has a verified copy in the cache (cheap: no hashing, no network)."""
+    spec = get_spec(name)
+    for source in spec.sources:
+        if source.is_hub:
+            pointer = _hub_pointer_path(source.hub_repo, source.hub_revision, source.hub_filename)  # type: ignore[arg-type]
+            if pointer.exists():
+                record = _read_record(_hub_record_path(pointer))
+                if record is not None and _fast_ok(pointer, record):
+                    return True
+        else:
+            final = url_cache_path(source.url, spec.filename)  # type: ignore[arg-type]
+            if final.exists() and _fast_ok(final, _read_record(_record_path(final))):
+                return True
+    return False
+
+
+def url_cache_path(url: str, filename: str) -> Path:
+    """Where a release-URL file lives once verified."""
+    key = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+    return vswin_cache_dir() / "urls" / key / filename
+
+
+def cache_path_for(spec: ModelSpec) -> Path:
+    """The cache path of a registry model's preferred source (for messages and listings)."""
+    source = spec.sources[0]
+    if source.is_hub:
+        return _hub_pointer_path(source.hub_repo, source.hub_revision, source.hub_filename)  # type: ignore[arg-type]
+    return url_cache_path(source.url, spec.filename)  # type: ignore[arg-type]
+
+
+def not_cached_message(name: str, cache_path: Path, reason: str) -> str:
+    """The one line a user sees when a model is neither cached nor downloadable here."""
+    return (
+        f"model '{name}' is not in the cache ({cache_path}) and {reason}; "
+        f"run `vswin download {name}` on a machine with a network and copy {hf_home()} over "
+        f"(or point HF_HOME at such a copy), or pass a checkpoint file with -m PATH"
+    )
+
+
+# ----------------------------------------------------------------------------- expected hashes
+
+
+@dataclass(frozen=True)
+class _Expected:
+    sha256: str | None = None
+    sha256_prefix: str | None = None
+    git_sha1: str | None = None
+    origin: str = ""
+
+    @property
+    def any(self) -> bool:
+        return bool(self.sha256 or self.sha256_prefix or self.git_sha1)
+
+    def describe(self) -> str:
+        if self.sha256:
+            return f"sha256 {self.sha256[:16]}... ({self.origin})"
+        if self.sha256_prefix:
+            return f"sha256 starting {self.sha256_prefix} ({self.origin})"
+        return f"git blob sha1 {self.git_sha1} ({self.origin})"
+
+    def matches(self, path: Path, actual_sha256: str) -> bool:
+        if self.sha256:
+            return actual_sha256 == self.sha256
+        if self.sha256_prefix:
+            return actual_sha256.startswith(self.sha256_prefix)
+        if self.git_sha1:
+            return _git_blob_sha1(path) == self.git_sha1
+        return True
+
+
+def _spec_expected(spec: ModelSpec | None) -> _Expected:
+    if spec is None:
+        return _Expected()
+    if spec.sha256:
+        return _Expected(sha256=spec.sha256, origin="weights.toml")
+    if spec.sha256_prefix:
+        return _Expected(sha256_prefix=spec.sha256_prefix, origin="weights.toml")
+    return _Expected()
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _git_blob_sha1(path: Path) -> str:
+    # The Hub's ETag of a file kept in git (not LFS): sha1 of "blob <size>\0" + content.
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as file:
+        while chunk := file.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------- verification records
+
+
+def _record_path(final: Path) -> Path:
+    return final.with_name(final.name + ".verified.json")
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not _HEX64.fullmatch(str(record.get("sha256", ""))):
+        return None
+    return record
+
+
+def _write_record(path: Path, file: Path, sha256: str, **extra: Any) -> dict[str, Any]:
+    stat = file.stat()
+    record = {"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "verified_at": time.time(), **extra}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+    return record
+
+
+def _fast_ok(file: Path, record: dict[str, Any] | None) -> bool:
+    """Unchanged since it was verified: same size and modification time as the record says."""
+    if record is None:
+        return False
+    try:
+        stat = file.stat()
+    except OSError:
+        return False
+    return stat.st_size == record.get("size") and stat.st_mtime_ns == record.get("mtime_ns")
+
+
+@contextmanager
+def _lock(directory: Path) -> Iterator[None]:
+    # One downloader per cache folder at a time, so two processes never append to one partial file.
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        from filelock import FileLock
+    except ImportError:  # pragma: no cover - filelock comes with huggingface_hub
+        yield
+        return
+    with FileLock(str(directory / ".lock")):
+        yield
+
+
+# ----------------------------------------------------------------------------- registry models
+
+
+def _fetch_spec(spec: ModelSpec) -> tuple[Path, str]:
+    """The verified path and sha256 of a registry model, trying its sources in order."""
+    # Anything already cached, from any source, before touching the network.
+    reasons: list[str] = []
+    for source in spec.sources:
+        found = _cached_source(spec, source)
+        if found is not None:
+            return found
+    if is_offline():
+        raise VswinError(not_cached_message(spec.name, cache_path_for(spec), "HF_HUB_OFFLINE is set"))
+    for source in spec.sources:
+        try:
+            if source.is_hub:
+                return _fetch_hub_file(
+                    spec.name,
+                    source.hub_repo,
+                    source.hub_filename,
+                    source.hub_revision,
+                    _spec_expected(spec),  # type: ignore[arg-type]
+                )
+            return _fetch_url(spec, source)
+        except _Unavailable as error:
+            reasons.append(str(error))
+    raise VswinError(not_cached_message(spec.name, cache_path_for(spec), "the download failed: " + "; ".join(reasons)))
+
+
+class _Unavailable(Exception):
+    """A source could not deliver the file (network, HTTP status); the next source may."""
+
+
+def _cached_source(spec: ModelSpec, source: Source) -> tuple[Path, str] | None:
+    if source.is_hub:
+        pointer = _hub_pointer_path(source.hub_repo, source.hub_revision, source.hub_filename)  # type: ignore[arg-type]
+        if not pointer.exists():
+            return None
+        return _verify_hub_cached(spec.name, pointer, _spec_expected(spec))
+    final = url_cache_path(source.url, spec.filename)  # type: ignore[arg-type]
+    if not final.exists():
+        return None
+    return _verify_url_cached(spec, source, final)
+
+
+def _url_expected(spec: ModelSpec, record: dict[str, Any] | None) -> _Expected:
+    expected = _spec_expected(spec)
+    if not expected.any and record is not None:
+        # Trust on first download: the hash recorded then is what every later copy must match.
+        return _Expected(sha256=record["sha256"], origin="recorded at the first download")
+    return expected
+
+
+def _verify_url_cached(spec: ModelSpec, source: Source, final: Path) -> tuple[Path, str] | None:
+    """A cached release-URL file if it still verifies; a corrupted one is removed (None)."""
+    record_path = _record_path(final)
+    record = _read_record(record_path)
+    if _fast_ok(final, record):
+        return final, record["sha256"]  # type: ignore[index]
+    expected = _url_expected(spec, record)
+    actual = _sha256_file(final)
+    if expected.matches(final, actual):
+        origin = expected.origin or "first download (trusted)"
+        _write_record(record_path, final, actual, url=source.url, verified_against=origin)
+        return final, actual
+    final.unlink(missing_ok=True)
+    _warn(
+        f"cached copy of {spec.name} at {final} is corrupted (sha256 {actual[:16]}..., expected "
+        f"{expected.describe()}); removed it"
+    )
+    return None
+
+
+def _fetch_url(spec: ModelSpec, source: Source) -> tuple[Path, str]:
+    url = source.url
+    assert url is not None
+    final = url_cache_path(url, spec.filename)
+    partial = final.with_name(final.name + ".incomplete")
+    with _lock(final.parent):
+        if final.exists():  # another process may have finished it while we waited
+            found = _verify_url_cached(spec, source, final)
+            if found is not None:
+                return found
+        record_path = _record_path(final)
+        expected = _url_expected(spec, _read_record(record_path))
+        _download_resumable(url, partial, spec.size, spec.name)
+        actual = _sha256_file(partial)
+        if not expected.matches(partial, actual):
+            partial.unlink(missing_ok=True)
+            raise VswinError(
+                f"download of {spec.name} from {url} does not match its {expected.describe()}: got sha256 "
+                f"{actual[:16]}...; the file was discarded. Try again later; if it keeps happening the file "
+                f"at that address has changed (delete {record_path} only if you trust the new file)"
+            )
+        origin = expected.origin or "first download (trusted)"
+        # The record goes first: a file under the final name always has one (rename keeps size and mtime).
+        _write_record(record_path, partial, actual, url=url, verified_against=origin)
+        os.replace(partial, final)
+        return final, actual
+
+
+def _download_resumable(url: str, partial: Path, expected_size: int | None, label: str) -> None:
+    """Download ``url`` into ``partial``, resuming what is there; retries while bytes keep arriving."""
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    stalls = 0
+    while True:
+        have = partial.stat().st_size if partial.exists() else 0
+        if expected_size is not None and have == expected_size:
+            return
+        if expected_size is not None and have > expected_size:
+            partial.unlink()
+            have = 0
+        headers = {"User-Agent": f"vswin-cli/{__version__}", "Accept-Encoding": "identity"}
+        if have:
+            headers["Range"] = f"bytes={have}-"
+        received = 0
+        try:
+            response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=_timeout())
+        except urllib.error.HTTPError as error:
+            error.close()
+            if error.code == 416 and have:
+                # Our partial file does not fit the server's file any more: start over.
+                partial.unlink(missing_ok=True)
+                stalls += 1
+                if stalls > 2:
+                    raise _Unavailable(f"HTTP 416 from {url}") from None
+                continue
+            raise _Unavailable(f"HTTP {error.code} {error.reason} from {url}") from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+            reason = getattr(error, "reason", None) or error
+            raise _Unavailable(f"cannot reach {url} ({reason})") from None
+        total: int | None = None
+        complete = False
+        try:
+            with response:
+                append = have > 0 and response.status == 206
+                if append:
+                    start, total = _parse_content_range(response.headers.get("Content-Range"))
+                    if start != have:
+                        append = False
+                        total = None
+                if not append:
+                    have = 0
+                    length = response.headers.get("Content-Length")
+                    total = int(length) if length and length.isdigit() else None
+                    if response.status == 206:  # a range we did not ask for: restart cleanly, once or twice
+                        partial.unlink(missing_ok=True)
+                        stalls += 1
+                        if stalls > 2:
+                            raise _Unavailable(f"{url} answers with ranges that do not fit the file")
+                        continue
+                with open(partial, "ab" if append else "wb") as out, _progress(label, total, have) as bar:
+                    while chunk := response.read(_CHUNK):
+                        out.write(chunk)
+                        received += len(chunk)
+                        bar.update(len(chunk))
+            size = partial.stat().st_size
+            complete = total is None or size >= total
+            if total is not None and size > total:
+                partial.unlink()
+                raise _Unavailable(f"{url} sent more bytes than announced")
+        except (OSError, http.client.HTTPException):
+            complete = False  # the connection broke mid-file: what arrived stays in the partial file
+        if complete:
+            return
+        stalls = 0 if received else stalls + 1
+        if stalls >= 3:
+            got = partial.stat().st_size if partial.exists() else 0
+            raise _Unavailable(
+                f"download from {url} kept breaking off ({got} of {total or '?'} bytes kept in {partial}; "
+                f"running the command again resumes it)"
+            )
+
+
+def _parse_content_range(value: str | None) -> tuple[int | None, int | None]:
+    match = re.fullmatch(r"bytes (\d+)-\d+/(\d+|\*)", (value or "").strip())
+    if not match:
+        return None, None
+    total = match.group(2)
+    return int(match.group(1)), (int(total) if total != "*" else None)
+
+
+@contextmanager
+def _progress(label: str, total: int | None, initial: int) -> Iterator[Any]:
+    from tqdm import tqdm
+
+    # disable=None: a bar only when stderr is a terminal, never in logs or pipes.
+    with tqdm(
+        total=total,
+        initial=initial,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=label,
+        file=sys.stderr,
+        disable=None,
+        leave=False,
+    ) as bar:
+        yield bar
+
+
+# ----------------------------------------------------------------------------- Hub files
+
+
+def _repo_folder(repo_id: str) -> Path:
+    return hub_cache_dir() / ("models--" + repo_id.replace("/", "--"))
+
+
+def _hub_pointer_path(repo_id: str, commit: str, filename: str) -> Path:
+    return _repo_folder(repo_id) / "snapshots" / commit / filename
+
+
+def _hub_record_path(pointer: Path) -> Path:
+    blob = Path(os.path.realpath(pointer))
+    key = (
+        blob.name
+        if (_HEX64.fullmatch(blob.name) or _HEX40.fullmatch(blob.name))
+        else hashlib.sha256(str(pointer).encode()).hexdigest()
+    )
+    return vswin_cache_dir() / "verified" / "hub" / f"{key}.json"
+
+
+def _hub_expected(pointer: Path, expected: _Expected) -> _Expected:
+    if expected.any:
+        return expected
+    # huggingface_hub names each blob after the Hub's ETag: the sha256 of an LFS file, the git
+    # blob sha1 of a small one. Either is the Hub's own statement of the content.
+    blob = Path(os.path.realpath(pointer)).name
+    if _HEX64.fullmatch(blob):
+        return _Expected(sha256=blob, origin="the Hub's ETag")
+    if _HEX40.fullmatch(blob):
+        return _Expected(git_sha1=blob, origin="the Hub's ETag")
+    return _Expected()
+
+
+def _verify_hub_cached(name: str, pointer: Path, expected: _Expected) -> tuple[Path, str] | None:
+    record_path = _hub_record_path(pointer)
+    record = _read_record(record_path)
+    if _fast_ok(pointer, record):
+        return pointer, record["sha256"]  # type: ignore[index]
+    wanted = _hub_expected(pointer, expected)
+    if not wanted.any and record is not None:
+        wanted = _Expected(sha256=record["sha256"], origin="recorded at the first download")
+    actual = _sha256_file(pointer)
+    if wanted.matches(pointer, actual):
+        _write_record(record_path, pointer, actual, verified_against=wanted.origin or "first download (trusted)")
+        return pointer, actual
+    _remove_hub_file(pointer)
+    _warn(f"the copy of {name} at {pointer} does not match its {wanted.describe()}; removed it")
+    return None
+
+
+def _remove_hub_file(pointer: Path) -> None:
+    blob = Path(os.path.realpath(pointer))
+    pointer.unlink(missing_ok=True)
+    if blob != pointer:
+        blob.unlink(missing_ok=True)
+
+
+def _fetch_hub_file(name: str, repo_id: str, filename: str, revision: str, expected: _Expected) -> tuple[Path, str]:
+    """hf_hub_download, then verification; a file that fails it is deleted, downloaded once more, re-checked."""
+    for _attempt in range(2):
+        pointer = Path(_hf_download(name, repo_id, filename, revision))
+        found = _verify_hub_cached(name, pointer, expected)
+        if found is not None:
+            return found
+        if is_offline():
+            raise VswinError(not_cached_message(name, pointer, "HF_HUB_OFFLINE is set (the cached copy was corrupted)"))
+    wanted = _hub_expected(pointer, expected)
+    raise VswinError(
+        f"download of {name} (hf://{repo_id}@{revision}/{filename}) does not match its {wanted.describe()}; "
+        "the file was discarded"
+    )
+
+
+def _hf_download(name: str, repo_id: str, filename: str, revision: str) -> str:
+    from huggingface_hub import errors as hf_errors
+    from huggingface_hub import hf_hub_download
+
+    where = f"hf://{repo_id}@{revision}/{filename}"
+    try:
+        return hf_hub_download(
+            repo_id,
+            filename,
+            revision=revision,
+            cache_dir=str(hub_cache_dir()),
+            endpoint=hub_endpoint(),
+            local_files_only=is_offline(),
+        )
+    except hf_errors.LocalEntryNotFoundError as error:
+        pointer = _hub_pointer_path(repo_id, revision, filename)
+        if is_offline():
+            reason = "HF_HUB_OFFLINE is set"
+        else:
+            reason = f"the Hub ({hub_endpoint()}) could not deliver {where}: {_first_line(error.__cause__ or error)}"
+        raise VswinError(not_cached_message(name, pointer, reason)) from None
+    except hf_errors.RevisionNotFoundError:
+        raise VswinError(f"{where}: revision '{revision}' not found in {repo_id}") from None
+    except hf_errors.RemoteEntryNotFoundError:
+        raise VswinError(f"{where}: no file '{filename}' in {repo_id} at {revision}") from None
+    except hf_errors.RepositoryNotFoundError:
+        raise VswinError(f"{where}: repository {repo_id} not found (or private: log in with `hf auth login`)") from None
+    except hf_errors.HfHubHTTPError as error:
+        status = error.response.status_code if error.response is not None else "?"
+        raise VswinError(f"{where}: the Hub answered HTTP {status}; try again later") from None
+    except Exception as error:  # network errors of the HTTP client, interrupted downloads, disk full
+        raise VswinError(f"download of {where} failed: {type(error).__name__}: {_first_line(error)}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+# ----------------------------------------------------------------------------- hf:// references
+
+
+def parse_hf_ref(ref: str) -> tuple[str, str | None, str | None]:
+    """``hf://owner/repo[@revision][/path/in/repo]`` -> (repo_id, revision or None, filename or None)."""
+    rest = ref[len("hf://") :]
+    parts = rest.split("/", 2)
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        raise VswinError(f"bad Hub reference '{ref}': expected hf://owner/repo[@revision][/file]")
+    owner, repo_rev = parts[0], parts[1]
+    filename = parts[2] if len(parts) == 3 and parts[2] else None
+    repo, _, revision = repo_rev.partition("@")
+    if not repo or (repo_rev.endswith("@")):
+        raise VswinError(f"bad Hub reference '{ref}': expected hf://owner/repo[@revision][/file]")
+    from urllib.parse import unquote
+
+    return f"{owner}/{repo}", (unquote(revision) if revision else None), filename
+
+
+def _resolve_hf(ref: str) -> ResolvedCheckpoint:
+    repo_id, revision, filename = parse_hf_ref(ref)
+    revision = revision or "main"
+    commit, files = _list_repo(ref, repo_id, revision)
+    if filename is None:
+        filename = _pick_weights_file(ref, repo_id, revision, files)
+    elif files is not None and filename not in files:
+        shown = ", ".join(sorted(files)[:8]) or "none"
+        raise VswinError(f"{ref}: no file '{filename}' in {repo_id} at {revision} (files: {shown})")
+    path, sha256 = _fetch_hub_file(ref, repo_id, filename, commit or revision, _Expected())
+    labels = None
+    config: dict[str, Any] | None = None
+    protocol = None
+    if files is not None and "config.json" in files:
+        config = _read_json_config(ref, repo_id, commit or revision)
+    if files is not None and "labels.txt" in files:
+        labels_path, _ = _fetch_hub_file(ref, repo_id, "labels.txt", commit or revision, _Expected())
+        labels = parse_label_lines(labels_path.read_text(encoding="utf-8"))
+    if config is not None:
+        labels = labels or _labels_from_config(ref, config)
+        if isinstance(config.get("protocol"), dict):
+            protocol = parse_protocol(config["protocol"], f"{ref} config.json")
+    return ResolvedCheckpoint(
+        path=path, name=ref, sha256=sha256, spec=None, labels=labels, protocol=protocol, config=config
+    )
+
+
+def _list_repo(ref: str, repo_id: str, revision: str) -> tuple[str | None, list[str] | None]:
+    """(commit, files) of the repository at ``revision``: from the Hub, or from the cache when offline."""
+    if not is_offline():
+        from huggingface_hub import HfApi
+        from huggingface_hub import errors as hf_errors
+
+        try:
+            info = HfApi(endpoint=hub_endpoint()).model_info(repo_id, revision=revision)
+            if info.sha and info.sha != revision:
+                _remember_ref(repo_id, revision, info.sha)
+            return info.sha, [s.rfilename for s in (info.siblings or [])]
+        except hf_errors.RevisionNotFoundError:
+            raise VswinError(f"{ref}: revision '{revision}' not found in {repo_id}") from None
+        except hf_errors.RepositoryNotFoundError:
+            raise VswinError(
+                f"{ref}: repository {repo_id} not found (or private: log in with `hf auth login`)"
+            ) from None
+        except hf_errors.HfHubHTTPError as error:
+            status = error.response.status_code if error.response is not None else None
+            if status is not None and status < 500:
+                raise VswinError(f"{ref}: the Hub answered HTTP {status}") from None
+            failure = f"the Hub answered HTTP {status}"
+        except Exception as error:  # no network: fall back to what the cache holds
+            failure = f"the Hub ({hub_endpoint()}) could not be reached: {_first_line(error)}"
+    else:
+        failure = "HF_HUB_OFFLINE is set"
+    commit = revision if _HEX40.fullmatch(revision) else None
+    ref_file = _repo_folder(repo_id) / "refs" / revision
+    if commit is None and ref_file.is_file():
+        commit = ref_file.read_text(encoding="utf-8").strip()
+    snapshot = _repo_folder(repo_id) / "snapshots" / (commit or "-")
+    if commit is None or not snapshot.is_dir():
+        raise VswinError(not_cached_message(ref, _repo_folder(repo_id), failure))
+    files = sorted(p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*") if p.is_file())
+    return commit, files
+
+
+def _remember_ref(repo_id: str, revision: str, commit: str) -> None:
+    # Files are fetched by commit, so huggingface_hub never learns the branch; the offline path needs it.
+    ref_file = _repo_folder(repo_id) / "refs" / revision
+    try:
+        ref_file.parent.mkdir(parents=True, exist_ok=True)
+        if not ref_file.is_file() or ref_file.read_text(encoding="utf-8").strip() != commit:
+            ref_file.write_text(commit, encoding="utf-8")
+    except OSError:
+        pass  # a read-only cache still works online
+
+
+def _pick_weights_file(ref: str, repo_id: str, revision: str, files: list[str] | None) -> str:
+    candidates = sorted(f for f in files or [] if f.lower().endswith(WEIGHT_SUFFIXES))
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise VswinError(f"{ref}: no checkpoint file ({', '.join(WEIGHT_SUFFIXES)}) in {repo_id} at {revision}")
+    shown = ", ".join(candidates[:6])
+    raise VswinError(
+        f"{ref}: {len(candidates)} checkpoint files in {repo_id} ({shown}); name one: hf://{repo_id}@{revision}/FILE"
+    )
+
+
+def _read_json_config(ref: str, repo_id: str, revision: str) -> dict[str, Any]:
+    path, _ = _fetch_hub_file(ref, repo_id, "config.json", revision, _Expected())
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise VswinError(f"{ref}: config.json is not valid JSON ({error})") from None
+    if not isinstance(config, dict):
+        raise VswinError(f"{ref}: config.json is not a JSON object")
+    return config
+
+
+def _labels_from_config(ref: str, config: dict[str, Any]) -> list[str] | None:
+    id2label = config.get("id2label")
+    if not isinstance(id2label, dict) or not id2label:
+        return None
+    try:
+        by_index = {int(k): str(v) for k, v in id2label.items()}
+    except (TypeError, ValueError):
+        raise VswinError(f"{ref}: config.json id2label keys must be class indices") from None
+    if sorted(by_index) != list(range(len(by_index))):
+        raise VswinError(f"{ref}: config.json id2label must number the classes 0..{len(by_index) - 1}")
+    return [by_index[i] for i in range(len(by_index))]

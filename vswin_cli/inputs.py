@@ -1,0 +1,126 @@
+"""Which files a run covers: paths and folders from the command line -> videos, in a stable order.
+
+A file named on the command line is always tried (it gets an error record if it is no video).
+Inside folders, a file is taken when its extension is a video one or when its first bytes are a
+video container's signature (so `clip` without an extension is found, and `notes.mp4` holding
+text is tried and reported). Other files, and sub-folders without ``-r``, are counted as skipped.
+Symbolic links are followed; a folder reached twice (link cycles) is listed once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from .errors import VswinError
+
+VIDEO_EXTENSIONS = frozenset(
+    ".mp4 .m4v .mov .mkv .webm .avi .wmv .asf .flv .f4v .mpg .mpeg .mpe .m2v .ts .mts .m2ts .3gp .3g2 .ogv .ogg "
+    ".gif .mxf .vob .divx .y4m .h264 .264 .hevc .h265 .265 .ivf .nut .rm .rmvb .dv".split()
+)
+
+
+@dataclass(frozen=True)
+class InputVideo:
+    """One video to process: its path as the user will see it, and the root it was found under."""
+
+    path: Path
+    root: Path
+
+    @property
+    def relative(self) -> Path:
+        """The path below its root (its name, for a file given directly)."""
+        try:
+            return self.path.relative_to(self.root)
+        except ValueError:
+            return Path(self.path.name)
+
+
+@dataclass
+class Discovery:
+    videos: list[InputVideo] = field(default_factory=list)
+    skipped_files: int = 0
+    skipped_folders: int = 0
+
+
+def looks_like_video(path: Path) -> bool:
+    """True when the first bytes are a common video container's signature."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return False
+    return (
+        head[4:8] == b"ftyp"  # MP4 / MOV / 3GP
+        or head[:4] == b"\x1a\x45\xdf\xa3"  # Matroska / WebM
+        or (head[:4] == b"RIFF" and head[8:12] in (b"AVI ", b"AVIX"))
+        or head[:4] in (b"GIF8", b"OggS", b"FLV\x01", b"DKIF", b"YUV4", b"nut/")
+        or head[:4] in (b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3")  # MPEG program / elementary stream
+        or head[:4] == b"\x30\x26\xb2\x75"  # ASF / WMV
+        or (len(head) >= 1 and head[0] == 0x47 and _is_mpeg_ts(path))
+    )
+
+
+def _is_mpeg_ts(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(188 * 3 + 1)
+    except OSError:
+        return False
+    return len(data) > 376 and data[0] == data[188] == data[376] == 0x47
+
+
+def _is_candidate(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTENSIONS or looks_like_video(path)
+
+
+def discover(paths: Iterable[str | Path], recursive: bool = False) -> Discovery:
+    """Videos under ``paths``; a path that does not exist is a usage error."""
+    found = Discovery()
+    seen_files: set[str] = set()
+    seen_dirs: set[str] = set()
+
+    def add(path: Path, root: Path) -> None:
+        key = os.path.realpath(path)
+        if key not in seen_files:
+            seen_files.add(key)
+            found.videos.append(InputVideo(path, root))
+
+    def walk(folder: Path, root: Path) -> None:
+        real = os.path.realpath(folder)
+        if real in seen_dirs:
+            return
+        seen_dirs.add(real)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            found.skipped_folders += 1
+            return
+        for entry in entries:
+            child = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()  # follows symlinks
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if recursive:
+                    walk(child, root)
+                else:
+                    found.skipped_folders += 1
+            elif _is_candidate(child) or not os.access(child, os.R_OK) or not child.exists():
+                # Unreadable files and dangling links are tried, so they get an error record.
+                add(child, root)
+            else:
+                found.skipped_files += 1
+
+    for given in paths:
+        path = Path(given)
+        if path.is_dir() and path.suffix.lower() not in VIDEO_EXTENSIONS:
+            walk(path, path)
+        elif path.exists() or path.is_symlink():
+            add(path, path.parent)
+        else:
+            raise VswinError(f"no such file or folder: {path}")
+    return found

@@ -1,0 +1,859 @@
+"""Where results go: table / JSON / JSONL / CSV writers, atomic files, resume journals, .npy features.
+
+Rules users rely on (DESIGN.md, "Behaviour"):
+
+- ``.json`` and ``.csv`` files are written atomically: a temporary file in the same folder,
+  fsync, then ``os.replace``. A crash leaves the previous file (or none), never half of one.
+- ``.jsonl`` is a journal: one record per line, appended, flushed and fsynced per video, so a
+  SIGKILL loses at most the video in flight. A killed run can leave a truncated last line; it is
+  dropped when the file is opened again with ``--resume``.
+- For ``.json``/``.csv`` outputs the records are journaled beside the output, in
+  ``<output>.partial.jsonl``, while the run goes; the final file is written from it at the end and
+  the journal is then removed. If the run is interrupted (an exception, Ctrl-C) the final file is
+  still written atomically with the videos finished so far, and the journal is kept so that
+  ``--resume`` knows exactly what was done.
+- ``--resume``: a video is done when its newest record in the output (or its journal) has
+  ``status: "ok"`` and the same ``model`` and ``views`` as this run. Error records are retried.
+  Every video appears exactly once in the final file: the newest record of a path wins and keeps
+  the position of the first one. CSV rows carry no model or protocol, so a finished ``.csv``
+  without its journal cannot prove what made it: its rows are kept but recomputed.
+- Without ``--resume`` an existing output is replaced; nothing is touched before the first
+  record arrives (or before a successful end with no records).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import sys
+import tempfile
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+from rich import box
+from rich.console import Console, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from .errors import VswinError
+from .records import Prediction, Status, VideoRecord
+
+FORMATS = ("table", "json", "jsonl", "csv")
+EXTENSION_FORMATS = {".json": "json", ".jsonl": "jsonl", ".csv": "csv"}
+JOURNAL_SUFFIX = ".partial.jsonl"
+INDEX_NAME = "index.jsonl"
+
+# Read once: files made by mkstemp are 0600, the final files get the usual umask permissions.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+# --------------------------------------------------------------------------- format selection
+
+
+def select_format(fmt: str | None, output: Path | None, stdout_is_terminal: bool | None = None) -> str:
+    """``--format`` wins, else ``-o``'s extension, else a table on a terminal, else JSON lines."""
+    if fmt is not None:
+        fmt = str(getattr(fmt, "value", fmt)).lower()
+        if fmt not in FORMATS:
+            raise VswinError(f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}")
+        if output is not None and fmt == "table":
+            raise VswinError("--format table is for the terminal; with -o use json, jsonl or csv")
+        return fmt
+    if output is not None:
+        by_extension = EXTENSION_FORMATS.get(Path(output).suffix.lower())
+        if by_extension is None:
+            raise VswinError(
+                f"cannot tell the format of -o {output} from its extension; "
+                "name it .json, .jsonl or .csv, or add --format json|jsonl|csv"
+            )
+        return by_extension
+    if stdout_is_terminal is None:
+        stdout_is_terminal = _isatty(sys.stdout)
+    return "table" if stdout_is_terminal else "jsonl"
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+# --------------------------------------------------------------------------- serialisation
+
+
+def _dumps(obj: Any, indent: int | None = None) -> str:
+    """JSON text, UTF-8 as is; paths with undecodable bytes (lone surrogates) are \\u-escaped."""
+    text = json.dumps(obj, ensure_ascii=False, indent=indent)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(obj, ensure_ascii=True, indent=indent)
+    return text
+
+
+def record_to_json_line(record: VideoRecord) -> str:
+    """One JSONL line, without its newline."""
+    return _dumps(record.to_dict())
+
+
+def records_to_json(records: Iterable[VideoRecord]) -> str:
+    """A JSON array with one record per line (frame lists stay short), ending with a newline."""
+    lines = [record_to_json_line(r) for r in records]
+    return "[\n  " + ",\n  ".join(lines) + "\n]\n" if lines else "[]\n"
+
+
+def csv_header(top_k: int) -> list[str]:
+    """``path,status,label_1,score_1,...,label_k,score_k,error``."""
+    columns = ["path", "status"]
+    for rank in range(1, top_k + 1):
+        columns += [f"label_{rank}", f"score_{rank}"]
+    return columns + ["error"]
+
+
+def csv_row(record: VideoRecord, top_k: int) -> list[str]:
+    """One video, flattened; missing ranks are empty cells; scores keep full float precision."""
+    row = [record.path, record.status]
+    for rank in range(top_k):
+        if rank < len(record.predictions):
+            prediction = record.predictions[rank]
+            row += [prediction.label, repr(float(prediction.score))]
+        else:
+            row += ["", ""]
+    return row + [record.error or ""]
+
+
+def records_to_csv(records: Iterable[VideoRecord], top_k: int) -> str:
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(csv_header(top_k))
+    writer.writerows(csv_row(r, top_k) for r in records)
+    return buffer.getvalue()
+
+
+def _record_from_csv_row(row: Mapping[str, str]) -> VideoRecord:
+    """A CSV row as a record: class indices, model, views, video and clips are not in CSV
+    (index is -1, model empty, the rest None/empty)."""
+    predictions = []
+    rank = 1
+    while row.get(f"label_{rank}"):
+        score = float(row[f"score_{rank}"])
+        predictions.append(Prediction(rank=rank, index=-1, label=row[f"label_{rank}"], score=score))
+        rank += 1
+    status = row["status"]
+    if status not in ("ok", "error"):
+        raise ValueError(f"unknown status {status!r}")
+    return VideoRecord(
+        path=row["path"], status=status, error=row.get("error") or None, predictions=predictions
+    )
+
+
+def read_records(path: Path, fmt: str | None = None) -> list[VideoRecord]:
+    """Read a results file written by vswin (format from ``fmt`` or the extension).
+
+    A JSONL file's truncated last line (a killed run) is skipped; the file is not modified.
+    """
+    path = Path(path)
+    fmt = fmt or select_format(None, path)
+    try:
+        if fmt == "jsonl":
+            return [_record_from(entry, path) for entry in _read_journal(path).entries]
+        if fmt == "json":
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, list):
+                raise ValueError("not a JSON array")
+            return [VideoRecord.from_dict(d) for d in data]
+        if fmt == "csv":
+            with path.open(encoding="utf-8", errors="surrogateescape", newline="") as f:
+                return [_record_from_csv_row(row) for row in csv.DictReader(f)]
+    except (ValueError, KeyError, TypeError) as error:
+        raise VswinError(
+            f"{path} is not a vswin {fmt} results file ({error}); give another -o file or remove it"
+        ) from None
+    raise VswinError(f"cannot read results in format {fmt!r}")
+
+
+def _record_from(entry: Mapping[str, Any], path: Path) -> VideoRecord:
+    try:
+        return VideoRecord.from_dict(entry)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise VswinError(
+            f"{path} holds a line that is not a vswin record ({error}); give another -o file or remove it"
+        ) from None
+
+
+# --------------------------------------------------------------------------- atomic files
+
+
+@contextmanager
+def _atomic_file(path: Path, mode: str = "wb", **open_args: Any) -> Iterator[IO[Any]]:
+    """Write to a temporary file beside ``path``; fsync; rename over ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **open_args) as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        with suppress(OSError):
+            os.chmod(temp_name, 0o666 & ~_UMASK)
+        os.replace(temp_name, path)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(temp_name)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable; not possible (nor needed) on every platform.
+    with suppress(OSError, AttributeError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """``text`` as UTF-8 (undecodable path bytes written back as they were), atomically."""
+    with _atomic_file(path, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
+        f.write(text)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """``obj`` as indented JSON, atomically."""
+    write_text_atomic(path, _dumps(obj, indent=2) + "\n")
+
+
+def write_npy_atomic(path: Path, array: np.ndarray) -> None:
+    """``array`` as a .npy file that plain ``numpy.load`` reads (no pickle), atomically."""
+    array = np.asarray(array)
+    if array.dtype.hasobject:
+        raise ValueError("object arrays cannot be saved without pickle")
+    with _atomic_file(path, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+
+
+# --------------------------------------------------------------------------- journals
+
+
+@dataclass
+class _JournalContents:
+    entries: list[dict[str, Any]]
+    good_end: int  # byte offset just past the last valid line
+    needs_newline: bool  # the last valid line lacks its "\n" (killed between the two writes)
+    size: int
+
+
+def _read_journal(path: Path) -> _JournalContents:
+    """Parse a JSONL journal. A bad last line is a killed write: it is left out. A bad line
+    with more lines after it means the file is not ours: VswinError."""
+    data = path.read_bytes() if path.exists() else b""
+    entries: list[dict[str, Any]] = []
+    good_end, needs_newline, offset, number = 0, False, 0, 0
+    while offset < len(data):
+        newline = data.find(b"\n", offset)
+        end = len(data) if newline < 0 else newline + 1
+        line, number = data[offset:end], number + 1
+        if line.strip():
+            entry = _parse_line(line)
+            if entry is None:
+                if data[end:].strip():
+                    raise VswinError(
+                        f"{path} line {number} is not JSON, so it is not a vswin journal; "
+                        "give another output or remove the file"
+                    )
+                break  # the line a killed run was writing
+            entries.append(entry)
+            needs_newline = newline < 0
+        good_end = offset = end
+    return _JournalContents(entries, good_end, needs_newline, len(data))
+
+
+def _parse_line(line: bytes) -> dict[str, Any] | None:
+    try:
+        entry = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
+class _Journal:
+    """An append-only JSONL file: each entry is written, flushed and fsynced before add returns.
+
+    With ``keep`` the existing lines are read (and a truncated last line cut off) and new ones are
+    appended; without it the file is emptied, but only when the first entry arrives.
+    """
+
+    def __init__(self, path: Path, keep: bool) -> None:
+        self.path = Path(path)
+        self.entries: list[dict[str, Any]] = []
+        self._file: IO[bytes] | None = None
+        self._keep = keep
+        if self.path.is_dir():
+            raise VswinError(f"{self.path} is a folder; give a file name")
+        if keep and self.path.exists():
+            contents = _read_journal(self.path)
+            self.entries = contents.entries
+            self._repair(contents)
+
+    def _repair(self, contents: _JournalContents) -> None:
+        if contents.good_end < contents.size:
+            os.truncate(self.path, contents.good_end)
+        if contents.needs_newline:
+            with self.path.open("ab") as f:
+                f.write(b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+
+    def _open(self) -> IO[bytes]:
+        if self._file is None:
+            with _user_io(self.path):
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = self.path.open("ab" if self._keep else "wb")
+        return self._file
+
+    def append(self, entry: Mapping[str, Any]) -> None:
+        file = self._open()
+        with _user_io(self.path):
+            file.write((_dumps(dict(entry)) + "\n").encode("utf-8"))
+            file.flush()
+            os.fsync(file.fileno())
+
+    def touch(self) -> None:
+        self._open()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+@contextmanager
+def _user_io(path: Path) -> Iterator[None]:
+    """A full disk or a read-only folder is the user's to fix: one line, not a traceback."""
+    try:
+        yield
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise VswinError(f"cannot write {path}: {reason}; free space or choose another output") from error
+
+
+def _path_key(path: str | os.PathLike[str]) -> str:
+    return os.path.normpath(os.fspath(path))
+
+
+def _canonical(obj: Any) -> Any:
+    # Compare views as they will read back from JSON (tuples become lists and so on).
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+def _newest_by_path(entries: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Newest entry per path, in the order of each path's first appearance."""
+    newest: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        newest[_path_key(entry["path"])] = dict(entry)
+    return newest
+
+
+# --------------------------------------------------------------------------- result sinks
+
+
+class ResultSink:
+    """Receives the records of a run, one video at a time, and writes them where they belong.
+
+    ``done(path)`` says whether ``--resume`` may skip a video; ``add`` writes a record (streamed
+    or journaled at once); ``close`` finishes the output. As a context manager, an exception
+    closes it as incomplete (files stay valid, journals stay for ``--resume``).
+    """
+
+    format: str = "jsonl"
+
+    def __init__(self, model: str = "", views: Mapping[str, Any] | None = None) -> None:
+        self.model = model
+        self.views = None if views is None else dict(views)
+        self._views_canonical = _canonical(self.views)
+        self._done: set[str] = set()
+        self.n_ok = 0
+        self.n_error = 0
+        self._closed = False
+
+    def done(self, path: str | os.PathLike[str]) -> bool:
+        """True when this video already has an ok record for the same model and views."""
+        return _path_key(path) in self._done
+
+    def add(self, record: VideoRecord) -> None:
+        if self._closed:
+            raise RuntimeError("the result sink is closed")
+        self._write(record)
+        if record.ok:
+            self.n_ok += 1
+        else:
+            self.n_error += 1
+        self._update_done(record.to_dict())
+
+    def close(self, complete: bool = True) -> None:
+        if not self._closed:
+            self._closed = True
+            self._finish(complete)
+
+    def _is_done(self, entry: Mapping[str, Any]) -> bool:
+        return (
+            entry.get("status") == "ok"
+            and entry.get("model") == self.model
+            and _canonical(entry.get("views")) == self._views_canonical
+        )
+
+    def _update_done(self, entry: Mapping[str, Any]) -> None:
+        key = _path_key(entry["path"])
+        if self._is_done(entry):
+            self._done.add(key)
+        else:
+            self._done.discard(key)
+
+    def _write(self, record: VideoRecord) -> None:
+        raise NotImplementedError
+
+    def _finish(self, complete: bool) -> None:
+        pass
+
+    def __enter__(self) -> ResultSink:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.close(complete=exc_type is None)
+
+
+class StreamSink(ResultSink):
+    """Results on a text stream (stdout): JSONL and CSV streamed per video, the table printed per
+    video, JSON streamed as one array that is valid once closed."""
+
+    def __init__(
+        self,
+        stream: IO[str],
+        fmt: str,
+        top_k: int,
+        timeline: bool = False,
+        model: str = "",
+        views: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(model, views)
+        self.format = fmt
+        self.stream = stream
+        self.top_k = top_k
+        self.timeline = timeline
+        self._count = 0
+        self._console = _table_console(stream) if fmt == "table" else None
+        self._csv = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
+        if self._csv is not None:
+            self._csv.writerow(csv_header(top_k))
+            stream.flush()
+
+    def _write(self, record: VideoRecord) -> None:
+        if self.format == "table":
+            assert self._console is not None
+            for part in render_record(record, timeline=self.timeline):
+                # File names and messages are never wrapped: they must stay copyable.
+                self._console.print(part, soft_wrap=isinstance(part, Text))
+        elif self.format == "json":
+            text = _printable(record_to_json_line(record), self.stream)
+            self.stream.write(("[\n  " if self._count == 0 else ",\n  ") + text)
+        elif self.format == "jsonl":
+            self.stream.write(_printable(record_to_json_line(record), self.stream) + "\n")
+        else:
+            assert self._csv is not None
+            self._csv.writerow([_printable(cell, self.stream) for cell in csv_row(record, self.top_k)])
+        self._count += 1
+        self.stream.flush()
+
+    def _finish(self, complete: bool) -> None:
+        if self.format == "json":
+            self.stream.write("\n]\n" if self._count else "[]\n")
+        self.stream.flush()
+
+
+def _printable(text: str, stream: IO[str]) -> str:
+    """``text`` that ``stream`` can encode: unencodable characters become backslash escapes."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+        return text
+    except (UnicodeEncodeError, LookupError):
+        return text.encode(encoding, "backslashreplace").decode(encoding, "replace")
+
+
+class JsonlFileSink(ResultSink):
+    """``-o out.jsonl``: the output is the journal; duplicates from retries are compacted at close."""
+
+    format = "jsonl"
+
+    def __init__(self, path: Path, resume: bool, model: str, views: Mapping[str, Any] | None) -> None:
+        super().__init__(model, views)
+        self.path = Path(path)
+        self._journal = _Journal(self.path, keep=resume)
+        self._seen: set[str] = set()
+        self._compact = False
+        for entry in self._journal.entries:
+            record = _record_from(entry, self.path)
+            self._note(record.path)
+            self._update_done(record.to_dict())
+        self._journal.entries = []  # read for ``done``; no need to hold them
+
+    def _note(self, path: str) -> None:
+        key = _path_key(path)
+        if key in self._seen:
+            self._compact = True
+        self._seen.add(key)
+
+    def _write(self, record: VideoRecord) -> None:
+        self._note(record.path)
+        self._journal.append(record.to_dict())
+
+    def _finish(self, complete: bool) -> None:
+        if complete:
+            self._journal.touch()  # a finished run with no videos still leaves its (empty) file
+        self._journal.close()
+        if self._compact:
+            entries = _newest_by_path(_read_journal(self.path).entries).values()
+            with _user_io(self.path):
+                write_text_atomic(self.path, "".join(_dumps(e) + "\n" for e in entries))
+
+
+class SnapshotFileSink(ResultSink):
+    """``-o out.json`` / ``-o out.csv``: records are journaled in ``<out>.partial.jsonl`` as they
+    come; the final file is written atomically from the previous output and the journal."""
+
+    def __init__(
+        self, path: Path, fmt: str, resume: bool, top_k: int, model: str, views: Mapping[str, Any] | None
+    ) -> None:
+        super().__init__(model, views)
+        self.format = fmt
+        self.path = Path(path)
+        self.top_k = top_k
+        self.journal_path = journal_path(self.path)
+        if self.path.is_dir():
+            raise VswinError(f"-o {self.path} is a folder; give a file name such as results.{fmt}")
+        self._resume = resume
+        self._journal = _Journal(self.journal_path, keep=resume)
+        self._journal.entries = []  # _entries() reads the repaired journal itself
+        self._added = 0
+        # Without resume a journal left by an older run is stale: emptied at the first record.
+        for entry in self._entries() if resume else []:
+            self._update_done(entry)
+
+    def _entries(self) -> list[dict[str, Any]]:
+        """With resume: the previous output's records, then the journal's; else the journal's."""
+        previous = read_records(self.path, self.format) if self._resume and self.path.exists() else []
+        journaled = _read_journal(self.journal_path).entries if self.journal_path.exists() else []
+        return [r.to_dict() for r in previous] + [
+            _record_from(e, self.journal_path).to_dict() for e in journaled
+        ]
+
+    def _write(self, record: VideoRecord) -> None:
+        self._journal.append(record.to_dict())
+        self._added += 1
+
+    def _finish(self, complete: bool) -> None:
+        if not complete and self._added == 0:
+            self._journal.close()
+            return  # nothing new: leave the previous output and journal exactly as they were
+        self._journal.touch()  # without resume this empties a stale journal of an older run
+        self._journal.close()
+        records = [VideoRecord.from_dict(e) for e in _newest_by_path(self._entries()).values()]
+        with _user_io(self.path):
+            if self.format == "json":
+                write_text_atomic(self.path, records_to_json(records))
+            else:
+                write_text_atomic(self.path, records_to_csv(records, self.top_k))
+        if complete:
+            with suppress(FileNotFoundError):
+                os.unlink(self.journal_path)
+
+
+def journal_path(output: Path) -> Path:
+    """The journal kept beside a .json/.csv output while a run goes: ``<output>.partial.jsonl``."""
+    output = Path(output)
+    return output.with_name(output.name + JOURNAL_SUFFIX)
+
+
+def open_sink(
+    output: Path | None,
+    fmt: str | None,
+    *,
+    resume: bool = False,
+    top_k: int = 5,
+    model: str = "",
+    views: Mapping[str, Any] | None = None,
+    timeline: bool | None = None,
+    stream: IO[str] | None = None,
+) -> ResultSink:
+    """The sink for a run: ``-o FILE`` (format from ``fmt`` or its extension) or ``stream``
+    (stdout by default; a table when it is a terminal). ``timeline`` (default: when ``views``
+    has a ``stride``) adds the per-clip rows to the table."""
+    if resume and output is None:
+        raise VswinError("--resume needs -o FILE: the results already written are read from it")
+    stream = sys.stdout if stream is None else stream
+    chosen = select_format(fmt, output, _isatty(stream) if output is None else False)
+    if output is None:
+        if timeline is None:
+            timeline = bool((views or {}).get("stride"))
+        return StreamSink(stream, chosen, top_k, timeline=timeline, model=model, views=views)
+    if chosen == "jsonl":
+        return JsonlFileSink(Path(output), resume, model, views)
+    return SnapshotFileSink(Path(output), chosen, resume, top_k, model, views)
+
+
+# --------------------------------------------------------------------------- table
+
+
+def _table_console(stream: IO[str]) -> Console:
+    # Plain text unless stream is a terminal; NO_COLOR drops every style, not just colours.
+    plain = bool(os.environ.get("NO_COLOR"))
+    return Console(
+        file=stream,
+        color_system=None if plain else "auto",
+        highlight=False,
+        markup=False,
+        emoji=False,
+    )
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(max(float(seconds), 0.0), 60.0)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{secs:05.2f}" if hours else f"{minutes}:{secs:05.2f}"
+
+
+def _display(text: str) -> str:
+    # Undecodable bytes in file names would make the terminal write fail.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def render_record(record: VideoRecord, timeline: bool = False) -> list[RenderableType]:
+    """One video for people, as lines and tables to print in order: its path, then its top-k
+    (and, with ``timeline``, one row per clip); an error is one red line with its reason."""
+    parts: list[RenderableType] = []
+    if not record.ok:
+        line = Text(_display(record.path), style="bold")
+        line.append(f"  error: {record.error or 'unknown error'}", style="red")
+        parts.append(line)
+    else:
+        parts.append(Text(_display(record.path), style="bold"))
+        table = Table(box=box.SIMPLE, pad_edge=False, show_edge=False)
+        table.add_column("#", justify="right")
+        table.add_column("score", justify="right")
+        table.add_column("label")
+        for p in record.predictions:
+            table.add_row(str(p.rank), f"{p.score:.4f}", _display(p.label))
+        parts.append(table)
+    for warning in record.warnings:
+        parts.append(Text(f"  warning: {warning}", style="yellow"))
+    if timeline and record.ok and record.clips:
+        parts.append(_timeline_table(record))
+    return parts
+
+
+def _timeline_table(record: VideoRecord) -> Table:
+    table = Table(box=box.SIMPLE, pad_edge=False, show_edge=False, title_justify="left")
+    for name in ("start", "end", "score"):
+        table.add_column(name, justify="right")
+    table.add_column("label")
+    table.add_column("next")
+    for clip in record.clips:
+        top = clip.predictions[:1]
+        runners_up = "; ".join(f"{_display(p.label)} {p.score:.3f}" for p in clip.predictions[1:3])
+        table.add_row(
+            _clock(clip.start),
+            _clock(clip.end),
+            f"{top[0].score:.4f}" if top else "",
+            _display(top[0].label) if top else "",
+            runners_up,
+        )
+    return table
+
+
+# --------------------------------------------------------------------------- features
+
+
+def _path_hash(path: Path) -> str:
+    return hashlib.sha256(os.fsencode(os.path.abspath(path))).hexdigest()[:10]
+
+
+def feature_path(out_dir: Path, input_path: Path, input_root: Path, disambiguate: bool = False) -> Path:
+    """``DIR/<input relative to its root>.npy`` (``a/x.mp4`` -> ``DIR/a/x.mp4.npy``, keeping the
+    video's extension so ``x.mp4`` and ``x.avi`` do not collide). A file given directly (root = its
+    parent) gives ``DIR/<name>.npy``. With ``disambiguate`` the name gets the first 10 hex digits of
+    the sha256 of the input's absolute path: ``x.mp4.<hash>.npy``. Names are kept as they are
+    (spaces, non-ASCII); a path that cannot be made relative to its root falls back to its name."""
+    input_path, input_root = Path(input_path), Path(input_root)
+    try:
+        relative = input_path.relative_to(input_root)
+    except ValueError:
+        try:
+            relative = Path(os.path.abspath(input_path)).relative_to(os.path.abspath(input_root))
+        except ValueError:
+            relative = Path(input_path.name)
+    if ".." in relative.parts or not relative.parts:
+        relative = Path(input_path.name)
+    name = relative.name + (f".{_path_hash(input_path)}" if disambiguate else "") + ".npy"
+    return Path(out_dir) / relative.with_name(name)
+
+
+def plan_feature_paths(inputs: Sequence[tuple[Path, Path]], out_dir: Path) -> list[Path]:
+    """Output paths for ``(input, root)`` pairs, in order. Inputs whose mirrored paths collide
+    (two roots holding ``a/x.mp4``, or names equal up to case) all get the hashed name, so the
+    rule does not depend on the order of the inputs. The same file given twice keeps one name."""
+    plain = [feature_path(out_dir, path, root) for path, root in inputs]
+    owners: dict[str, set[str]] = {}
+    for (path, _), out in zip(inputs, plain):
+        owners.setdefault(str(out).casefold(), set()).add(os.path.abspath(path))
+    return [
+        feature_path(out_dir, path, root, disambiguate=True)
+        if len(owners[str(out).casefold()]) > 1
+        else out
+        for (path, root), out in zip(inputs, plain)
+    ]
+
+
+def sidecar_path(npy_path: Path) -> Path:
+    """The sidecar JSON of a feature file: ``x.mp4.npy`` -> ``x.mp4.json``."""
+    return Path(npy_path).with_suffix(".json")
+
+
+@dataclass(frozen=True)
+class FeatureEntry:
+    """One line of ``index.jsonl``: a video, its status and where its files are (relative to DIR)."""
+
+    path: str
+    status: Status
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    model: str = ""
+    views: dict[str, Any] | None = None
+    output: str | None = None
+    sidecar: str | None = None
+    shape: list[int] | None = None
+    dtype: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "status": self.status,
+            "error": self.error,
+            "warnings": list(self.warnings),
+            "model": self.model,
+            "views": None if self.views is None else dict(self.views),
+            "output": self.output,
+            "sidecar": self.sidecar,
+            "shape": None if self.shape is None else [int(n) for n in self.shape],
+            "dtype": self.dtype,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureEntry:
+        status = data["status"]
+        if status not in ("ok", "error"):
+            raise ValueError(f"unknown status {status!r}")
+        return cls(
+            path=str(data["path"]),
+            status=status,
+            error=data.get("error"),
+            warnings=[str(w) for w in data.get("warnings") or []],
+            model=str(data.get("model") or ""),
+            views=None if data.get("views") is None else dict(data["views"]),
+            output=data.get("output"),
+            sidecar=data.get("sidecar"),
+            shape=None if data.get("shape") is None else [int(n) for n in data["shape"]],
+            dtype=data.get("dtype"),
+        )
+
+
+class FeatureIndex:
+    """``DIR/index.jsonl`` of extract-features: one entry per video, appended and fsynced as each
+    finishes. ``done(path)``: the newest entry is ok, for the same model and views, and its .npy
+    still exists. Duplicates left by retries are compacted (newest wins) at close."""
+
+    def __init__(self, out_dir: Path, resume: bool, model: str, views: Mapping[str, Any] | None) -> None:
+        self.out_dir = Path(out_dir)
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise VswinError(f"-o {self.out_dir} is a file; extract-features writes into a folder")
+        self.path = self.out_dir / INDEX_NAME
+        self.model = model
+        self._views_canonical = _canonical(None if views is None else dict(views))
+        self._journal = _Journal(self.path, keep=resume)
+        self._newest: dict[str, FeatureEntry] = {}
+        self._compact = False
+        for entry in self._journal.entries:
+            self._remember(self._entry_from(entry))
+        self._journal.entries = []
+        self._closed = False
+
+    def _entry_from(self, data: Mapping[str, Any]) -> FeatureEntry:
+        try:
+            return FeatureEntry.from_dict(data)
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise VswinError(
+                f"{self.path} holds a line that is not a vswin index entry ({error}); "
+                "give another -o folder or remove the file"
+            ) from None
+
+    def _remember(self, entry: FeatureEntry) -> None:
+        key = _path_key(entry.path)
+        self._compact = self._compact or key in self._newest
+        self._newest[key] = entry
+
+    def relative(self, path: Path) -> str:
+        """``path`` relative to DIR, with forward slashes, as the index stores it."""
+        try:
+            return Path(os.path.relpath(path, self.out_dir)).as_posix()
+        except ValueError:  # another drive on Windows
+            return str(path)
+
+    def done(self, path: str | os.PathLike[str]) -> bool:
+        entry = self._newest.get(_path_key(path))
+        return (
+            entry is not None
+            and entry.status == "ok"
+            and entry.model == self.model
+            and _canonical(entry.views) == self._views_canonical
+            and entry.output is not None
+            and (self.out_dir / entry.output).is_file()
+        )
+
+    def add(self, entry: FeatureEntry) -> None:
+        self._journal.append(entry.to_dict())
+        self._remember(entry)
+
+    def close(self, complete: bool = True) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if complete:
+            self._journal.touch()
+        self._journal.close()
+        if self._compact:
+            entries = _newest_by_path(_read_journal(self.path).entries).values()
+            with _user_io(self.path):
+                write_text_atomic(self.path, "".join(_dumps(e) + "\n" for e in entries))
+
+    def __enter__(self) -> FeatureIndex:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.close(complete=exc_type is None)
+
+
+def open_feature_index(
+    out_dir: Path, *, resume: bool = False, model: str = "", views: Mapping[str, Any] | None = None
+) -> FeatureIndex:
+    """The index of an extract-features run in ``out_dir`` (read and repaired with ``resume``)."""
+    return FeatureIndex(out_dir, resume, model, views)

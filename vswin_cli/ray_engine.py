@@ -1,0 +1,381 @@
+"""Scale-out on Ray Data: the same records as the local engine, from a whole cluster.
+
+    vswin classify videos/ -r -o labels.jsonl --engine ray                       # a local Ray instance
+    vswin extract-features videos/ -r -o feats/ --engine ray --ray-address auto  # an existing cluster
+
+    from vswin_cli.ray_engine import classify_dataset
+    records = classify_dataset(["videos/"], model="swin-t-k400", recursive=True)  # a ray.data.Dataset
+    records.write_parquet("labels/")
+
+What runs where:
+
+* The driver (the machine running ``vswin``) lists the inputs, loads the model once and puts its
+  weights into Ray's object store (``ray.put``): every node fetches them once, nobody needs the
+  checkpoint cache, and no task carries weights.
+* Decoding, clip sampling and preprocessing run as CPU tasks (``Dataset.map``), one video per
+  call, through the local engine's own ``Engine.prepare``: the same code, so the same frames,
+  the same views and the same error records (a bad file is a record, never a failed task).
+* The model runs in an actor pool (``Dataset.map_batches`` with a callable class): one model per
+  actor, built once from the shared weights; one GPU per actor when the cluster has GPUs, else a
+  few CPU threads each. Each call gets several videos and batches their views together through
+  ``Engine.infer``, so scores, top-k and features are computed by the same code as locally.
+* Records (JSON text) and feature arrays stream back to the driver (``iter_rows``) and become
+  :class:`~vswin_cli.engine.VideoOutcome`\\ s again, for the same writers, journal and ``--resume``.
+
+Order: rows carry their input index; the driver keeps a small reorder buffer and yields outcomes
+in input order as soon as every earlier video is done (Ray itself may finish them out of order).
+
+Faults: a decode task whose worker dies is re-run (``max_retries``); a model actor that dies is
+restarted and its unfinished batch retried (``max_restarts`` / ``max_task_retries``). Only those
+videos are redone; the run goes on.
+
+Ray is imported only here and only when called: the base install never imports it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .engine import Engine, PreparedVideo, RunOptions, VideoOutcome, resolve_batch_size
+from .errors import VswinError
+from .inputs import InputVideo, discover
+from .model import SwinConfig, VideoSwin
+from .protocol import Protocol
+from .records import VideoRecord
+
+if TYPE_CHECKING:  # pragma: no cover
+    import ray.data
+
+RAY_EXTRA_HINT = 'pip install "vswin-cli[ray]"'
+TASK_RETRIES = 3  # decode tasks re-run after a worker dies (a bad file never raises)
+ACTOR_RESTARTS = 3  # model actors restarted after dying, their batch retried as many times
+
+__all__ = ["classify_dataset", "run_on_ray", "RAY_EXTRA_HINT"]
+
+
+# --- connecting -------------------------------------------------------------------------------
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise VswinError(f"--engine ray needs Ray: {RAY_EXTRA_HINT}") from None
+    return ray
+
+
+def _connect(ray: Any, address: str | None) -> bool:
+    """Join ``address`` (``auto``, ``host:port`` or ``ray://host:10001``) or start a local instance.
+
+    Returns True when this call started Ray (the caller then shuts it down after the run).
+    """
+    if ray.is_initialized():
+        return False
+    try:
+        ray.init(
+            address=address or None,
+            ignore_reinit_error=True,
+            include_dashboard=False,
+            logging_level=logging.ERROR,
+            log_to_driver=False,  # workers' own logs stay in Ray's log folder; errors come back as records
+            runtime_env=_code_env(),
+        )
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as error:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        reason = " ".join(str(error).split()) or error.__class__.__name__
+        raise VswinError(f"cannot start or reach {where}: {reason}") from None
+    _quiet_ray_data(ray)
+    return True
+
+
+def _quiet_ray_data(ray: Any) -> None:
+    """The CLI draws its own progress on stderr; Ray Data's bars and banners would mix with it."""
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _code_env() -> dict[str, Any]:
+    """Workers import this very package, shipped from the driver (``py_modules``): the cluster runs
+    the driver's code, so records match, and nodes need only the dependencies (torch, OpenCV ...).
+    Ray accepts local folders only for the whole job, at ``ray.init``."""
+    return {"py_modules": [str(Path(__file__).resolve().parent)]}
+
+
+# --- the pieces shipped to workers ------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Preparer:
+    """What :meth:`Engine.prepare` reads, without the model: shipped to every decode task."""
+
+    options: RunOptions
+    protocol: Protocol
+    model_name: str
+    views: dict[str, Any]
+
+    # The local engine's decode + preprocess, unchanged: it only reads the four fields above.
+    prepare = Engine.prepare
+
+    @classmethod
+    def of(cls, engine: Engine) -> _Preparer:
+        return cls(engine.options, engine.protocol, engine.model_name, dict(engine.views))
+
+
+def _prepare_row(row: dict[str, Any], preparer: _Preparer) -> dict[str, Any]:
+    item = InputVideo(Path(row["path"]), Path(row["root"]))
+    prepared = preparer.prepare(item)
+    protocol = preparer.protocol
+    if prepared.views:
+        views = torch.stack(prepared.views).numpy()
+    else:  # an error record: no views, but the same rank as the others
+        views = np.zeros((0, 3, protocol.clip_len, protocol.crop_size, protocol.crop_size), np.float32)
+    return {
+        "index": row["index"],
+        "path": row["path"],
+        "root": row["root"],
+        "record": json.dumps(prepared.record.to_dict()),
+        "views": views,
+        "num_clips": prepared.num_clips,
+        "num_crops": prepared.num_crops,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class _ModelSpec:
+    """Everything a model actor needs to rebuild the driver's model, besides the weights."""
+
+    config: SwinConfig
+    labels: list[str] | None
+    protocol: Protocol | None
+    name: str
+    checkpoint_sha256: str | None
+
+    @classmethod
+    def of(cls, model: VideoSwin) -> _ModelSpec:
+        return cls(model.config, model.labels, model.protocol, model.name, getattr(model, "checkpoint_sha256", None))
+
+
+class _ModelActor:
+    """One model per actor, built once from the weights in the object store; batches views across videos."""
+
+    def __init__(self, weights: list[Any], spec: _ModelSpec, options: RunOptions, threads: int | None) -> None:
+        import ray
+
+        if threads:
+            torch.set_num_threads(threads)
+        model = VideoSwin(spec.config)
+        model.load_state_dict(ray.get(weights[0]))  # a list, so Ray hands us the reference, not a copy per call
+        model.labels, model.protocol, model.name = spec.labels, spec.protocol, spec.name
+        model.checkpoint_sha256 = spec.checkpoint_sha256
+        self.engine = Engine(model, options)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        prepared = []
+        for i in range(len(batch["index"])):
+            record = VideoRecord.from_dict(json.loads(str(batch["record"][i])))
+            item = InputVideo(Path(str(batch["path"][i])), Path(str(batch["root"][i])))
+            views = [torch.from_numpy(np.array(view)) for view in batch["views"][i]]
+            prepared.append(PreparedVideo(item, record, views, int(batch["num_clips"][i]), int(batch["num_crops"][i])))
+        outcomes = list(self.engine.infer(prepared))
+        return {
+            "index": np.asarray(batch["index"]),
+            "path": np.asarray(batch["path"]),
+            "root": np.asarray(batch["root"]),
+            "record": np.array([json.dumps(o.record.to_dict()) for o in outcomes], dtype=object),
+            "features": _ragged([o.features for o in outcomes]),
+            "clip_features": _ragged([o.clip_features for o in outcomes]),
+            "scores": _ragged([o.scores for o in outcomes]),
+            "clip_scores": _ragged([o.clip_scores for o in outcomes]),
+        }
+
+
+def _ragged(arrays: Sequence[np.ndarray | None]) -> np.ndarray:
+    """A column of float32 arrays; a failed video's is empty (Ray Data keeps no None in tensor columns)."""
+    column = np.empty(len(arrays), dtype=object)
+    for i, array in enumerate(arrays):
+        column[i] = np.zeros(0, np.float32) if array is None else np.asarray(array, np.float32)
+    return column
+
+
+def _array_or_none(value: Any) -> np.ndarray | None:
+    array = np.asarray(value, dtype=np.float32)
+    return None if array.size == 0 else array
+
+
+# --- the pipeline ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _ActorPlan:
+    count: int
+    num_gpus: float
+    num_cpus: float
+    threads: int | None  # torch threads per CPU actor
+
+
+def _plan_actors(resources: dict[str, float], options: RunOptions, num_actors: int | None) -> _ActorPlan:
+    """One actor per GPU when the cluster has GPUs (and the device allows them), else CPU actors
+    that leave about half of the cluster's CPUs to decoding."""
+    gpus = int(resources.get("GPU", 0))
+    cpus = max(1, int(resources.get("CPU", 1)))
+    wants_gpu = options.device == "cuda" or options.device.startswith("cuda:")
+    if wants_gpu and gpus == 0:
+        raise VswinError("--device cuda was asked for but the Ray cluster has no GPUs; use --device auto or cpu")
+    if wants_gpu or (gpus and options.device == "auto"):
+        return _ActorPlan(num_actors or gpus, num_gpus=1, num_cpus=1, threads=None)
+    threads = max(1, min(8, cpus // 2))
+    return _ActorPlan(num_actors or max(1, cpus // (2 * threads)), num_gpus=0, num_cpus=threads, threads=threads)
+
+
+def _videos_per_call(engine: Engine, plan: _ActorPlan) -> int:
+    """Videos per model call: enough views to fill one model batch when the view count is known."""
+    if engine.options.stride is not None:
+        return 1  # sliding windows: the number of views depends on each video's length
+    device = torch.device("cuda" if plan.num_gpus else "cpu")
+    views = max(1, engine.protocol.num_clips * engine.protocol.num_crops)
+    return max(1, resolve_batch_size(engine.options.batch_size, device) // views)
+
+
+def _outcome_rows(ray: Any, engine: Engine, paths: ray.data.Dataset, num_actors: int | None) -> ray.data.Dataset:
+    """Rows ``index, path, root`` -> rows ``index, path, root, record`` (JSON) and the four arrays."""
+    model = engine.model
+    weights = ray.put({name: tensor.detach().cpu() for name, tensor in model.state_dict().items()})
+    plan = _plan_actors(ray.cluster_resources(), engine.options, num_actors)
+    prepared = paths.map(_prepare_row, fn_kwargs={"preparer": _Preparer.of(engine)}, num_cpus=1, max_retries=TASK_RETRIES)
+    return prepared.map_batches(
+        _ModelActor,
+        fn_constructor_kwargs={"weights": [weights], "spec": _ModelSpec.of(model), "options": engine.options, "threads": plan.threads},
+        batch_size=_videos_per_call(engine, plan),
+        batch_format="numpy",
+        concurrency=plan.count,
+        num_gpus=plan.num_gpus,
+        num_cpus=plan.num_cpus,
+        max_restarts=ACTOR_RESTARTS,
+        max_task_retries=ACTOR_RESTARTS,
+    )
+
+
+def _path_rows(ray: Any, items: Sequence[InputVideo]) -> ray.data.Dataset:
+    rows = [{"index": i, "path": str(item.path), "root": str(item.root)} for i, item in enumerate(items)]
+    # Small blocks so decoding spreads over the cluster from the first videos on.
+    return ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 10_000)))
+
+
+def run_on_ray(
+    engine: Engine,
+    items: Sequence[InputVideo],
+    address: str | None = None,
+    *,
+    num_actors: int | None = None,
+) -> Iterator[VideoOutcome]:
+    """The outcomes ``engine.run(items)`` would give, in input order, computed on a Ray cluster.
+
+    ``address``: ``None`` starts a local Ray instance (shut down after the run), ``"auto"`` or
+    ``"ray://host:10001"`` joins a cluster. ``num_actors`` defaults to one per GPU, or a CPU
+    plan that keeps about half of the CPUs for decoding.
+    """
+    ray = _import_ray()
+    items = list(items)
+    return _stream_outcomes(ray, engine, items, address, num_actors)
+
+
+def _stream_outcomes(ray: Any, engine: Engine, items: list[InputVideo], address: str | None, num_actors: int | None) -> Iterator[VideoOutcome]:
+    if not items:
+        return
+    started = _connect(ray, address)
+    try:
+        if not started:
+            _quiet_ray_data(ray)
+        rows = _outcome_rows(ray, engine, _path_rows(ray, items), num_actors)
+        waiting: dict[int, VideoOutcome] = {}
+        next_index = 0
+        for row in rows.iter_rows():
+            index = int(row["index"])
+            waiting[index] = VideoOutcome(
+                item=items[index],
+                record=VideoRecord.from_dict(json.loads(row["record"])),
+                features=_array_or_none(row["features"]),
+                clip_features=_array_or_none(row["clip_features"]),
+                scores=_array_or_none(row["scores"]),
+                clip_scores=_array_or_none(row["clip_scores"]),
+            )
+            while next_index in waiting:
+                yield waiting.pop(next_index)
+                next_index += 1
+        for index in sorted(waiting):  # only if Ray lost rows, which it does not; never drop a result
+            yield waiting.pop(index)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+# --- Python API -------------------------------------------------------------------------------
+
+
+def _record_fields(row: dict[str, Any], with_features: bool) -> dict[str, Any]:
+    out = json.loads(row["record"])
+    if with_features:
+        out["features"] = np.asarray(row["features"], np.float32)
+        out["clip_features"] = np.asarray(row["clip_features"], np.float32)
+    return out
+
+
+def _with_root(row: dict[str, Any]) -> dict[str, Any]:
+    path = str(row["path"])
+    root = row.get("root")
+    return {"index": row.get("index", 0), "path": path, "root": str(root) if root else str(Path(path).parent)}
+
+
+def classify_dataset(
+    data: ray.data.Dataset | Iterable[str | Path],
+    model: str | VideoSwin = "swin-t-k400",
+    labels: str | Path | list[str] | None = None,
+    *,
+    recursive: bool = False,
+    with_features: bool = False,
+    address: str | None = None,
+    num_actors: int | None = None,
+    **options: Any,
+) -> ray.data.Dataset:
+    """Classify (and embed) videos on Ray; a lazy ``ray.data.Dataset`` of the CLI's records.
+
+    ``data`` is a Ray Dataset with a ``path`` column (and optionally ``root``), or paths and
+    folders as for ``vswin classify`` (``recursive`` as ``-r``). Each row has the record fields
+    (``path``, ``status``, ``error``, ``warnings``, ``model``, ``video``, ``views``,
+    ``predictions``, ``clips``); ``with_features`` adds ``features`` (C,) and ``clip_features``
+    (N, C), float32, empty for failed videos. ``options`` are :class:`RunOptions` fields
+    (``clips``, ``crops``, ``clip_len``, ``frame_interval``, ``stride``, ``device``, ``top_k``...).
+
+    Ray is joined at ``address`` (or started here) if it is not running yet, and left running:
+    the dataset is computed when it is consumed (``write_parquet``, ``iter_rows``, ``take``...).
+    """
+    from .engine import _engine_for
+
+    ray = _import_ray()
+    run_options = RunOptions(**options)
+    # The driver only needs the weights and the protocol: keep its copy on the CPU.
+    engine = _engine_for(model, labels, dataclasses.replace(run_options, device="cpu"))
+    engine.options = run_options
+    if not ray.is_initialized():
+        _connect(ray, address)
+    if isinstance(data, ray.data.Dataset):
+        if "path" not in data.columns():
+            raise VswinError("the dataset needs a 'path' column with the video paths")
+        paths = data.map(_with_root)
+    else:
+        items = discover(list(data), recursive=recursive).videos
+        if not items:
+            raise VswinError("no videos found in the given paths")
+        paths = _path_rows(ray, items)
+    rows = _outcome_rows(ray, engine, paths, num_actors)
+    return rows.map(_record_fields, fn_kwargs={"with_features": with_features})

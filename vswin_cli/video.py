@@ -1,0 +1,536 @@
+"""Reading videos with OpenCV: probe a file, then stream it once keeping only the planned frames.
+
+    info = probe("clip.mp4")                                   # frames, fps, size, rotation, ...
+    video = read_video("clip.mp4", lambda info: plan_clips(info.frames, info.timestamps, info.fps, KINETICS))
+    video.clip_frames(video.clips[0])                          # list of RGB uint8 (H, W, 3), upright
+
+What we rely on, and why:
+
+* Frame counts come from decoding, never from the container alone: ``CAP_PROP_FRAME_COUNT`` is
+  the container's claim (or an estimate from duration x fps) and is wrong for truncated and some
+  damaged or variable-frame-rate files. ``grab()`` decodes without converting colours, so counting
+  is cheaper than reading.
+* One pass when the container tells the truth: ``read_video`` plans clips from the container's
+  count and frame rate, decodes the file once, converts only the planned frames, then re-plans
+  from what was actually decoded. If that plan needs a frame it did not keep (the container lied),
+  a second sequential pass fetches the missing frames. The result is always the plan of the
+  decoded frames; nothing relies on the container being right.
+* No seeking: ``CAP_PROP_POS_FRAMES`` seeks land on nearby keyframes for some codecs and then
+  return different frames than a sequential read; we always read sequentially from the start.
+* Timestamps: ``CAP_PROP_POS_MSEC`` after each ``grab()`` is the decoded frame's presentation
+  time (OpenCV >= 4.2), so variable frame rate videos get true times. If a file has none or they
+  go backwards, times fall back to ``index / fps`` with a warning.
+* Rotation: OpenCV >= 4.5 turns frames upright from the container's display matrix
+  (``CAP_PROP_ORIENTATION_AUTO``, on by default; 4.6 fixed its direction). We switch it on
+  explicitly and never rotate ourselves, so frames are turned exactly once; ``rotation`` reports
+  ``CAP_PROP_ORIENTATION_META`` (degrees clockwise, the classic ``rotate`` tag). Tests compare
+  against ffmpeg's own auto-rotation.
+* Nothing hangs: special files are refused before opening (reading a FIFO blocks), and decoding
+  stops after ``_grab_limit`` frames, far beyond what the container announces, with a warning.
+* Memory holds only the frames a plan keeps (optionally already resized through
+  ``frame_transform``) plus 8 bytes of timestamp per frame; ``iter_clips`` releases each frame
+  once no later clip needs it, for sliding windows over long videos.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from array import array
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from .errors import VswinError
+from .sampling import Clip
+
+# FFmpeg's own log lines (h264 errors on damaged files...) would bypass our one-line reasons;
+# OpenCV reads this when it opens a capture. Users who set it themselves keep their value.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+_UNKNOWN_FRAMES_LIMIT = 500_000  # grab cap when the container does not say how many frames it has
+
+
+class VideoError(VswinError):
+    """A file that cannot be read as a video: a per-file failure (exit code 1), not a usage error."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What decoding a file showed.
+
+    ``frames`` is the number of frames that decode; ``container_frames`` what the container
+    announces (``None`` when it does not say). ``width``/``height`` are the upright size of the
+    decoded frames; ``rotation`` the degrees (clockwise) applied to make them upright.
+    ``timestamps`` holds each decoded frame's time in seconds (the first frame at 0).
+    """
+
+    path: str
+    frames: int
+    container_frames: int | None
+    fps: float
+    duration: float
+    width: int
+    height: int
+    rotation: int
+    codec: str
+    variable_frame_rate: bool
+    timestamps: np.ndarray = field(repr=False, compare=False)
+    warnings: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready fields (timestamps left out)."""
+        return {
+            "path": self.path,
+            "frames": self.frames,
+            "container_frames": self.container_frames,
+            "fps": round(self.fps, 3),
+            "duration": round(self.duration, 3),
+            "width": self.width,
+            "height": self.height,
+            "rotation": self.rotation,
+            "codec": self.codec,
+            "variable_frame_rate": self.variable_frame_rate,
+            "warnings": list(self.warnings),
+        }
+
+    def as_record(self) -> dict[str, object]:
+        """The ``video`` field of a result record (see DESIGN.md)."""
+        return {
+            "frames": self.frames,
+            "fps": round(self.fps, 3),
+            "duration": round(self.duration, 3),
+            "width": self.width,
+            "height": self.height,
+            "rotation": self.rotation,
+        }
+
+
+@dataclass
+class DecodedVideo:
+    """A video's info, its clips and the frames they use (RGB uint8, upright, by frame index)."""
+
+    info: VideoInfo
+    clips: list[Clip]
+    frames: dict[int, np.ndarray]
+    warnings: list[str]
+
+    def clip_frames(self, clip: Clip) -> list[np.ndarray]:
+        return [self.frames[i] for i in clip.frames]
+
+
+Plan = Callable[[VideoInfo], Sequence[Clip]]
+FrameTransform = Callable[[np.ndarray], np.ndarray]
+
+
+def probe(path: str | os.PathLike[str]) -> VideoInfo:
+    """Decode the whole file once (without colour conversion) and describe it."""
+    path = Path(path)
+    head = check_file(path)
+    capture = _open(path, head)
+    try:
+        scan = _scan(capture, path, head, keep=frozenset())
+    finally:
+        capture.release()
+    return scan.info
+
+
+def read_video(
+    path: str | os.PathLike[str], plan: Plan, frame_transform: FrameTransform | None = None
+) -> DecodedVideo:
+    """Decode a file and keep the frames of ``plan(info)`` (RGB uint8, upright).
+
+    ``frame_transform`` (e.g. ``transforms.short_side_resizer(protocol)``) is applied once to each
+    kept frame as it is decoded.
+    """
+    path = Path(path)
+    head = check_file(path)
+    capture = _open(path, head)
+    try:
+        guess = _container_guess(capture, path)
+        wanted = _frames_of(plan(guess)) if guess is not None else frozenset()
+        scan = _scan(capture, path, head, keep=wanted, transform=frame_transform)
+    finally:
+        capture.release()
+    info = scan.info
+    clips = list(plan(info))
+    needed = _frames_of(clips)
+    frames = {index: frame for index, frame in scan.kept.items() if index in needed}
+    missing = needed - frames.keys()
+    if missing:
+        frames.update(_fetch(path, head, missing, info.frames, frame_transform))
+    return DecodedVideo(info=info, clips=clips, frames=frames, warnings=list(info.warnings))
+
+
+def iter_clips(
+    path: str | os.PathLike[str], plan: Plan, frame_transform: FrameTransform | None = None
+) -> tuple[VideoInfo, list[Clip], Iterator[tuple[Clip, list[np.ndarray]]]]:
+    """Probe, plan, then stream: yield each clip with its frames as soon as they are decoded.
+
+    Two passes (count, then retrieve), and a frame is released as soon as no later clip uses it,
+    so memory stays bounded by the clips that overlap, however long the video.
+    """
+    info = probe(path)
+    clips = list(plan(info))
+    return info, clips, _stream(Path(path), info, clips, frame_transform)
+
+
+# --------------------------------------------------------------------------------------------
+# Checks before opening
+
+
+def check_file(path: Path) -> bytes:
+    """Refuse what is not a readable, non-empty regular file that could be a video.
+
+    Returns the first bytes of the file (used to explain failures later).
+    """
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        raise VideoError(f"{path}: no such file") from None
+    except OSError as error:
+        raise VideoError(f"{path}: cannot access the file ({error.strerror or error})") from None
+    if stat.S_ISDIR(status.st_mode):
+        raise VideoError(f"{path}: is a directory, not a video file")
+    if not stat.S_ISREG(status.st_mode):
+        raise VideoError(f"{path}: not a regular file (device, pipe or socket)")
+    if status.st_size == 0:
+        raise VideoError(f"{path}: empty file (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise VideoError(f"{path}: unreadable (permission denied)")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    except PermissionError:
+        raise VideoError(f"{path}: unreadable (permission denied)") from None
+    except OSError as error:
+        raise VideoError(f"{path}: unreadable ({error.strerror or error})") from None
+    image = _image_kind(head)
+    if image:
+        raise VideoError(f"{path}: not a video (a {image} image)")
+    return head
+
+
+def _image_kind(head: bytes) -> str | None:
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"BM") and len(head) > 14 and head[6:10] == b"\0\0\0\0":
+        return "BMP"
+    if head[:4] in (b"II*\0", b"MM\0*"):
+        return "TIFF"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return None
+
+
+def _open(path: Path, head: bytes) -> cv2.VideoCapture:
+    _quiet_opencv_warnings()
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not capture.isOpened():
+        capture.release()
+        raise VideoError(f"{path}: {_why_unopenable(path, head)}")
+    capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
+    return capture
+
+
+def _quiet_opencv_warnings() -> None:
+    # OpenCV logs on stderr for every file it cannot open; we explain failures ourselves.
+    if "OPENCV_LOG_LEVEL" in os.environ:
+        return
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
+_AUDIO_MAGIC = {b"ID3": "an MP3 audio file", b"fLaC": "a FLAC audio file", b"#!AMR": "an AMR audio file"}
+
+
+def _why_unopenable(path: Path, head: bytes) -> str:
+    """One line on why FFmpeg could not open the file, from its first bytes and its structure."""
+    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
+        return _why_mp4(path)
+    for magic, what in _AUDIO_MAGIC.items():
+        if head.startswith(magic):
+            return f"no video stream ({what})"
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "no video stream (a WAV audio file)"
+    if len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
+        return "no video stream (an MPEG audio file)"
+    container = _container_kind(head)
+    if container:
+        return f"cannot be opened as a video: a damaged, truncated or audio-only {container} file"
+    if _looks_like_text(head):
+        return "not a video (a text file)"
+    return "not a video (unrecognised file format)"
+
+
+def _container_kind(head: bytes) -> str | None:
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "Matroska/WebM"
+    if head[:4] == b"RIFF" and head[8:12] in (b"AVI ", b"AVIX"):
+        return "AVI"
+    kinds = {b"OggS": "Ogg", b"FLV\x01": "FLV", b"\x30\x26\xb2\x75": "ASF/WMV", b"\x00\x00\x01\xba": "MPEG-PS"}
+    return kinds.get(head[:4])
+
+
+def _looks_like_text(head: bytes) -> bool:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(ch.isprintable() or ch in "\r\n\t\f" for ch in text)
+
+
+def _why_mp4(path: Path) -> str:
+    """Walk the top-level ISO-BMFF boxes: a box running past the end means a truncated file."""
+    size = path.stat().st_size
+    boxes: list[bytes] = []
+    moov: tuple[int, int] | None = None
+    with open(path, "rb") as handle:
+        offset = 0
+        while offset + 8 <= size:
+            handle.seek(offset)
+            header = handle.read(16)
+            length = int.from_bytes(header[:4], "big")
+            kind = header[4:8]
+            if length == 1 and len(header) >= 16:
+                length = int.from_bytes(header[8:16], "big")
+            elif length == 0:
+                length = size - offset
+            if length < 8:
+                return "damaged MP4/MOV container (invalid box size)"
+            boxes.append(kind)
+            if offset + length > size:
+                name = kind.decode("latin-1")
+                return f"truncated: the file ends inside its '{name}' box ({size} of {offset + length} bytes)"
+            if kind == b"moov":
+                moov = (offset, length)
+            offset += length
+        if moov is None:
+            return "truncated or incomplete MP4/MOV: no 'moov' index (interrupted recording or download?)"
+        handle.seek(moov[0])
+        index = handle.read(moov[1])
+    # hdlr: type, version/flags (4), pre_defined (4), then the handler type ('vide', 'soun').
+    handlers = {index[at + 12:at + 16] for at in _find_all(index, b"hdlr")}
+    if b"vide" not in handlers:
+        return "no video stream (audio only)" if b"soun" in handlers else "no video stream"
+    return "cannot be opened as a video: damaged or unsupported MP4/MOV"
+
+
+def _find_all(data: bytes, needle: bytes) -> Iterator[int]:
+    at = data.find(needle)
+    while at != -1:
+        yield at
+        at = data.find(needle, at + 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding
+
+
+@dataclass
+class _Scan:
+    info: VideoInfo
+    kept: dict[int, np.ndarray]
+
+
+def _container_frames(capture: cv2.VideoCapture) -> int | None:
+    count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    if not math.isfinite(count) or count < 1 or count > 1e9:
+        return None
+    return int(count)
+
+
+def _container_fps(capture: cv2.VideoCapture) -> float | None:
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    return fps if math.isfinite(fps) and 0 < fps < 10_000 else None
+
+
+def _codec(capture: cv2.VideoCapture) -> str:
+    code = int(capture.get(cv2.CAP_PROP_FOURCC))
+    if code <= 0:
+        return "unknown"
+    text = "".join(chr((code >> (8 * i)) & 0xFF) for i in range(4))
+    return text.strip() if text.isprintable() and text.strip() else f"0x{code:08x}"
+
+
+def _rotation(capture: cv2.VideoCapture) -> int:
+    value = capture.get(cv2.CAP_PROP_ORIENTATION_META)
+    return int(round(value)) % 360 if math.isfinite(value) else 0
+
+
+def _container_guess(capture: cv2.VideoCapture, path: Path) -> VideoInfo | None:
+    """What the container claims, to plan a first pass (verified against the decode after)."""
+    frames, fps = _container_frames(capture), _container_fps(capture)
+    if frames is None or fps is None:
+        return None
+    return VideoInfo(
+        path=str(path), frames=frames, container_frames=frames, fps=fps, duration=frames / fps,
+        width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        rotation=_rotation(capture), codec=_codec(capture), variable_frame_rate=False,
+        timestamps=np.arange(frames, dtype=np.float64) / fps,
+    )
+
+
+def _grab_limit(container_frames: int | None) -> int:
+    """How many frames to decode at most: decoders that loop forever must not hang a batch."""
+    if container_frames is None:
+        return _UNKNOWN_FRAMES_LIMIT
+    return 2 * container_frames + 1000
+
+
+def _retrieve(capture: cv2.VideoCapture, path: Path, index: int, transform: FrameTransform | None) -> np.ndarray:
+    ok, frame = capture.retrieve()
+    if not ok or frame is None:
+        raise VideoError(f"{path}: frame {index} decoded but could not be converted to RGB")
+    if frame.dtype != np.uint8:  # OpenCV converts to 8-bit BGR by default; be safe anyway
+        frame = cv2.convertScaleAbs(frame, alpha=255.0 / 65535.0) if frame.dtype == np.uint16 else frame.astype(np.uint8)
+    if frame.ndim == 2:
+        rgb = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+    elif frame.shape[2] == 4:
+        rgb = cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
+    else:
+        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    return transform(rgb) if transform is not None else rgb
+
+
+def _scan(
+    capture: cv2.VideoCapture,
+    path: Path,
+    head: bytes,
+    keep: frozenset[int],
+    transform: FrameTransform | None = None,
+) -> _Scan:
+    """Grab every frame, note its time, retrieve frame 0 (for the upright size) and ``keep``."""
+    container_frames = _container_frames(capture)
+    limit = _grab_limit(container_frames)
+    times = array("d")  # 8 bytes per frame: the only thing that grows with the video's length
+    kept: dict[int, np.ndarray] = {}
+    shape: tuple[int, int] | None = None
+    warnings: list[str] = []
+    while len(times) < limit and capture.grab():
+        index = len(times)
+        times.append(capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
+        if index == 0 or index in keep:
+            frame = _retrieve(capture, path, index, None)
+            shape = frame.shape[:2]
+            if index in keep:
+                kept[index] = transform(frame) if transform is not None else frame
+    count = len(times)
+    if count == 0:
+        raise VideoError(f"{path}: {_why_no_frames(path, head, _codec(capture))}")
+    if count >= limit:
+        warnings.append(f"stopped decoding after {count} frames, far more than the container announced; the rest is ignored")
+    if container_frames is not None and count < container_frames:
+        warnings.append(f"decoded {count} of {container_frames} frames the container announced (truncated or damaged file)")
+    elif container_frames is not None and count > container_frames:
+        warnings.append(f"decoded {count} frames, the container announced {container_frames}")
+
+    fps = _container_fps(capture)
+    timestamps, variable, note = _clean_timestamps(times, fps)
+    if note:
+        warnings.append(note)
+    if fps is None:
+        span = timestamps[-1] - timestamps[0]
+        fps = (count - 1) / span if count > 1 and span > 0 else 25.0
+        if not (count > 1 and span > 0):
+            warnings.append("no frame rate in the file; assuming 25 fps")
+            timestamps = np.arange(count, dtype=np.float64) / fps
+    assert shape is not None
+    info = VideoInfo(
+        path=str(path), frames=count, container_frames=container_frames, fps=float(fps),
+        duration=float(timestamps[-1] + 1.0 / fps), width=int(shape[1]), height=int(shape[0]),
+        rotation=_rotation(capture), codec=_codec(capture), variable_frame_rate=variable,
+        timestamps=timestamps, warnings=tuple(warnings),
+    )
+    return _Scan(info=info, kept=kept)
+
+
+def _clean_timestamps(times: Sequence[float], fps: float | None) -> tuple[np.ndarray, bool, str | None]:
+    """Times relative to the first frame; ``index / fps`` when missing or out of order."""
+    stamps = np.array(times, dtype=np.float64)
+    if len(stamps) < 2:
+        return stamps - stamps[0], False, None
+    steps = np.diff(stamps)
+    if not np.all(np.isfinite(stamps)) or np.any(steps <= 0):
+        rate = fps or 25.0
+        return (np.arange(len(stamps), dtype=np.float64) / rate, False,
+                f"frame timestamps are missing or out of order; times assume {rate:g} fps")
+    stamps -= stamps[0]
+    typical = float(np.median(steps))
+    variable = bool(np.any(steps > 1.5 * typical) or np.any(steps < 0.5 * typical))
+    return stamps, variable, None
+
+
+def _why_no_frames(path: Path, head: bytes, codec: str) -> str:
+    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
+        reason = _why_mp4(path)
+        if reason.startswith("truncated"):
+            return f"no decodable frames ({reason})"
+    return f"no decodable frames (codec {codec}): a damaged file, or a codec this OpenCV build cannot decode"
+
+
+def _frames_of(clips: Sequence[Clip]) -> frozenset[int]:
+    return frozenset(index for clip in clips for index in clip.frames)
+
+
+def _fetch(
+    path: Path, head: bytes, wanted: set[int] | frozenset[int], count: int, transform: FrameTransform | None
+) -> dict[int, np.ndarray]:
+    """Second sequential pass: retrieve the ``wanted`` frames (no seeking, see the module doc)."""
+    capture = _open(path, head)
+    frames: dict[int, np.ndarray] = {}
+    last = max(wanted)
+    try:
+        index = 0
+        while index <= last and capture.grab():
+            if index in wanted:
+                frames[index] = _retrieve(capture, path, index, transform)
+            index += 1
+    finally:
+        capture.release()
+    if len(frames) != len(wanted):
+        raise VideoError(f"{path}: decoding is not repeatable ({count} frames on the first pass, {index} on the second)")
+    return frames
+
+
+def _stream(
+    path: Path, info: VideoInfo, clips: list[Clip], transform: FrameTransform | None
+) -> Iterator[tuple[Clip, list[np.ndarray]]]:
+    # The last clip (in yield order) that needs each frame: after it, the frame can go.
+    last_use: dict[int, int] = {}
+    for position, clip in enumerate(clips):
+        for index in clip.frames:
+            last_use[index] = position
+    # Clips are yielded in plan order, each once the last frame it needs (and every earlier
+    # clip's) has been decoded.
+    ready_at: list[int] = []
+    for clip in clips:
+        ready_at.append(max([max(clip.frames), *ready_at[-1:]]))
+    capture = _open(path, check_file(path))
+    held: dict[int, np.ndarray] = {}
+    next_clip = 0
+    try:
+        index = 0
+        while next_clip < len(clips) and capture.grab():
+            if index in last_use:
+                held[index] = _retrieve(capture, path, index, transform)
+            while next_clip < len(clips) and ready_at[next_clip] <= index:
+                clip = clips[next_clip]
+                frames = [held[i] for i in clip.frames]
+                for i in set(clip.frames):
+                    if last_use[i] == next_clip:
+                        del held[i]
+                next_clip += 1
+                yield clip, frames
+            index += 1
+    finally:
+        capture.release()
+    if next_clip < len(clips):
+        raise VideoError(f"{path}: decoding is not repeatable ({info.frames} frames on the first pass, {index} on the second)")
