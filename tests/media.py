@@ -1,8 +1,8 @@
 """Test videos, made on the fly with ffmpeg (or OpenCV's VideoWriter) into a given folder.
 
-    from tests.media import require_ffmpeg, encode, rotated, truncated
-    require_ffmpeg()                       # skip (or fail when CI=true) without ffmpeg
-    clip = encode(tmp_path / "a.mp4", frames=40, size=(64, 48), fps=25)
+    import media                          # tests/media.py: pytest puts tests/ on sys.path
+    media.require_ffmpeg()                 # skip (or fail when CI=true) without ffmpeg
+    clip = media.encode(tmp_path / "a.mp4", frames=40, size=(64, 48), fps=25)
 
 Every function returns the path it wrote. Frames are deterministic (``pattern(index, w, h)``):
 a gradient that moves with the index, a pure red square in the top-left corner and a green one

@@ -46,7 +46,8 @@ def test_official_torchvision_round_trip_is_identical(tiny):
     official = ck.native_to_official(native)
     assert "cls_head.fc_cls.weight" in official and "backbone.norm.weight" in official
     tv = ck.native_to_torchvision(ck.official_to_native(official))
-    assert "features.0.proj.weight" in tv and "features.1.0.mlp.0.weight" in tv and "features.2.reduction.weight" in tv
+    assert "patch_embed.proj.weight" in tv and "features.0.0.mlp.0.weight" in tv and "features.1.reduction.weight" in tv
+    assert "features.6.1.attn.qkv.weight" in tv and "features.7.reduction.weight" not in tv
     back = ck.native_to_official(ck.torchvision_to_native(tv))
     assert back.keys() == official.keys()
     for key in official:

@@ -124,7 +124,7 @@ def _input(case: dict) -> torch.Tensor:
 def test_generator_reproduces_fixture_weights(source: str, model_id: str) -> None:
     # The fixtures were computed from these exact numbers; a numpy change must not move them silently.
     record = FIXTURE_DATA[source]["models"][model_id]
-    shapes = dict((key, shape) for key, shape in record["state_dict"])
+    shapes = {key: shape for key, shape in record["state_dict"]}
     for key, expected in record["checksums"].items():
         tensor = parity_weights.tensor_for(key, shapes[key], record["weight_seed"])
         assert parity_weights.checksum(tensor) == pytest.approx(expected, rel=1e-9, abs=1e-9), key

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests import media
+import media  # tests/media.py (pytest puts tests/ on sys.path)
 from vswin_cli.cli import app
 
 

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests import media
+import media  # tests/media.py (pytest puts tests/ on sys.path)
 from vswin_cli.protocol import KINETICS, Protocol
 from vswin_cli.sampling import plan_clips
 from vswin_cli.video import VideoError, iter_clips, probe, read_video

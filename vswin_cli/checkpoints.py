@@ -4,8 +4,8 @@ Layouts (each mapped onto the native one by a pure renaming function):
 
 - ``official``: the Video Swin release, ``{"state_dict": {"backbone.*", "cls_head.fc_cls.*"}}``.
 - ``mmaction2``: mmaction2 1.x, the same but the final norm is ``backbone.norm3``.
-- ``torchvision``: ``SwinTransformer3d`` (``features.{2i}.{j}`` blocks with ``mlp.0``/``mlp.3``,
-  ``features.{2i+1}`` patch merging, ``norm``, ``head``).
+- ``torchvision``: ``SwinTransformer3d`` (``patch_embed``, ``features.{2i}.{j}`` blocks with
+  ``mlp.0``/``mlp.3``, ``features.{2i+1}`` patch merging, ``norm``, ``head``).
 - ``native``: ours (``patch_embed``, ``layers.{i}.blocks.{j}``, ``layers.{i}.downsample``,
   ``norm``, ``head``), as plain state dicts or as safetensors written by :func:`save_native`.
 
@@ -193,7 +193,8 @@ def mmaction2_to_native(state: Mapping[str, Tensor]) -> StateDict:
     return native
 
 
-# features.0 is the patch embedding, features.{2i+1} the blocks of stage i, features.{2i+2} its merging.
+# torchvision keeps ``patch_embed``, ``norm`` and ``head`` under our names; the blocks of stage i
+# are ``features.{2i}.{j}`` (MLP as ``mlp.0``/``mlp.3``), its patch merging ``features.{2i+1}``.
 _TV_BLOCK = re.compile(r"features\.(\d+)\.(\d+)\.(.+)")
 _TV_MERGE = re.compile(r"features\.(\d+)\.(reduction|norm)\.(.+)")
 _TV_MLP = {"mlp.0.": "mlp.fc1.", "mlp.3.": "mlp.fc2."}
@@ -202,31 +203,27 @@ _TV_MLP = {"mlp.0.": "mlp.fc1.", "mlp.3.": "mlp.fc2."}
 def torchvision_to_native(state: Mapping[str, Tensor]) -> StateDict:
     out: StateDict = {}
     for key, value in state.items():
-        if key.startswith("features.0."):
-            out["patch_embed." + key[len("features.0.") :]] = value
-        elif m := _TV_BLOCK.fullmatch(key):
-            stage, block, rest = int(m.group(1)), m.group(2), m.group(3)
+        if (m := _TV_BLOCK.fullmatch(key)) and int(m.group(1)) % 2 == 0:
+            rest = m.group(3)
             for old, new in _TV_MLP.items():
                 if rest.startswith(old):
                     rest = new + rest[len(old) :]
-            out[f"layers.{(stage - 1) // 2}.blocks.{block}.{rest}"] = value
-        elif m := _TV_MERGE.fullmatch(key):
-            out[f"layers.{(int(m.group(1)) - 2) // 2}.downsample.{m.group(2)}.{m.group(3)}"] = value
+            out[f"layers.{int(m.group(1)) // 2}.blocks.{m.group(2)}.{rest}"] = value
+        elif (m := _TV_MERGE.fullmatch(key)) and int(m.group(1)) % 2 == 1:
+            out[f"layers.{int(m.group(1)) // 2}.downsample.{m.group(2)}.{m.group(3)}"] = value
         else:
-            out[key] = value  # norm.*, head.* are already native
+            out[key] = value  # patch_embed.*, norm.*, head.* are already native; others stay unplaced
     return out
 
 
 def native_to_torchvision(state: Mapping[str, Tensor]) -> StateDict:
     out: StateDict = {}
     for key, value in state.items():
-        if key.startswith("patch_embed."):
-            out["features.0." + key[len("patch_embed.") :]] = value
-        elif m := re.fullmatch(r"layers\.(\d+)\.blocks\.(\d+)\.(.+)", key):
+        if m := re.fullmatch(r"layers\.(\d+)\.blocks\.(\d+)\.(.+)", key):
             rest = m.group(3).replace("mlp.fc1.", "mlp.0.").replace("mlp.fc2.", "mlp.3.")
-            out[f"features.{2 * int(m.group(1)) + 1}.{m.group(2)}.{rest}"] = value
+            out[f"features.{2 * int(m.group(1))}.{m.group(2)}.{rest}"] = value
         elif m := re.fullmatch(r"layers\.(\d+)\.downsample\.(.+)", key):
-            out[f"features.{2 * int(m.group(1)) + 2}.{m.group(2)}"] = value
+            out[f"features.{2 * int(m.group(1)) + 1}.{m.group(2)}"] = value
         else:
             out[key] = value
     return out

@@ -116,12 +116,16 @@ def resolve_batch_size(requested: int | str, device: torch.device) -> int:
 
 @dataclass
 class PreparedVideo:
-    """One video decoded and preprocessed, ready for the model (or an error record)."""
+    """One video decoded and preprocessed, ready for the model (or an error record).
+
+    ``views`` yields (3, T, H, W) tensors clip by clip, each clip's crops together. For uniform
+    clips they are computed ahead in a worker thread; for sliding windows they are decoded
+    lazily as the model consumes them, so a long video never sits in memory.
+    """
 
     item: InputVideo
     record: VideoRecord
-    views: list[torch.Tensor] = field(default_factory=list)  # each (3, T, H, W)
-    num_clips: int = 0
+    views: Iterable[torch.Tensor] = ()
     num_crops: int = 1
 
 
@@ -168,31 +172,53 @@ class Engine:
         record = VideoRecord(path=str(item.path), status="ok", error=None, warnings=[], model=self.model_name,
                              video=None, views=dict(self.views), predictions=[], clips=[])
         prepared = PreparedVideo(item, record, num_crops=self.protocol.num_crops)
-        try:
-            def plan(info: "video.VideoInfo") -> list["sampling.Clip"]:
-                return sampling.plan_clips(info.frames, info.timestamps, info.fps, self.protocol, stride=self.options.stride)
+        protocol, stride = self.protocol, self.options.stride
 
-            decoded = video.read_video(item.path, plan)
-            record.video = decoded.info.as_record()
-            record.warnings.extend(decoded.warnings)
-            for clip in decoded.clips:
-                frames = [decoded.frames[i] for i in clip.frames]
-                crops = transforms.preprocess_clip(frames, self.protocol)
-                prepared.views.extend(crops.unbind(0))
-                record.clips.append(ClipResult(start=clip.start, end=clip.end, frames=list(clip.frames), predictions=[]))
-            prepared.num_clips = len(decoded.clips)
-            if prepared.num_clips == 0:
+        def plan(info: video.VideoInfo) -> list[sampling.Clip]:
+            return sampling.plan_clips(info.frames, info.timestamps, info.fps, protocol, stride=stride)
+
+        # Frames are resized once as they are decoded, however many clips share them.
+        resize = transforms.short_side_resizer(protocol)
+        try:
+            if stride is None:
+                decoded = video.read_video(item.path, plan, frame_transform=resize)
+                info, clips = decoded.info, decoded.clips
+                views: list[torch.Tensor] = []
+                for clip in clips:
+                    views.extend(transforms.preprocess_clip(decoded.clip_frames(clip), protocol).unbind(0))
+                prepared.views = views
+            else:
+                info, clips, stream = video.iter_clips(item.path, plan, frame_transform=resize)
+                prepared.views = self._lazy_views(stream, record)
+            if not clips:
                 raise VswinError("no clip could be planned for this video")
+            record.video = info.as_record()
+            record.warnings.extend(info.warnings)
+            shortfall = sampling.shortfall_warning(info.frames, protocol, stride)
+            if shortfall:
+                record.warnings.append(shortfall)
+            record.clips = [ClipResult(start=c.start, end=c.end, frames=list(c.frames)) for c in clips]
         except VswinError as error:
             _fail(record, str(error))
-            prepared.views = []
+            prepared.views = ()
         except MemoryError:
             _fail(record, "out of memory while decoding this video")
-            prepared.views = []
+            prepared.views = ()
         except Exception as error:  # a bad file must never stop the batch
             _fail(record, f"could not process this video ({error.__class__.__name__}: {error})")
-            prepared.views = []
+            prepared.views = ()
         return prepared
+
+    def _lazy_views(self, stream: Iterator[tuple[Any, list[np.ndarray]]], record: VideoRecord) -> Iterator[torch.Tensor]:
+        from . import transforms
+
+        done = 0
+        try:
+            for _, frames in stream:
+                yield from transforms.preprocess_clip(frames, self.protocol).unbind(0)
+                done += 1
+        except Exception as error:  # keep the windows already read; say why the rest is missing
+            record.warnings.append(f"decoding stopped after {done} window(s): {' '.join(str(error).split())}")
 
     def _prefetch(self, items: Sequence[InputVideo]) -> Iterator[PreparedVideo]:
         workers = self.options.decode_workers or max(1, min(4, (os.cpu_count() or 2) // 2))
@@ -232,47 +258,51 @@ class Engine:
 
     def infer(self, prepared_videos: Iterable[PreparedVideo]) -> Iterator[VideoOutcome]:
         """Run prepared videos through the model, views batched across videos; outcomes in input order."""
-        waiting: collections.deque[tuple[PreparedVideo, list[torch.Tensor], list[torch.Tensor]]] = collections.deque()
-        queue: list[tuple[int, torch.Tensor]] = []  # (absolute slot of its video, view)
-        slot_base = 0  # absolute slot of waiting[0]
+        waiting: collections.deque[_Pending] = collections.deque()
+        queue: list[tuple[_Pending, torch.Tensor]] = []
 
         def flush() -> None:
-            if not queue:
-                return
-            features, probs = self._run_views([view for _, view in queue])
-            for (slot, _), f, p in zip(queue, features, probs):
-                waiting[slot - slot_base][1].append(f)
-                waiting[slot - slot_base][2].append(p)
-            queue.clear()
+            if queue:
+                features, probs = self._run_views([view for _, view in queue])
+                for (pending, _), f, p in zip(queue, features, probs):
+                    pending.features.append(f)
+                    pending.probs.append(p)
+                queue.clear()
+
+        def finished() -> Iterator[VideoOutcome]:
+            while waiting and waiting[0].complete():
+                yield self._finish(waiting.popleft())
 
         for prepared in prepared_videos:
-            waiting.append((prepared, [], []))
-            slot = slot_base + len(waiting) - 1
+            pending = _Pending(prepared)
+            waiting.append(pending)
             for view in prepared.views:
-                queue.append((slot, view))
+                queue.append((pending, view))
+                pending.queued += 1
                 if len(queue) >= self.batch_size:
                     flush()
-            prepared.views = []
-            while waiting and len(waiting[0][1]) == _expected_views(waiting[0][0]):
-                done, feats, probs = waiting.popleft()
-                slot_base += 1
-                yield self._finish(done, feats, probs)
+                    yield from finished()
+            pending.exhausted = True
+            prepared.views = ()
+            yield from finished()
         flush()
-        while waiting:
-            done, feats, probs = waiting.popleft()
-            yield self._finish(done, feats, probs)
+        yield from finished()
 
-    def _finish(self, prepared: PreparedVideo, feats: list[torch.Tensor], probs: list[torch.Tensor]) -> VideoOutcome:
+    def _finish(self, pending: "_Pending") -> VideoOutcome:
+        prepared = pending.prepared
         record = prepared.record
         outcome = VideoOutcome(prepared.item, record)
+        if record.status == "ok" and not pending.features:
+            _fail(record, "no frames could be read for any clip")
         if record.status != "ok":
             return outcome
         k = min(self.options.top_k, len(self.labels))
-        features = torch.stack(feats)  # (views, C), clip-major: view = clip * crops + crop
-        scores = torch.stack(probs)
         crops = prepared.num_crops
-        clip_features = features.view(prepared.num_clips, crops, -1).mean(dim=1)
-        clip_scores = scores.view(prepared.num_clips, crops, -1).mean(dim=1)
+        num_clips = len(pending.features) // crops
+        features = torch.stack(pending.features[: num_clips * crops])  # (views, C); view = clip * crops + crop
+        scores = torch.stack(pending.probs[: num_clips * crops])
+        clip_features = features.view(num_clips, crops, -1).mean(dim=1)
+        clip_scores = scores.view(num_clips, crops, -1).mean(dim=1)
         outcome.features = features.mean(dim=0).numpy()
         outcome.scores = scores.mean(dim=0).numpy()
         outcome.clip_features = clip_features.numpy()
@@ -280,13 +310,23 @@ class Engine:
         record.predictions = top_k_predictions(outcome.scores, self.labels, k)
         record.clips = [
             ClipResult(start=c.start, end=c.end, frames=c.frames, predictions=top_k_predictions(s.numpy(), self.labels, k))
-            for c, s in zip(record.clips, clip_scores)
+            for c, s in zip(record.clips[:num_clips], clip_scores)
         ]
         return outcome
 
 
-def _expected_views(prepared: PreparedVideo) -> int:
-    return prepared.num_clips * prepared.num_crops if prepared.record.status == "ok" else 0
+@dataclass
+class _Pending:
+    """A video whose views are in flight: results so far, and whether all its views were queued."""
+
+    prepared: PreparedVideo
+    features: list[torch.Tensor] = field(default_factory=list)
+    probs: list[torch.Tensor] = field(default_factory=list)
+    queued: int = 0
+    exhausted: bool = False
+
+    def complete(self) -> bool:
+        return self.exhausted and len(self.features) == self.queued
 
 
 def _fail(record: VideoRecord, reason: str) -> None:

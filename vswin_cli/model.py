@@ -154,11 +154,123 @@ def shift_region_mask(size: Size3, window: Size3, shift: Size3, device: torch.de
     return torch.zeros(different.shape, device=device).masked_fill_(different, SHIFT_MASK_VALUE)
 
 
+def shift_patterns(window: Size3, shift: Size3) -> Tensor:
+    """The distinct shift masks of a shifted-window layout: (P, N, N), P <= 8.
+
+    A window's shift mask depends only on whether it is the last window along each shifted
+    dimension (only there do tokens from the far side of the cyclic shift arrive), so a grid of
+    two windows per shifted dimension holds every pattern; pattern ``p`` is window ``p`` of that
+    grid, and :func:`window_pattern` gives the pattern of any window of a larger grid.
+    """
+    small = tuple(2 * w if s else w for w, s in zip(window, shift))
+    return shift_region_mask(small, window, shift)  # type: ignore[arg-type]
+
+
+def window_pattern(grid: Size3, shift: Size3) -> Tensor:
+    """(nW,) index into :func:`shift_patterns` of every window of a ``grid`` of windows (raster order)."""
+    nd, nh, nw = grid
+    a, b, c = torch.meshgrid(torch.arange(nd), torch.arange(nh), torch.arange(nw), indexing="ij")
+    last = [(i == n - 1) & bool(s) for i, n, s in zip((a, b, c), grid, shift)]
+    small = [2 if s else 1 for s in shift]
+    return (last[0].long() * small[1] * small[2] + last[1].long() * small[2] + last[2].long()).flatten()
+
+
+@dataclass(frozen=True)
+class WindowLayout:
+    """The tokens of a batch laid out window after window, as one block's attention reads them.
+
+    Slot ``i`` holds token ``tokens[i]`` (flat index ``b * D*H*W + raster index``) of the
+    padded, cyclically shifted feature map; padding slots hold token 0 and ``real`` is False
+    there (their values are zeroed before attention, as the official zero padding is).
+    Windows sharing a shift pattern are consecutive: ``groups`` holds (first window, end
+    window, pattern), pattern -1 for unshifted windows, so that one attention call with one
+    broadcast mask serves each group, whatever the batch size.
+    """
+
+    tokens: Tensor
+    real: Tensor
+    groups: tuple[tuple[int, int, int], ...]
+
+
+def window_layout(batch: int, size: Size3, window: Size3, shift: Size3) -> WindowLayout:
+    """Slots for ``batch`` feature maps of ``size`` in windows of ``window`` rolled back by ``shift``."""
+    d, h, w = size
+    padded = padded_size(size, window)
+    grid: Size3 = tuple(p // wn for p, wn in zip(padded, window))  # type: ignore[assignment]
+    positions = torch.arange(padded[0] * padded[1] * padded[2]).view(padded)
+    if any(shift):
+        positions = torch.roll(positions, shifts=tuple(-s for s in shift), dims=(0, 1, 2))
+    slots = window_partition(positions[None, ..., None], window).squeeze(-1)  # (nW, N) padded positions
+    pd, ph, pw = slots // (padded[1] * padded[2]), slots // padded[2] % padded[1], slots % padded[2]
+    real = (pd < d) & (ph < h) & (pw < w)
+    flat = torch.where(real, (pd * h + ph) * w + pw, 0)
+    pattern = window_pattern(grid, shift) if any(shift) else torch.full((flat.shape[0],), -1)
+    tokens, reals, groups, start = [], [], [], 0
+    offsets = torch.arange(batch)[:, None, None] * (d * h * w)
+    for p in torch.unique(pattern).tolist():
+        chosen = pattern == p
+        tokens.append((offsets + flat[chosen]).flatten())
+        reals.append(real[chosen].expand(batch, -1, -1).flatten())
+        count = batch * int(chosen.sum())
+        groups.append((start, start + count, p))
+        start += count
+    return WindowLayout(torch.cat(tokens), torch.cat(reals), tuple(groups))
+
+
+def slot_of_token(layout: WindowLayout, num_tokens: int) -> Tensor:
+    """(num_tokens,) the slot of every real token: the inverse of ``layout.tokens``."""
+    inverse = torch.zeros(num_tokens, dtype=torch.long)
+    inverse[layout.tokens[layout.real]] = torch.arange(layout.tokens.numel())[layout.real]
+    return inverse
+
+
+# --- reduced precision -----------------------------------------------------------------------
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The dtype autocast computes matmuls in on ``device`` now, or None when autocast is off."""
+    try:
+        if not torch.is_autocast_enabled(device.type):
+            return None
+        return torch.get_autocast_dtype(device.type)
+    except TypeError:  # torch < 2.4: per-device functions
+        if device.type == "cpu":
+            return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+        if device.type == "cuda":
+            return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
+        return None
+
+
+def _linear(layer: nn.Module, x: Tensor) -> Tensor:
+    """``layer`` (a Linear, or a Conv3d whose kernel is its stride) applied to the last dim of ``x``.
+
+    Under autocast the weights are cast once and kept (autocast itself casts them on every
+    call in inference mode); the cache follows in-place updates and moves of the weights.
+    """
+    weight: Tensor = layer.weight
+    bias: Tensor | None = layer.bias
+    dtype = autocast_dtype(x.device)
+    if dtype is not None and dtype != weight.dtype and not torch.is_grad_enabled():
+        key = (dtype, weight.device, weight._version, weight.data_ptr())
+        cached = getattr(layer, "_cast_weights", None)
+        if cached is None or cached[0] != key:
+            with torch.autocast(x.device.type, enabled=False):
+                cast = (weight.flatten(1).to(dtype), None if bias is None else bias.to(dtype))
+            cached = (key, cast)
+            object.__setattr__(layer, "_cast_weights", cached)  # plain attribute: not a buffer, not saved
+        weight, bias = cached[1]
+    return F.linear(x, weight.flatten(1), bias)
+
+
 # --- modules ----------------------------------------------------------------------------------
 
 
 class PatchEmbed3d(nn.Module):
-    """Non-overlapping 3D patches -> tokens, channels last: (B, 3, T, H, W) -> (B, T', H', W', C)."""
+    """Non-overlapping 3D patches -> tokens, channels last: (B, 3, T, H, W) -> (B, T', H', W', C).
+
+    The convolution's kernel equals its stride, so it is one matrix product over the unfolded
+    patches; done as such it is several times faster than the 3D convolution on CPUs.
+    """
 
     def __init__(self, patch_size: Size3, in_channels: int, embed_dim: int, norm: bool) -> None:
         super().__init__()
@@ -172,7 +284,10 @@ class PatchEmbed3d(nn.Module):
         pad = ((pw - w % pw) % pw, (ph - h % ph) % ph, (pt - t % pt) % pt)
         if any(pad):
             x = F.pad(x, (0, pad[0], 0, pad[1], 0, pad[2]))
-        x = self.proj(x).permute(0, 2, 3, 4, 1)
+        b, c, t, h, w = x.shape
+        patches = x.view(b, c, t // pt, pt, h // ph, ph, w // pw, pw).permute(0, 2, 4, 6, 1, 3, 5, 7)
+        patches = patches.reshape(b, t // pt, h // ph, w // pw, c * pt * ph * pw)
+        x = _linear(self.proj, patches)
         if self.norm is not None:
             x = self.norm(x)
         return x
@@ -207,36 +322,28 @@ class WindowAttention3d(nn.Module):
             bias = table[index].view(num_tokens, num_tokens, -1).permute(2, 0, 1).unsqueeze(0)
             bias = bias.to(dtype).contiguous()
             if cacheable:
-                self._bias_cache.clear()
+                if len(self._bias_cache) >= 4:
+                    self._bias_cache.clear()
                 self._bias_cache[key] = bias
         return bias
 
-    def forward(self, windows: Tensor, shift_mask: Tensor | None, batch: int) -> Tensor:
-        """windows: (B * nW, N, C); shift_mask: (nW, N, N) additive or None."""
+    def forward(self, windows: Tensor, groups: Sequence[tuple[int, int, int]], patterns: Tensor | None) -> Tensor:
+        """Attention of ``windows`` (nW, N, C), grouped as :class:`WindowLayout` says; ``patterns``
+        are the shift masks the groups refer to (None for plain windows)."""
         bw, n, c = windows.shape
         heads = self.num_heads
-        qkv = self.qkv(windows).view(bw, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each (B * nW, heads, N, head_dim)
+        q, k, v = _linear(self.qkv, windows).view(bw, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4).unbind(0)
         bias = self.position_bias(n, q.dtype)
-        if shift_mask is None:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        else:
-            # One mask per window: the fused kernel needs it at the batch size of q, so the
-            # batch goes in a loop rather than repeating the mask B times.
-            mask = bias + shift_mask.to(q.dtype).unsqueeze(1)  # (nW, heads, N, N)
-            nw = mask.shape[0]
-            if batch == 1:
-                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-            else:
-                out = torch.cat(
-                    [
-                        F.scaled_dot_product_attention(
-                            q[i * nw : (i + 1) * nw], k[i * nw : (i + 1) * nw], v[i * nw : (i + 1) * nw], attn_mask=mask
-                        )
-                        for i in range(batch)
-                    ]
-                )
-        return self.proj(out.transpose(1, 2).reshape(bw, n, c))
+        # One broadcast (1, heads, N, N) mask per group of windows keeps the fused kernel on its
+        # fast path and costs patterns * heads * N * N to build, not windows * heads * N * N.
+        masks = bias if patterns is None else bias + patterns.to(q.dtype).unsqueeze(1)
+        outputs = []
+        for first, end, pattern in groups:
+            mask = bias if pattern < 0 else masks[pattern : pattern + 1]
+            out = F.scaled_dot_product_attention(q[first:end], k[first:end], v[first:end], attn_mask=mask)
+            outputs.append(out.transpose(1, 2))  # (windows, N, heads, dim): contiguous, the kernel's own layout
+        out = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+        return _linear(self.proj, out.reshape(bw, n, c))
 
 
 class Mlp(nn.Module):
@@ -246,11 +353,21 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
+        return _linear(self.fc2, F.gelu(_linear(self.fc1, x)))
+
+
+def _add(x: Tensor, y: Tensor) -> Tensor:
+    """x + y, in place when no autograd graph needs x."""
+    return x.add_(y) if not torch.is_grad_enabled() else x + y
 
 
 class SwinBlock3d(nn.Module):
-    """norm -> (shifted) window attention -> residual; norm -> MLP -> residual."""
+    """norm -> (shifted) window attention -> residual; norm -> MLP -> residual.
+
+    Works on tokens already laid out window by window (:class:`WindowLayout`): every step but
+    the attention is per token, so the cyclic shift and the window partition are only a
+    reordering of rows, done by the stage with one gather per block.
+    """
 
     def __init__(self, dim: int, num_heads: int, window_size: Size3, shifted: bool, mlp_ratio: float) -> None:
         super().__init__()
@@ -260,28 +377,15 @@ class SwinBlock3d(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: Tensor, window: Size3, shift: Size3, shift_mask: Tensor | None) -> Tensor:
-        """``shift`` is (0, 0, 0) and ``shift_mask`` None for plain windows."""
-        b, d, h, w, _ = x.shape
-        shortcut = x
-        x = self.norm1(x)
-        # Padding comes after the norm: padded tokens are zeros, and they do take part in the
-        # attention (as keys), exactly as in the official code.
-        pads = [(wn - s % wn) % wn for s, wn in zip((d, h, w), window)]
-        if any(pads):
-            x = F.pad(x, (0, 0, 0, pads[2], 0, pads[1], 0, pads[0]))
-        size = tuple(x.shape[1:4])
-        shifted = any(shift)
-        if shifted:
-            x = torch.roll(x, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
-        x = self.attn(window_partition(x, window), shift_mask, b)
-        x = window_reverse(x, window, b, size)  # type: ignore[arg-type]
-        if shifted:
-            x = torch.roll(x, shifts=shift, dims=(1, 2, 3))
-        if any(pads):
-            x = x[:, :d, :h, :w]
-        x = shortcut + x
-        return x + self.mlp(self.norm2(x))
+    def forward(self, x: Tensor, window_tokens: int, layout: "_LayoutOnDevice", patterns: Tensor | None) -> Tensor:
+        """x: (slots, C) in ``layout``'s order -> the same slots after the block."""
+        h = self.norm1(x)
+        if layout.padding is not None:
+            # Padding comes after the norm: padded tokens are zeros, and they do take part in
+            # the attention (as keys), exactly as in the official code.
+            h = h.masked_fill(layout.padding, 0.0)
+        x = _add(x, self.attn(h.view(-1, window_tokens, h.shape[-1]), layout.groups, patterns).view_as(x))
+        return _add(x, self.mlp(self.norm2(x)))
 
 
 class PatchMerging(nn.Module):
@@ -298,11 +402,74 @@ class PatchMerging(nn.Module):
             x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
         # Channel order of the official code: (even, even), (odd, even), (even, odd), (odd, odd).
         x = torch.cat([x[:, :, 0::2, 0::2], x[:, :, 1::2, 0::2], x[:, :, 0::2, 1::2], x[:, :, 1::2, 1::2]], dim=-1)
-        return self.reduction(self.norm(x))
+        return self.reduce(x)
+
+    def reduce(self, neighbours: Tensor) -> Tensor:
+        """(..., 4 * dim) neighbours in the official channel order -> (..., 2 * dim)."""
+        return _linear(self.reduction, self.norm(neighbours))
+
+
+@dataclass(frozen=True)
+class _LayoutOnDevice:
+    groups: tuple[tuple[int, int, int], ...]
+    padding: Tensor | None  # (slots, 1) True at padding slots; None without padding
+
+
+@dataclass(frozen=True)
+class _StagePlan:
+    """Everything a stage needs for one input shape: its two layouts and the gathers between them."""
+
+    window: Size3
+    layouts: tuple[_LayoutOnDevice, _LayoutOnDevice]  # plain, shifted
+    gather_in: Tensor  # slot of the plain layout -> raster token
+    to_layout: tuple[Tensor | None, Tensor | None]  # into plain from shifted, into shifted from plain
+    gather_out: Tensor  # raster token -> slot of the last block's layout
+    patterns: Tensor | None
+    # (B, D, H/2, W/2, 4) slots of the 2x2 neighbours patch merging joins; None for odd H or W
+    gather_merged: Tensor | None
+
+    @classmethod
+    def build(
+        cls, batch: int, size: Size3, window: Size3, shift: Size3, last_shifted: bool, device: torch.device
+    ) -> "_StagePlan":
+        num_tokens = batch * size[0] * size[1] * size[2]
+        plain = window_layout(batch, size, window, (0, 0, 0))
+        shifted = window_layout(batch, size, window, shift) if any(shift) else plain
+        slots = [slot_of_token(plain, num_tokens), slot_of_token(shifted, num_tokens)]
+        if any(shift):
+            to_layout = (slots[1][plain.tokens].to(device), slots[0][shifted.tokens].to(device))
+        else:
+            to_layout = (None, None)
+
+        def on_device(layout: WindowLayout) -> _LayoutOnDevice:
+            padding = None if bool(layout.real.all()) else (~layout.real)[:, None].to(device)
+            return _LayoutOnDevice(layout.groups, padding)
+
+        gather_out = slots[int(last_shifted)]
+        d, h, w = size
+        merged = None
+        if h % 2 == 0 and w % 2 == 0:
+            raster = gather_out.view(batch, d, h // 2, 2, w // 2, 2)  # (b, d, i, dh, j, dw)
+            # The official channel order: (dh, dw) = (0, 0), (1, 0), (0, 1), (1, 1).
+            merged = raster.permute(0, 1, 2, 4, 5, 3).flatten().to(device)
+        return cls(
+            window=window,
+            layouts=(on_device(plain), on_device(shifted)),
+            gather_in=plain.tokens.to(device),
+            to_layout=to_layout,
+            gather_out=gather_out.to(device),
+            patterns=shift_patterns(window, shift).to(device) if any(shift) else None,
+            gather_merged=merged,
+        )
 
 
 class SwinStage(nn.Module):
-    """Blocks alternating plain and shifted windows, then (except the last stage) patch merging."""
+    """Blocks alternating plain and shifted windows, then (except the last stage) patch merging.
+
+    The stage gathers its tokens into the plain windows' order once, moves them between the
+    plain and the shifted order with one gather per block, and back to raster order at the end;
+    the index tensors are built once per input shape and cached.
+    """
 
     def __init__(self, dim: int, depth: int, num_heads: int, window_size: Size3, mlp_ratio: float, merge: bool) -> None:
         super().__init__()
@@ -312,27 +479,43 @@ class SwinStage(nn.Module):
             SwinBlock3d(dim, num_heads, window_size, shifted=bool(i % 2), mlp_ratio=mlp_ratio) for i in range(depth)
         )
         self.downsample = PatchMerging(dim) if merge else None
-        self._mask_cache: dict[tuple[Any, ...], Tensor | None] = {}
+        self._plans: dict[tuple[Any, ...], _StagePlan] = {}
 
-    def shift_mask(self, size: Size3, device: torch.device) -> tuple[Size3, Size3, Tensor | None]:
-        window, shift = effective_window(size, self.window_size, self.shift_size)
-        key = (size, device)
-        if key not in self._mask_cache:
-            # A constant: made outside inference mode so that autograd-tracked calls may use it too.
+    def plan(self, batch: int, size: Size3, device: torch.device) -> _StagePlan:
+        key = (batch, size, device)
+        plan = self._plans.get(key)
+        if plan is None:
+            window, shift = effective_window(size, self.window_size, self.shift_size)
+            # Constants: made outside inference mode so that autograd-tracked calls may use them too.
             with torch.inference_mode(False):
-                mask = shift_region_mask(padded_size(size, window), window, shift, device) if any(shift) else None
-            self._mask_cache[key] = mask
-        return window, shift, self._mask_cache[key]
+                last_shifted = self.blocks[-1].shifted if len(self.blocks) else False
+                plan = _StagePlan.build(batch, size, window, shift, last_shifted, device)
+            if len(self._plans) >= 8:  # inputs of many shapes: keep the cache bounded
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
 
     def forward(self, x: Tensor) -> Tensor:
-        window, shift, mask = self.shift_mask(tuple(x.shape[1:4]), x.device)  # type: ignore[arg-type]
-        no_shift: Size3 = (0, 0, 0)
+        b, d, h, w, c = x.shape
+        plan = self.plan(b, (d, h, w), x.device)
+        window_tokens = plan.window[0] * plan.window[1] * plan.window[2]
+        x = x.reshape(-1, c).index_select(0, plan.gather_in)
+        current = 0
         for block in self.blocks:
-            x = block(x, window, shift, mask) if block.shifted else block(x, window, no_shift, None)
+            wanted = int(block.shifted)
+            if wanted != current:
+                index = plan.to_layout[wanted]
+                if index is not None:
+                    x = x.index_select(0, index)
+                current = wanted
+            x = block(x, window_tokens, plan.layouts[current], plan.patterns)
+        if self.downsample is not None and plan.gather_merged is not None:
+            # The 2x2 neighbours go straight from window order into place: one copy, not two.
+            return self.downsample.reduce(x.index_select(0, plan.gather_merged).view(b, d, h // 2, w // 2, 4 * c))
+        x = x.index_select(0, plan.gather_out).view(b, d, h, w, c)
         if self.downsample is not None:
             x = self.downsample(x)
         return x
-
 
 
 class VideoSwin(nn.Module):
@@ -375,11 +558,11 @@ class VideoSwin(nn.Module):
         return self.feature_map(x).mean(dim=(1, 2, 3))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.forward_features(x))
+        return self.classify_features(self.forward_features(x))
 
     def classify_features(self, features: Tensor) -> Tensor:
         """Logits for pooled features (what ``forward`` applies after ``forward_features``)."""
-        return self.head(features)
+        return _linear(self.head, features) if isinstance(self.head, nn.Linear) else self.head(features)
 
 
 __all__ = [

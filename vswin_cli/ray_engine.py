@@ -13,8 +13,10 @@ What runs where:
   weights into Ray's object store (``ray.put``): every node fetches them once, nobody needs the
   checkpoint cache, and no task carries weights.
 * Decoding, clip sampling and preprocessing run as CPU tasks (``Dataset.map``), one video per
-  call, through the local engine's own ``Engine.prepare``: the same code, so the same frames,
-  the same views and the same error records (a bad file is a record, never a failed task).
+  call, through the local engine's own ``Engine.prepare`` (the engine is shipped without its
+  model): the same code, so the same frames, views and error records (a bad file is a record,
+  never a failed task). Sliding windows (``--stride``), read lazily on one machine, are all
+  materialised by the task, since they travel to the model as one row.
 * The model runs in an actor pool (``Dataset.map_batches`` with a callable class): one model per
   actor, built once from the shared weights; one GPU per actor when the cluster has GPUs, else a
   few CPU threads each. Each call gets several videos and batches their views together through
@@ -34,9 +36,11 @@ Ray is imported only here and only when called: the base install never imports i
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
@@ -54,8 +58,6 @@ if TYPE_CHECKING:  # pragma: no cover
     import ray.data
 
 RAY_EXTRA_HINT = 'pip install "vswin-cli[ray]"'
-TASK_RETRIES = 3  # decode tasks re-run after a worker dies (a bad file never raises)
-ACTOR_RESTARTS = 3  # model actors restarted after dying, their batch retried as many times
 
 __all__ = ["classify_dataset", "run_on_ray", "RAY_EXTRA_HINT"]
 
@@ -75,10 +77,13 @@ def _import_ray() -> Any:
 def _connect(ray: Any, address: str | None) -> bool:
     """Join ``address`` (``auto``, ``host:port`` or ``ray://host:10001``) or start a local instance.
 
-    Returns True when this call started Ray (the caller then shuts it down after the run).
+    Returns True when this call initialised Ray in this process; the caller then shuts it down
+    after the run, which stops a local instance and only disconnects from a cluster.
     """
     if ray.is_initialized():
         return False
+    if address and address != "auto":
+        _check_reachable(address)
     try:
         ray.init(
             address=address or None,
@@ -96,12 +101,30 @@ def _connect(ray: Any, address: str | None) -> bool:
     return True
 
 
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, not after Ray's minutes of retries, when nothing listens at ``address``."""
+    if address.startswith("ray://"):
+        try:
+            import grpc  # noqa: F401  (Ray Client's transport, in the ray[client] extra)
+        except ImportError:
+            raise VswinError(f'--ray-address {address} uses Ray Client, which needs: pip install "ray[client]"') from None
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # not host:port; let Ray interpret it
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as error:
+        raise VswinError(
+            f"cannot reach the Ray cluster at {address} ({error.strerror or error}); "
+            "give --ray-address auto, HOST:6379 or ray://HOST:10001"
+        ) from None
+
+
 def _quiet_ray_data(ray: Any) -> None:
     """The CLI draws its own progress on stderr; Ray Data's bars and banners would mix with it."""
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
-    for name in ("ray", "ray.data"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
 
 
 def _code_env() -> dict[str, Any]:
@@ -114,38 +137,30 @@ def _code_env() -> dict[str, Any]:
 # --- the pieces shipped to workers ------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class _Preparer:
-    """What :meth:`Engine.prepare` reads, without the model: shipped to every decode task."""
-
-    options: RunOptions
-    protocol: Protocol
-    model_name: str
-    views: dict[str, Any]
-
-    # The local engine's decode + preprocess, unchanged: it only reads the four fields above.
-    prepare = Engine.prepare
-
-    @classmethod
-    def of(cls, engine: Engine) -> _Preparer:
-        return cls(engine.options, engine.protocol, engine.model_name, dict(engine.views))
+def _without_model(engine: Engine) -> Engine:
+    """The engine minus its model: all that :meth:`Engine.prepare` reads (protocol, options, names),
+    small enough to ship with every decode task."""
+    light = copy.copy(engine)
+    light.model = None
+    return light
 
 
-def _prepare_row(row: dict[str, Any], preparer: _Preparer) -> dict[str, Any]:
+def _prepare_row(row: dict[str, Any], preparer: Engine) -> dict[str, Any]:
+    """Decode + preprocess one video with the local engine's own code; never raises for a bad file."""
     item = InputVideo(Path(row["path"]), Path(row["root"]))
     prepared = preparer.prepare(item)
+    views = list(prepared.views)  # first: lazily read windows may still add warnings to the record
     protocol = preparer.protocol
-    if prepared.views:
-        views = torch.stack(prepared.views).numpy()
+    if views:
+        stacked = torch.stack(views).numpy()
     else:  # an error record: no views, but the same rank as the others
-        views = np.zeros((0, 3, protocol.clip_len, protocol.crop_size, protocol.crop_size), np.float32)
+        stacked = np.zeros((0, 3, protocol.clip_len, protocol.crop_size, protocol.crop_size), np.float32)
     return {
         "index": row["index"],
         "path": row["path"],
         "root": row["root"],
         "record": json.dumps(prepared.record.to_dict()),
-        "views": views,
-        "num_clips": prepared.num_clips,
+        "views": stacked,
         "num_crops": prepared.num_crops,
     }
 
@@ -185,7 +200,7 @@ class _ModelActor:
             record = VideoRecord.from_dict(json.loads(str(batch["record"][i])))
             item = InputVideo(Path(str(batch["path"][i])), Path(str(batch["root"][i])))
             views = [torch.from_numpy(np.array(view)) for view in batch["views"][i]]
-            prepared.append(PreparedVideo(item, record, views, int(batch["num_clips"][i]), int(batch["num_crops"][i])))
+            prepared.append(PreparedVideo(item, record, views, num_crops=int(batch["num_crops"][i])))
         outcomes = list(self.engine.infer(prepared))
         return {
             "index": np.asarray(batch["index"]),
@@ -237,6 +252,18 @@ def _plan_actors(resources: dict[str, float], options: RunOptions, num_actors: i
     return _ActorPlan(num_actors or max(1, cpus // (2 * threads)), num_gpus=0, num_cpus=threads, threads=threads)
 
 
+def _decode_memory(engine: Engine) -> int:
+    """Bytes a decode task reserves: twice one video's float32 views, plus room for the decoder.
+
+    Declaring it also keeps decoding in its own tasks: Ray Data would otherwise fuse a map whose
+    resources equal the actors' into the actors, and decode there one video at a time.
+    """
+    protocol = engine.protocol
+    views = protocol.num_crops * (protocol.num_clips if engine.options.stride is None else 32)
+    view_bytes = 3 * protocol.clip_len * protocol.crop_size**2 * 4
+    return 2 * views * view_bytes + (256 << 20)
+
+
 def _videos_per_call(engine: Engine, plan: _ActorPlan) -> int:
     """Videos per model call: enough views to fill one model batch when the view count is known."""
     if engine.options.stride is not None:
@@ -251,17 +278,17 @@ def _outcome_rows(ray: Any, engine: Engine, paths: ray.data.Dataset, num_actors:
     model = engine.model
     weights = ray.put({name: tensor.detach().cpu() for name, tensor in model.state_dict().items()})
     plan = _plan_actors(ray.cluster_resources(), engine.options, num_actors)
-    prepared = paths.map(_prepare_row, fn_kwargs={"preparer": _Preparer.of(engine)}, num_cpus=1, max_retries=TASK_RETRIES)
+    # Retries on worker death are Ray Data's defaults: decode tasks are re-run (max_retries=-1),
+    # model actors restarted and their batch retried (max_restarts=-1, max_task_retries=-1).
+    prepared = paths.map(_prepare_row, fn_kwargs={"preparer": _without_model(engine)}, num_cpus=1, memory=_decode_memory(engine))
     return prepared.map_batches(
         _ModelActor,
         fn_constructor_kwargs={"weights": [weights], "spec": _ModelSpec.of(model), "options": engine.options, "threads": plan.threads},
         batch_size=_videos_per_call(engine, plan),
         batch_format="numpy",
-        concurrency=plan.count,
+        compute=ray.data.ActorPoolStrategy(size=plan.count),
         num_gpus=plan.num_gpus,
         num_cpus=plan.num_cpus,
-        max_restarts=ACTOR_RESTARTS,
-        max_task_retries=ACTOR_RESTARTS,
     )
 
 
@@ -299,7 +326,7 @@ def _stream_outcomes(ray: Any, engine: Engine, items: list[InputVideo], address:
         rows = _outcome_rows(ray, engine, _path_rows(ray, items), num_actors)
         waiting: dict[int, VideoOutcome] = {}
         next_index = 0
-        for row in rows.iter_rows():
+        for row in _rows_or_error(ray, rows):
             index = int(row["index"])
             waiting[index] = VideoOutcome(
                 item=items[index],
@@ -319,15 +346,66 @@ def _stream_outcomes(ray: Any, engine: Engine, items: list[InputVideo], address:
             ray.shutdown()
 
 
+def _rows_or_error(ray: Any, rows: ray.data.Dataset) -> Iterator[dict[str, Any]]:
+    """Rows as they finish; a failure of the cluster itself (not of a video) becomes one line."""
+    try:
+        yield from rows.iter_rows()
+    except ray.exceptions.RayError as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = lines[-1] if lines else error.__class__.__name__
+        raise VswinError(f"the Ray run failed: {reason} (videos finished so far are kept; rerun with --resume)", exit_code=1) from None
+
+
 # --- Python API -------------------------------------------------------------------------------
 
 
-def _record_fields(row: dict[str, Any], with_features: bool) -> dict[str, Any]:
-    out = json.loads(row["record"])
+def _arrow_type(value: Any) -> Any:
+    import pyarrow as pa
+
+    if isinstance(value, bool):
+        return pa.bool_()
+    if isinstance(value, int):
+        return pa.int64()
+    if isinstance(value, float):
+        return pa.float64()
+    if isinstance(value, str):
+        return pa.string()
+    return pa.int64()  # None: an unset count (``clips`` under --stride)
+
+
+def _record_schema(views: dict[str, Any], with_features: bool) -> Any:
+    """One Arrow schema for every block, so that ``write_parquet`` files read back as one table
+    (a block of failed videos alone would otherwise type ``video`` as null)."""
+    import pyarrow as pa
+
+    prediction = pa.struct([("rank", pa.int64()), ("index", pa.int64()), ("label", pa.string()), ("score", pa.float64())])
+    clip = pa.struct([("start", pa.float64()), ("end", pa.float64()), ("frames", pa.list_(pa.int64())),
+                      ("predictions", pa.list_(prediction))])
+    video = pa.struct([("frames", pa.int64()), ("fps", pa.float64()), ("duration", pa.float64()),
+                       ("width", pa.int64()), ("height", pa.int64()), ("rotation", pa.int64())])
+    fields = [
+        ("path", pa.string()), ("status", pa.string()), ("error", pa.string()), ("warnings", pa.list_(pa.string())),
+        ("model", pa.string()), ("video", video), ("views", pa.struct([(k, _arrow_type(v)) for k, v in views.items()])),
+        ("predictions", pa.list_(prediction)), ("clips", pa.list_(clip)),
+    ]
     if with_features:
-        out["features"] = np.asarray(row["features"], np.float32)
-        out["clip_features"] = np.asarray(row["clip_features"], np.float32)
-    return out
+        fields += [("features", pa.list_(pa.float32())), ("clip_features", pa.list_(pa.list_(pa.float32())))]
+    return pa.schema(fields)
+
+
+def _record_table(batch: dict[str, np.ndarray], schema: Any) -> Any:
+    import pyarrow as pa
+
+    rows = []
+    for i in range(len(batch["record"])):
+        row = json.loads(str(batch["record"][i]))
+        if "features" in schema.names:
+            features = _array_or_none(batch["features"][i])
+            clip_features = _array_or_none(batch["clip_features"][i])
+            row["features"] = None if features is None else features.tolist()
+            row["clip_features"] = None if clip_features is None else clip_features.tolist()
+        rows.append(row)
+    return pa.Table.from_pylist(rows, schema=schema)
 
 
 def _with_root(row: dict[str, Any]) -> dict[str, Any]:
@@ -353,7 +431,8 @@ def classify_dataset(
     folders as for ``vswin classify`` (``recursive`` as ``-r``). Each row has the record fields
     (``path``, ``status``, ``error``, ``warnings``, ``model``, ``video``, ``views``,
     ``predictions``, ``clips``); ``with_features`` adds ``features`` (C,) and ``clip_features``
-    (N, C), float32, empty for failed videos. ``options`` are :class:`RunOptions` fields
+    (N, C), float32 lists (``None`` for failed videos). Every block has the same Arrow schema,
+    so ``write_parquet`` output reads back as one table. ``options`` are :class:`RunOptions` fields
     (``clips``, ``crops``, ``clip_len``, ``frame_interval``, ``stride``, ``device``, ``top_k``...).
 
     Ray is joined at ``address`` (or started here) if it is not running yet, and left running:
@@ -378,4 +457,5 @@ def classify_dataset(
             raise VswinError("no videos found in the given paths")
         paths = _path_rows(ray, items)
     rows = _outcome_rows(ray, engine, paths, num_actors)
-    return rows.map(_record_fields, fn_kwargs={"with_features": with_features})
+    schema = _record_schema(engine.views, with_features)
+    return rows.map_batches(_record_table, fn_kwargs={"schema": schema}, batch_format="numpy")

@@ -28,7 +28,7 @@ TINY_CLASSES = 7
 
 
 # Cases run by default stay within the test-time budget (about 40 s on 2 cores); the
-# full-width Swin-S/B ones at 32x224x224 take ~12-18 s each on 2 cores and run on request
+# full-width Swin-S/B ones at 32x224x224 take ~15-35 s each on 2 cores and run on request
 # (their narrow twins "tiny-s"/"tiny-b", same depths and head layout, always run).
 SLOW_MODELS = {"swin-s_w16x7x7", "swin-b_w16x7x7"}
 

@@ -1,0 +1,220 @@
+"""Seconds per view of vswin's Video Swin against torchvision's, on the same weights, in one run.
+
+    python benchmarks/model_speed.py                    # Swin-T, 2 threads, 3 repeats
+    python benchmarks/model_speed.py --model s --repeats 5 --threads 4
+
+To compare with torchvision, run it with a Python that has torchvision, the repository on the
+path (the model module needs torch alone):
+
+    PYTHONPATH=. /path/to/venv-with-torchvision/bin/python benchmarks/model_speed.py
+
+Both models get the same weights (the parity tests' generator, tests/parity/weights.py, so the
+weights are deterministic and the classes well separated), the same (1, 3, 32, 224, 224) input,
+and the same number of threads. Timings are interleaved (ours fp32, torchvision fp32, ours bf16,
+torchvision bf16, matmul rates, again ...) and the median of the repeats is reported, so a
+machine shared with other work slows every figure alike and the ratios stay meaningful.
+
+The machine's matmul rate is a large ``torch.mm`` measured in the same run; the "floor" is the
+view's arithmetic divided by the float32 rate: what a forward made only of matmuls at that
+rate would take. It prints a table and the verdict on issue 9's two criteria:
+
+1. float32: seconds per view <= max(torchvision float32 / 2, 1.5 x floor);
+2. best precision: seconds per view <= torchvision float32 / 4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from vswin_cli.checkpoints import native_to_torchvision  # noqa: E402
+from vswin_cli.model import SwinConfig, VideoSwin, effective_window, swin_b, swin_s, swin_t  # noqa: E402
+from tests.parity import weights as parity_weights  # noqa: E402
+
+BUILDERS = {"t": swin_t, "s": swin_s, "b": swin_b}
+TORCHVISION_BUILDERS = {"t": "swin3d_t", "s": "swin3d_s", "b": "swin3d_b"}
+VIEW = (1, 3, 32, 224, 224)
+
+
+def view_gflop(config: SwinConfig, shape: tuple[int, ...] = VIEW) -> float:
+    """Multiply-adds x 2 of one forward: patch embedding, every linear layer, the two attention
+    matmuls, patch merging and the head (softmax, norms and GELU are not counted).
+
+    For Swin-T at 32x224x224 this gives 175.5 GFLOP, the figure issue 9 uses.
+    """
+    _, cin, t, h, w = shape
+    pt, ph, pw = config.patch_size
+    d, h, w = -(-t // pt), -(-h // ph), -(-w // pw)
+    c = config.embed_dim
+    flop = 2 * d * h * w * c * cin * pt * ph * pw
+    for stage, depth in enumerate(config.depths):
+        window, _ = effective_window((d, h, w), config.window_size, tuple(x // 2 for x in config.window_size))
+        padded = [-(-s // wn) * wn for s, wn in zip((d, h, w), window)]
+        tokens, padded_tokens = d * h * w, padded[0] * padded[1] * padded[2]
+        n = window[0] * window[1] * window[2]
+        hidden = int(c * config.mlp_ratio)
+        per_block = 2 * padded_tokens * c * 3 * c + 2 * padded_tokens * c * c  # qkv, proj
+        per_block += 2 * 2 * padded_tokens * n * c  # q k^T and attn v
+        per_block += 2 * 2 * tokens * c * hidden  # mlp
+        flop += depth * per_block
+        if stage < len(config.depths) - 1:
+            h, w = -(-h // 2), -(-w // 2)
+            flop += 2 * d * h * w * 4 * c * 2 * c
+            c *= 2
+    flop += 2 * c * config.num_classes
+    return flop / 1e9
+
+
+def matmul_gflops(dtype: torch.dtype, size: int = 2048) -> float:
+    """One timed ``torch.mm`` of two size x size matrices (after a warm-up done by the caller's loop)."""
+    a = torch.randn(size, size, dtype=dtype)
+    b = torch.randn(size, size, dtype=dtype)
+    torch.mm(a, b)
+    start = time.perf_counter()
+    torch.mm(a, b)
+    return 2 * size**3 / (time.perf_counter() - start) / 1e9
+
+
+def generated_weights(model: VideoSwin) -> dict[str, torch.Tensor]:
+    keys_and_shapes = [(k, list(v.shape)) for k, v in model.state_dict().items()]
+    return {k: torch.from_numpy(v) for k, v in parity_weights.make_state_dict(keys_and_shapes).items()}
+
+
+def load_torchvision(size: str, native: dict[str, torch.Tensor]) -> torch.nn.Module | None:
+    try:
+        from torchvision.models import video as tv_video
+    except ImportError:
+        return None
+    model = getattr(tv_video, TORCHVISION_BUILDERS[size])()
+    result = model.load_state_dict(native_to_torchvision(native), strict=False)
+    # torchvision keeps relative_position_index as a persistent buffer; its own is the paper's.
+    assert not result.unexpected_keys, result.unexpected_keys
+    assert all(k.endswith("relative_position_index") for k in result.missing_keys), result.missing_keys
+    return model.eval()
+
+
+def precision_context(dtype: torch.dtype) -> contextlib.AbstractContextManager[Any]:
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast("cpu", dtype=dtype)
+
+
+def timed_forward(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype) -> tuple[float, torch.Tensor]:
+    with torch.inference_mode(), precision_context(dtype):
+        start = time.perf_counter()
+        logits = model(x)
+        seconds = time.perf_counter() - start
+    return seconds, logits.float()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=sorted(BUILDERS), default="t", help="Swin-T, -S or -B")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed forwards per configuration (median)")
+    parser.add_argument("--no-torchvision", action="store_true", help="time vswin alone")
+    parser.add_argument("--no-bf16", action="store_true", help="float32 only")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    ours = BUILDERS[args.model]()
+    native = generated_weights(ours)
+    ours.load_state_dict(native)
+    reference = None if args.no_torchvision else load_torchvision(args.model, native)
+    gflop = view_gflop(ours.config)
+    x = torch.from_numpy(parity_weights.make_input(VIEW, seed=1))
+
+    dtypes = [torch.float32] + ([] if args.no_bf16 else [torch.bfloat16])
+    models: dict[str, torch.nn.Module] = {"vswin": ours}
+    if reference is not None:
+        models["torchvision"] = reference
+    runs: dict[tuple[str, torch.dtype], list[float]] = {(m, d): [] for m in models for d in dtypes}
+    rates: dict[torch.dtype, list[float]] = {d: [] for d in dtypes}
+    outputs: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+
+    print(f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}, "
+          f"CPU capability {torch.backends.cpu.get_cpu_capability()}; Swin-{args.model.upper()} "
+          f"{gflop:.1f} GFLOP per view", file=sys.stderr)
+    for name, model in models.items():  # warm-up: first calls allocate, build caches, pick kernels
+        for dtype in dtypes:
+            timed_forward(model, x, dtype)
+    for dtype in dtypes:
+        matmul_gflops(dtype)
+    for repeat in range(args.repeats):
+        for dtype in dtypes:
+            rates[dtype].append(matmul_gflops(dtype))
+            for name, model in models.items():
+                seconds, logits = timed_forward(model, x, dtype)
+                runs[(name, dtype)].append(seconds)
+                outputs[(name, dtype)] = logits
+                print(f"  repeat {repeat + 1}: {name} {_short(dtype)} {seconds:.2f} s", file=sys.stderr)
+
+    rate = {d: statistics.median(v) for d, v in rates.items()}
+    floor = gflop / rate[torch.float32]
+    seconds = {k: statistics.median(v) for k, v in runs.items()}
+    tv32 = seconds.get(("torchvision", torch.float32))
+
+    print()
+    print(f"Swin-{args.model.upper()}, one {tuple(VIEW)} view, {args.threads} threads, median of {args.repeats}; "
+          f"{gflop:.1f} GFLOP per view")
+    print(f"matmul rate (torch.mm 2048^2): " + ", ".join(f"{_short(d)} {rate[d]:.0f} GFLOP/s" for d in dtypes))
+    print(f"float32 floor: {floor:.2f} s per view (1.5x floor: {1.5 * floor:.2f} s)")
+    print()
+    header = f"| {'model':<11} | {'precision':<9} | {'s/view':>6} | {'GFLOP/s':>7} | {'of fp32 mm':>10} | {'of own mm':>9} | {'x floor':>7} | {'vs tv fp32':>10} |"
+    print(header)
+    print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
+    for (name, dtype), s in seconds.items():
+        achieved = gflop / s
+        versus = f"{tv32 / s:.2f}x" if tv32 else "n/a"
+        print(f"| {name:<11} | {_short(dtype):<9} | {s:>6.2f} | {achieved:>7.1f} | {achieved / rate[torch.float32]:>10.0%} | "
+              f"{achieved / rate[dtype]:>9.0%} | {s / floor:>7.2f} | {versus:>10} |")
+    print()
+
+    ours32 = seconds[("vswin", torch.float32)]
+    ok = True
+    if tv32 is None:
+        print("criterion 1 (fp32 <= max(torchvision/2, 1.5x floor)): torchvision not importable; "
+              f"vswin fp32 is {ours32 / floor:.2f}x the floor (1.5x allowed)")
+        ok = ours32 <= 1.5 * floor
+    else:
+        bound = max(tv32 / 2, 1.5 * floor)
+        passed = ours32 <= bound
+        ok &= passed
+        print(f"criterion 1: vswin fp32 {ours32:.2f} s <= max(torchvision fp32 / 2 = {tv32 / 2:.2f}, 1.5x floor = "
+              f"{1.5 * floor:.2f}) = {bound:.2f} s: {'PASS' if passed else 'FAIL'} "
+              f"(speed-up {tv32 / ours32:.2f}x, {ours32 / floor:.2f}x the floor)")
+        if torch.bfloat16 in dtypes:
+            best = min(seconds[("vswin", d)] for d in dtypes)
+            passed = best <= tv32 / 4
+            ok &= passed
+            print(f"criterion 2: vswin best precision {best:.2f} s <= torchvision fp32 / 4 = {tv32 / 4:.2f} s: "
+                  f"{'PASS' if passed else 'FAIL'} (speed-up {tv32 / best:.2f}x)")
+    if torch.bfloat16 in dtypes:
+        p32 = torch.softmax(outputs[("vswin", torch.float32)], -1)
+        p16 = torch.softmax(outputs[("vswin", torch.bfloat16)], -1)
+        same = torch.equal(p32.topk(5).indices, p16.topk(5).indices)
+        print(f"vswin bf16 vs fp32 on this input: top-5 {'identical' if same else 'DIFFERENT'}, "
+              f"max |p_bf16 - p_fp32| = {(p16 - p32).abs().max().item():.2e}")
+    if reference is not None:
+        diff = (outputs[("vswin", torch.float32)] - outputs[("torchvision", torch.float32)]).abs().max().item()
+        print(f"vswin vs torchvision fp32 logits: max |diff| = {diff:.1e}")
+    return 0 if ok else 1
+
+
+def _short(dtype: torch.dtype) -> str:
+    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""`vswin classify` end to end: folders of good and bad files, exit codes, outputs, resume, kills, memory."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import media
+from conftest import SUBPROCESS_ENV, TINY_LABELS
+
+FAST = ("--clip-len", "8", "--clips", "2", "--crops", "1")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """Good videos, broken files, a non-video file, sub-folders, odd names and a symlink."""
+    root = tmp_path_factory.mktemp("videos")
+    media.encode_cv2(root / "a.avi", frames=40, size=(64, 48))
+    media.encode_cv2(root / "b clip é.avi", frames=12, size=(48, 64))  # short: indices wrap
+    (root / "sub").mkdir()
+    media.encode_cv2(root / "sub" / "c.avi", frames=30, size=(64, 48))
+    (root / "broken.mp4").write_text("not a video at all\n")
+    (root / "empty.avi").write_bytes(b"")
+    data = (root / "a.avi").read_bytes()
+    (root / "truncated.avi").write_bytes(data[:200])
+    (root / "readme.txt").write_text("notes")
+    os.symlink(root / "sub" / "c.avi", root / "link to c.avi")
+    return root
+
+
+def records_of(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_folder_every_file_accounted_for(folder, tiny_checkpoint, invoke):
+    code, out, err = invoke("classify", folder, "-m", tiny_checkpoint, *FAST, "--format", "jsonl")
+    assert code == 1  # some files failed
+    records = {Path(r["path"]).name: r for r in records_of(out)}
+    assert set(records) == {"a.avi", "b clip é.avi", "broken.mp4", "empty.avi", "truncated.avi", "link to c.avi"}
+    for name in ("a.avi", "b clip é.avi", "link to c.avi"):
+        assert records[name]["status"] == "ok", records[name]
+        assert [p["rank"] for p in records[name]["predictions"]] == [1, 2, 3, 4, 5]
+        assert all(p["label"] == TINY_LABELS[p["index"]] for p in records[name]["predictions"])
+        assert len(records[name]["clips"]) == 2
+    for name in ("broken.mp4", "empty.avi", "truncated.avi"):
+        assert records[name]["status"] == "error" and records[name]["error"], records[name]
+        assert "\n" not in records[name]["error"]
+    assert any("frames repeat" in w for w in records["b clip é.avi"]["warnings"])
+    assert "sub-folder" in err and "-r" in err  # sub/ is reported, not silently dropped
+    assert "Traceback" not in err
+
+
+def test_recursive_and_all_good_exit_0(folder, tiny_checkpoint, invoke):
+    code, out, _ = invoke("classify", folder / "sub", folder / "a.avi", "-r", "-m", tiny_checkpoint, *FAST, "--format", "json")
+    assert code == 0
+    records = json.loads(out)  # pipe-safe: stdout holds only the JSON document
+    assert [Path(r["path"]).name for r in records] == ["c.avi", "a.avi"]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("--crops", "2"), "--crops must be 1 or 3"),
+        (("--precision", "fp8"), "--precision"),
+        (("--device", "tpu"), "--device"),
+        (("--batch-size", "many"), "--batch-size"),
+        (("-o", "out.xml"), "out.xml"),
+        (("--resume",), "--resume needs -o"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(folder, tiny_checkpoint, invoke, args, message):
+    code, out, err = invoke("classify", folder / "a.avi", "-m", tiny_checkpoint, *args)
+    assert code == 2, err
+    assert message in err and "Traceback" not in err
+    assert out == ""
+
+
+def test_missing_path_and_unknown_model_exit_2(folder, tiny_checkpoint, invoke):
+    code, _, err = invoke("classify", folder / "nope.mp4", "-m", tiny_checkpoint)
+    assert code == 2 and err.strip().splitlines() == [f"error: no such file or folder: {folder / 'nope.mp4'}"]
+    code, _, err = invoke("classify", folder / "a.avi", "-m", "swin-q-k400")
+    assert code == 2 and "swin-q-k400" in err and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_option_value_exit_2(folder, tiny_checkpoint, vswin):
+    result = vswin("classify", folder / "a.avi", "-m", tiny_checkpoint, "--engine", "spark")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_no_network_and_empty_cache_says_what_to_do(folder, tmp_path, vswin):
+    env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    result = vswin("classify", folder / "a.avi", env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "swin-t-k400" in lines[0] and "vswin download swin-t-k400" in lines[0] and "-m PATH" in lines[0]
+    assert str(tmp_path / "hf") in lines[0]
+
+
+def test_csv_output_quotes_labels_and_table_is_plain(folder, tiny_checkpoint, invoke, tmp_path, monkeypatch):
+    out_csv = tmp_path / "labels.csv"
+    code, out, _ = invoke("classify", folder / "a.avi", folder / "broken.mp4", "-m", tiny_checkpoint, *FAST, "-o", out_csv, "--top-k", "2")
+    assert code == 1 and out == ""
+    rows = list(csv.reader(io.StringIO(out_csv.read_text(encoding="utf-8"))))
+    assert rows[0] == ["path", "status", "label_1", "score_1", "label_2", "score_2", "error"]
+    assert rows[1][1] == "ok" and rows[1][2] in TINY_LABELS  # commas survived the quoting
+    assert rows[2][1] == "error" and rows[2][-1]
+    monkeypatch.setenv("NO_COLOR", "1")
+    code, out, _ = invoke("classify", folder / "a.avi", "-m", tiny_checkpoint, *FAST, "--format", "table")
+    assert code == 0 and "\x1b[" not in out and "a.avi" in out and TINY_LABELS[0].split(",")[0] in out
+
+
+def test_stride_gives_a_timeline(folder, tiny_checkpoint, invoke):
+    code, out, _ = invoke("classify", folder / "a.avi", "-m", tiny_checkpoint, "--stride", "0.5", "--clip-len", "4", "--crops", "1", "--format", "json")
+    assert code == 0
+    record = json.loads(out)[0]
+    starts = [c["start"] for c in record["clips"]]
+    assert len(starts) >= 3 and starts == sorted(starts) and starts[0] == 0.0
+    assert record["views"]["stride"] == 0.5
+    assert all(c["end"] > c["start"] and c["predictions"] for c in record["clips"])
+
+
+def test_python_api_gives_the_cli_records(folder, tiny_checkpoint, invoke):
+    import vswin_cli
+
+    api = vswin_cli.classify([folder / "a.avi", folder / "broken.mp4"], model=str(tiny_checkpoint), clip_len=8, clips=2, crops=1)
+    _, out, _ = invoke("classify", folder / "a.avi", folder / "broken.mp4", "-m", tiny_checkpoint, *FAST, "--format", "jsonl")
+    assert api == records_of(out)
+
+
+# --- interruptions and resume ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("many")
+    for i in range(10):
+        media.encode_cv2(root / f"v{i:02d}.avi", frames=40, size=(64, 48))
+    return root
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, **SUBPROCESS_ENV}
+    return subprocess.Popen([sys.executable, "-m", "vswin_cli", *map(str, args)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_lines(path: Path, count: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_bytes().count(b"\n") >= count:
+            return
+        if proc.poll() is not None:
+            return
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_jsonl_batch_resumes_without_redoing(many, tiny_checkpoint, tmp_path, sig, invoke):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for f in many.iterdir():
+        (videos / f.name).write_bytes(f.read_bytes())
+    out = tmp_path / "out.jsonl"
+    # 4 clips x 3 crops per video: slow enough to be killed mid-run.
+    proc = _start(["classify", videos, "-m", tiny_checkpoint, "-o", out, "--batch-size", "1", "--clip-len", "8"])
+    _wait_for_lines(out, 2, proc)
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "Traceback" not in proc.stderr.read()
+    lines = out.read_bytes().split(b"\n")
+    finished = [json.loads(line) for line in lines if line.strip() and line.endswith(b"}")]
+    assert 2 <= len(finished) < 10, "the run was not interrupted mid-way"
+    done = {Path(r["path"]).name for r in finished if r["status"] == "ok"}
+    # Prove the resume does not recompute: a finished video's file now holds garbage.
+    for name in done:
+        (videos / name).write_text("garbage now")
+    code, _, err = invoke("classify", videos, "-m", tiny_checkpoint, "-o", out, "--resume", "--clip-len", "8")
+    assert code == 0, err
+    final = records_of(out.read_text())
+    assert sorted(Path(r["path"]).name for r in final) == sorted(f.name for f in many.iterdir())
+    assert all(r["status"] == "ok" for r in final)
+    kept = {Path(r["path"]).name: r for r in final}
+    for record in finished:
+        if record["status"] == "ok":
+            assert kept[Path(record["path"]).name] == record
+
+
+def test_killed_json_output_is_never_half_written(many, tiny_checkpoint, tmp_path, invoke):
+    out = tmp_path / "out.json"
+    journal = tmp_path / "out.json.partial.jsonl"
+    proc = _start(["classify", many, "-m", tiny_checkpoint, "-o", out, "--batch-size", "1", "--clip-len", "8"])
+    _wait_for_lines(journal, 2, proc)
+    proc.kill()
+    proc.wait(timeout=60)
+    if out.exists():
+        json.loads(out.read_text())  # the previous complete file, never a partial one
+    code, _, err = invoke("classify", many, "-m", tiny_checkpoint, "-o", out, "--resume", "--clip-len", "8")
+    assert code == 0, err
+    records = json.loads(out.read_text())
+    assert len(records) == 10 and all(r["status"] == "ok" for r in records)
+    assert not journal.exists()
+
+
+# --- memory ------------------------------------------------------------------------------------
+
+_PEAK = """
+import resource, sys
+from vswin_cli.cli import main
+sys.argv = ["vswin", "classify", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+print("PEAK", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+"""
+
+
+def _peak_kib(*args: object) -> int:
+    env = {**os.environ, **SUBPROCESS_ENV}
+    result = subprocess.run([sys.executable, "-c", _PEAK, *map(str, args)], env=env, capture_output=True, text=True, timeout=300)
+    line = [l for l in result.stderr.splitlines() if l.startswith("PEAK")][-1]
+    return int(line.split()[1])
+
+
+def test_peak_memory_does_not_grow_with_video_length_or_count(tmp_path, tiny_checkpoint):
+    short = media.encode_cv2(tmp_path / "short.avi", frames=60, size=(64, 48))
+    long = media.encode_cv2(tmp_path / "long.avi", frames=3000, size=(64, 48))
+    few, lots = tmp_path / "few", tmp_path / "lots"
+    few.mkdir()
+    lots.mkdir()
+    for i in range(12):
+        target = (few if i < 2 else lots) / f"v{i}.avi"
+        target.write_bytes(short.read_bytes())
+        if i < 2:
+            (lots / f"v{i}.avi").write_bytes(short.read_bytes())
+    common = ("-m", tiny_checkpoint, "--clip-len", "8", "--clips", "2", "--crops", "1", "--format", "jsonl")
+    short_peak, long_peak = _peak_kib(short, *common), _peak_kib(long, *common)
+    assert long_peak < short_peak + 40_000, (short_peak, long_peak)  # KiB
+    stride_peak = _peak_kib(long, *common, "--stride", "1", "--crops", "1")
+    assert stride_peak < short_peak + 40_000, (short_peak, stride_peak)
+    few_peak, lots_peak = _peak_kib(few, *common), _peak_kib(lots, *common)
+    assert lots_peak < few_peak + 40_000, (few_peak, lots_peak)

@@ -1,0 +1,306 @@
+"""`--engine ray` gives the records, features and resume behaviour of the local engine.
+
+One local Ray instance (2 CPUs) serves the whole module: the in-process Python API runs in it,
+and the CLI, run as a user would in a subprocess, joins it with ``--ray-address``. The reference
+is always the local engine on the same folder, same model and same options.
+
+Ray is an optional extra: without it these tests are skipped on a developer machine and fail on
+CI (CI=true), where the extra is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import vswin_cli
+from tests.conftest import REPO, run_vswin
+from tests.media import encode_cv2
+
+try:
+    import ray
+    import ray.data
+except ImportError:  # the extra is not installed
+    ray = None
+
+ON_CI = os.environ.get("CI", "").lower() == "true"
+NEEDS_RAY = 'Ray is not installed (pip install "vswin-cli[ray]"); CI installs it and runs these tests'
+
+# Small views so the whole module stays fast: 2 clips x 1 crop of 4 frames per video; a model
+# batch of 4 views, so batches hold views of two videos.
+OPTIONS = ["--clips", "2", "--crops", "1", "--clip-len", "4", "--frame-interval", "1", "--batch-size", "4"]
+API_OPTIONS = dict(clips=2, crops=1, clip_len=4, frame_interval=1, batch_size=4, top_k=3)
+LABELS = [f"class {i}" for i in range(10)]
+
+
+def require_ray() -> None:
+    if ray is None:
+        if ON_CI:
+            pytest.fail(NEEDS_RAY)
+        pytest.skip(NEEDS_RAY)
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    import torch
+
+    from vswin_cli.checkpoints import save_native
+    from vswin_cli.model import SwinConfig, VideoSwin
+
+    root = tmp_path_factory.mktemp("ray")
+    torch.manual_seed(8)
+    model = VideoSwin(SwinConfig(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), window_size=(4, 7, 7), num_classes=10))
+    checkpoint = save_native(model, root / "tiny.safetensors", labels=LABELS)
+    videos = root / "videos"
+    videos.mkdir()
+    # Different lengths, sizes and rates, so every video has its own frames, times and scores.
+    encode_cv2(videos / "a.avi", frames=40, size=(64, 48), fps=25)
+    encode_cv2(videos / "b.avi", frames=30, size=(48, 64), fps=30)
+    encode_cv2(videos / "c.avi", frames=50, size=(80, 48), fps=24)
+    encode_cv2(videos / "d.avi", frames=3, size=(64, 48), fps=25)  # shorter than a clip: a warning
+    encode_cv2(videos / "e.avi", frames=20, size=(56, 56), fps=10)
+    (videos / "notes.mp4").write_text("not a video\n")  # broken files get error records
+    (videos / "empty.mp4").write_bytes(b"")
+    return {"root": root, "model": checkpoint, "videos": videos}
+
+
+@pytest.fixture(scope="module")
+def cluster(data: dict[str, Path]) -> str:
+    """A local Ray instance for the module; returns the address the CLI joins."""
+    require_ray()
+    markers = data["root"] / "crash-markers"
+    markers.mkdir()
+
+    def crash_hook() -> None:
+        # Runs in every worker of this test process's job: a worker dies (as if killed) the first
+        # time it decodes or runs the model while a marker file exists; the marker is consumed.
+        import os as os_
+
+        from vswin_cli import engine, video
+
+        run_views, read_video = engine.Engine._run_views, video.read_video
+
+        def die_once(name: str) -> None:
+            try:
+                os_.remove(markers / name)
+            except FileNotFoundError:
+                return
+            os_._exit(3)
+
+        def crashing_run_views(self, batch):
+            die_once("model")
+            return run_views(self, batch)
+
+        def crashing_read_video(path, plan, *args, **kwargs):
+            die_once("decode")
+            return read_video(path, plan, *args, **kwargs)
+
+        engine.Engine._run_views = crashing_run_views
+        video.read_video = crashing_read_video
+
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level="ERROR",
+        log_to_driver=False,
+        runtime_env={"py_modules": [str(Path(vswin_cli.__file__).parent)], "worker_process_setup_hook": crash_hook},
+    )
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_records(data: dict[str, Path]) -> list[dict]:
+    """The local engine's records (the CLI's JSONL output) on the test folder."""
+    out = data["root"] / "local.jsonl"
+    result = run_vswin("classify", data["videos"], "-m", data["model"], *OPTIONS, "--top-k", "3", "-o", out)
+    assert result.returncode == 1, result.stderr  # two broken files
+    return read_jsonl(out)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def assert_same_predictions(got: list[dict], want: list[dict]) -> None:
+    assert [(p["rank"], p["index"], p["label"]) for p in got] == [(p["rank"], p["index"], p["label"]) for p in want]
+    np.testing.assert_allclose([p["score"] for p in got], [p["score"] for p in want], rtol=0, atol=1e-6)
+
+
+def assert_same_record(got: dict, want: dict) -> None:
+    for key in ("path", "status", "error", "warnings", "model", "video", "views"):
+        assert got[key] == want[key], (want["path"], key)
+    assert_same_predictions(got["predictions"], want["predictions"])
+    assert len(got["clips"]) == len(want["clips"])
+    for got_clip, want_clip in zip(got["clips"], want["clips"]):
+        assert (got_clip["start"], got_clip["end"], got_clip["frames"]) == (want_clip["start"], want_clip["end"], want_clip["frames"])
+        assert_same_predictions(got_clip["predictions"], want_clip["predictions"])
+
+
+def assert_same_records(got: list[dict], want: list[dict]) -> None:
+    assert [r["path"] for r in got] == [r["path"] for r in want]
+    for got_record, want_record in zip(got, want):
+        assert_same_record(got_record, want_record)
+
+
+# --- the CLI ----------------------------------------------------------------------------------
+
+
+def test_classify_on_ray_gives_the_local_records(data, cluster, local_records) -> None:
+    out = data["root"] / "ray.jsonl"
+    result = run_vswin("classify", data["videos"], "-m", data["model"], *OPTIONS, "--top-k", "3", "-o", out,
+                       "--engine", "ray", "--ray-address", cluster)
+    assert result.returncode == 1, result.stderr  # the broken files fail, as locally
+    records = read_jsonl(out)
+    assert_same_records(records, local_records)
+    statuses = {Path(r["path"]).name: r["status"] for r in records}
+    assert statuses == {"a.avi": "ok", "b.avi": "ok", "c.avi": "ok", "d.avi": "ok", "e.avi": "ok",
+                        "empty.mp4": "error", "notes.mp4": "error"}
+    assert next(r for r in records if r["path"].endswith("d.avi"))["warnings"]  # the short video says so
+
+
+def test_extract_features_on_ray_writes_the_local_files(data, cluster) -> None:
+    args = ["extract-features", data["videos"], "-m", data["model"], *OPTIONS, "--per-clip", "--with-logits"]
+    local = run_vswin(*args, "-o", data["root"] / "feats-local")
+    remote = run_vswin(*args, "-o", data["root"] / "feats-ray", "--engine", "ray", "--ray-address", cluster)
+    assert (local.returncode, remote.returncode) == (1, 1), remote.stderr
+
+    def files(folder: Path) -> list[str]:
+        return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+    local_dir, ray_dir = data["root"] / "feats-local", data["root"] / "feats-ray"
+    assert files(ray_dir) == files(local_dir)
+    arrays = [name for name in files(local_dir) if name.endswith(".npy")]
+    assert len(arrays) == 10  # features and scores of the five good videos
+    for name in arrays:
+        want, got = np.load(local_dir / name), np.load(ray_dir / name)
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    for name in files(local_dir):
+        if name.endswith(".json"):  # sidecars: times, frames, protocol, model
+            assert json.loads((ray_dir / name).read_text()) == json.loads((local_dir / name).read_text())
+    index = {e["path"]: (e["status"], e.get("error")) for e in read_jsonl(ray_dir / "index.jsonl")}
+    assert index == {e["path"]: (e["status"], e.get("error")) for e in read_jsonl(local_dir / "index.jsonl")}
+
+
+def test_resume_on_ray_finishes_an_interrupted_journal_without_recomputing(data, cluster, local_records) -> None:
+    # What a killed run leaves: the first videos journaled, the next line cut in the middle.
+    done = [dict(r) for r in local_records if r["status"] == "ok"][:2]
+    for record in done:  # a mark that only survives if these videos are not computed again
+        record["predictions"] = [{"rank": 1, "index": 9, "label": "class 9", "score": 0.5}]
+    out = data["root"] / "resumed.jsonl"
+    cut = json.dumps(local_records[4])[:40]
+    out.write_text("".join(json.dumps(r) + "\n" for r in done) + cut)
+
+    result = run_vswin("classify", data["videos"], "-m", data["model"], *OPTIONS, "--top-k", "3", "-o", out,
+                       "--resume", "--engine", "ray", "--ray-address", cluster)
+    assert result.returncode == 1, result.stderr
+    records = read_jsonl(out)
+    by_path = {r["path"]: r for r in records}
+    assert len(records) == len(by_path) == len(local_records)  # every video exactly once
+    for record in done:
+        assert by_path[record["path"]]["predictions"] == record["predictions"]  # kept, not recomputed
+    skipped = {r["path"] for r in done}
+    for want in local_records:
+        if want["path"] not in skipped:
+            assert_same_record(by_path[want["path"]], want)
+
+
+def test_engine_ray_without_ray_exits_2_naming_the_extra(data) -> None:
+    # The interpreter as a user without the extra has it: `import ray` fails.
+    code = (
+        "import sys; sys.modules['ray'] = None; sys.argv = ['vswin'] + sys.argv[1:]\n"
+        "from vswin_cli.cli import main; main()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "classify", str(data["videos"]), "-m", str(data["model"]), "--engine", "ray"],
+        env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and 'pip install "vswin-cli[ray]"' in lines[0], result.stderr
+    assert result.stdout == ""
+
+
+def test_the_base_install_never_imports_ray() -> None:
+    code = "import sys, vswin_cli, vswin_cli.cli, vswin_cli.engine; assert 'ray' not in sys.modules, 'ray imported'"
+    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+# --- the Python API and faults ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_outcomes(data):
+    from vswin_cli.engine import Engine, RunOptions
+    from vswin_cli.inputs import discover
+    from vswin_cli.loading import load_model
+
+    engine = Engine(load_model(str(data["model"])), RunOptions(**API_OPTIONS))
+    items = discover([data["videos"]]).videos
+    return engine, items, list(engine.run(items))
+
+
+def test_classify_dataset_returns_the_records_and_features_as_a_ray_dataset(data, cluster, local_outcomes) -> None:
+    from vswin_cli.ray_engine import classify_dataset
+
+    _, items, outcomes = local_outcomes
+    paths = ray.data.from_items([{"path": str(item.path)} for item in items])
+    dataset = classify_dataset(paths, model=str(data["model"]), with_features=True, **API_OPTIONS)
+    assert isinstance(dataset, ray.data.Dataset)
+    dataset.write_parquet(str(data["root"] / "parquet"))  # users chain their own sinks
+
+    import pyarrow.parquet as pq
+
+    rows = sorted(pq.read_table(data["root"] / "parquet").to_pylist(), key=lambda r: r["path"])
+    assert len(rows) == len(outcomes)
+    for row, outcome in zip(rows, outcomes):
+        assert_same_record(row, outcome.record.to_dict())
+        if outcome.features is None:
+            assert row["features"] is None and row["clip_features"] is None
+        else:
+            np.testing.assert_allclose(np.asarray(row["features"]), outcome.features, rtol=0, atol=1e-6)
+            np.testing.assert_allclose(np.asarray(row["clip_features"]), outcome.clip_features, rtol=0, atol=1e-6)
+
+
+def test_a_worker_dying_mid_batch_costs_a_retry_not_the_run(data, cluster, local_outcomes) -> None:
+    from vswin_cli.ray_engine import run_on_ray
+
+    engine, items, want = local_outcomes
+    markers = data["root"] / "crash-markers"
+    (markers / "model").touch()  # the first model actor dies inside its first batch
+    (markers / "decode").touch()  # and one decode task dies mid-video
+    got = list(run_on_ray(engine, items))
+    assert sorted(p.name for p in markers.iterdir()) == []  # both crashes happened
+    assert [o.item for o in got] == [o.item for o in want]  # every video, in input order
+    for g, w in zip(got, want):
+        assert_same_record(g.record.to_dict(), w.record.to_dict())
+        for name in ("features", "clip_features", "scores", "clip_scores"):
+            if getattr(w, name) is None:
+                assert getattr(g, name) is None
+            else:
+                np.testing.assert_allclose(getattr(g, name), getattr(w, name), rtol=0, atol=1e-6)
+
+
+def test_an_unreachable_cluster_is_one_line_and_exit_2(data) -> None:
+    require_ray()
+    result = run_vswin("classify", data["videos"], "-m", data["model"], "--engine", "ray", "--ray-address", "127.0.0.1:1")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach the Ray cluster at 127.0.0.1:1" in lines[0], result.stderr
