@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_vswin
 
 try:  # pytest puts tests/ on sys.path (no tests/__init__.py) ...
     from parity import weights as parity_weights
@@ -60,8 +61,6 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def cli_records(checkpoint: Path) -> dict[str, dict]:
     """One `vswin classify` run over both videos (the model is loaded once), records by file name."""
-    from conftest import run_vswin
-
     paths = [REFERENCE_DIR / name for name in VIDEOS]
     done = run_vswin("classify", *paths, "-m", checkpoint, "--format", "json", "--device", "cpu")
     assert done.returncode == 0, done.stderr

@@ -16,7 +16,6 @@ containers is ever unpickled.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 import re
@@ -30,6 +29,7 @@ import torch
 from torch import Tensor
 
 from .errors import VswinError
+from .hub import file_sha256
 from .model import SwinConfig, VideoSwin
 
 StateDict = dict[str, Tensor]
@@ -55,14 +55,6 @@ class LoadedCheckpoint:
 
 
 # --- reading files ----------------------------------------------------------------------------
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _is_safetensors(path: Path) -> bool:

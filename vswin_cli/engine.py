@@ -199,7 +199,8 @@ class Engine:
                 record.warnings.append(shortfall)
             record.clips = [ClipResult(start=c.start, end=c.end, frames=list(c.frames)) for c in clips]
         except VswinError as error:
-            _fail(record, str(error))
+            # The record already names the file; keep just the reason.
+            _fail(record, str(error).removeprefix(f"{item.path}: "))
             prepared.views = ()
         except MemoryError:
             _fail(record, "out of memory while decoding this video")

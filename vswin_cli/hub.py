@@ -251,7 +251,8 @@ def _spec_expected(spec: ModelSpec | None) -> _Expected:
     return _Expected()
 
 
-def _sha256_file(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         while chunk := file.read(_CHUNK):
@@ -379,7 +380,7 @@ def _verify_url_cached(spec: ModelSpec, source: Source, final: Path) -> tuple[Pa
     if _fast_ok(final, record):
         return final, record["sha256"]  # type: ignore[index]
     expected = _url_expected(spec, record)
-    actual = _sha256_file(final)
+    actual = file_sha256(final)
     if expected.matches(final, actual):
         origin = expected.origin or "first download (trusted)"
         _write_record(record_path, final, actual, url=source.url, verified_against=origin)
@@ -405,7 +406,7 @@ def _fetch_url(spec: ModelSpec, source: Source) -> tuple[Path, str]:
         record_path = _record_path(final)
         expected = _url_expected(spec, _read_record(record_path))
         _download_resumable(url, partial, spec.size, spec.name)
-        actual = _sha256_file(partial)
+        actual = file_sha256(partial)
         if not expected.matches(partial, actual):
             partial.unlink(missing_ok=True)
             raise VswinError(
@@ -562,7 +563,7 @@ def _verify_hub_cached(name: str, pointer: Path, expected: _Expected) -> tuple[P
     wanted = _hub_expected(pointer, expected)
     if not wanted.any and record is not None:
         wanted = _Expected(sha256=record["sha256"], origin="recorded at the first download")
-    actual = _sha256_file(pointer)
+    actual = file_sha256(pointer)
     if wanted.matches(pointer, actual):
         _write_record(record_path, pointer, actual, verified_against=wanted.origin or "first download (trusted)")
         return pointer, actual

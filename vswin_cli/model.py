@@ -6,9 +6,19 @@ shift mask, patch merging, final norm, average pool over (T, H, W), linear head.
 size work: windows shrink to the input where it is smaller, and inputs are zero-padded to
 multiples of the window, both exactly as the official code does.
 
-Inside, tensors stay channels-last (B, T, H, W, C) from the patch embedding to the pool, so
-no layout shuffles happen between stages. Everything that depends only on shapes (relative
-position index, shift masks) and on the weights alone (the gathered position bias) is cached.
+How the forward spends its time on arithmetic (see benchmarks/README.md for the figures):
+
+- Inside a stage the tokens stay laid out window after window (:class:`WindowLayout`). Every
+  step but the attention is per token, so the cyclic shift, the padding and the window
+  partition are a reordering of rows: one gather per block, from index tensors built once per
+  input shape; patch merging gathers its 2x2 neighbours straight from that order.
+- Attention is ``scaled_dot_product_attention`` with one additive mask: the relative position
+  bias (cached per block) plus the shift mask. Shifted windows are grouped by shift pattern
+  (at most 8) so each group's mask is a broadcast (1, heads, N, N) tensor.
+- On CPUs the linear layers go through oneDNN's fused kernels (bias + GELU, bias + residual
+  add) where the build has them (:func:`fused_cpu_linear_available`).
+- Under ``torch.autocast`` the matmuls and the attention run in reduced precision with weights
+  cast once, while the residual stream, the norms and the outputs stay float32.
 
 The native state-dict layout is the official backbone's without its ``backbone.`` prefix, plus
 ``head.weight`` / ``head.bias``; ``checkpoints.py`` maps the other layouts onto it.
@@ -17,6 +27,7 @@ The native state-dict layout is the official backbone's without its ``backbone.`
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
@@ -155,7 +166,7 @@ def shift_region_mask(size: Size3, window: Size3, shift: Size3, device: torch.de
 
 
 def shift_patterns(window: Size3, shift: Size3) -> Tensor:
-    """The distinct shift masks of a shifted-window layout: (P, N, N), P <= 8.
+    """The distinct shift masks of a shifted-window layout: (P, N, N), P = 2 ** (shifted dims).
 
     A window's shift mask depends only on whether it is the last window along each shifted
     dimension (only there do tokens from the far side of the cyclic shift arrive), so a grid of
@@ -182,18 +193,26 @@ class WindowLayout:
     Slot ``i`` holds token ``tokens[i]`` (flat index ``b * D*H*W + raster index``) of the
     padded, cyclically shifted feature map; padding slots hold token 0 and ``real`` is False
     there (their values are zeroed before attention, as the official zero padding is).
-    Windows sharing a shift pattern are consecutive: ``groups`` holds (first window, end
-    window, pattern), pattern -1 for unshifted windows, so that one attention call with one
-    broadcast mask serves each group, whatever the batch size.
+    ``groups`` are runs of windows attended with one call: (first window, end window, first
+    mask, end mask), the masks being rows of ``shift_masks`` (M, N, N) added to the position
+    bias; first mask -1 means the bias alone.
     """
 
     tokens: Tensor
     real: Tensor
-    groups: tuple[tuple[int, int, int], ...]
+    groups: tuple[tuple[int, int, int, int], ...]
+    shift_masks: Tensor | None
 
 
-def window_layout(batch: int, size: Size3, window: Size3, shift: Size3) -> WindowLayout:
-    """Slots for ``batch`` feature maps of ``size`` in windows of ``window`` rolled back by ``shift``."""
+def window_layout(batch: int, size: Size3, window: Size3, shift: Size3, by_pattern: bool | None = None) -> WindowLayout:
+    """Slots for ``batch`` feature maps of ``size`` in windows of ``window`` rolled back by ``shift``.
+
+    Shifted windows are attended either grouped by shift pattern (windows sharing a pattern
+    made consecutive, one call per pattern with a broadcast (1, heads, N, N) mask: the fused
+    kernel's fast path, and masks of P * heads * N * N rather than windows * heads * N * N), or,
+    when there are few windows per pattern (``by_pattern`` None: fewer than 4), in raster
+    order, one call per batch element with one mask per window.
+    """
     d, h, w = size
     padded = padded_size(size, window)
     grid: Size3 = tuple(p // wn for p, wn in zip(padded, window))  # type: ignore[assignment]
@@ -204,17 +223,33 @@ def window_layout(batch: int, size: Size3, window: Size3, shift: Size3) -> Windo
     pd, ph, pw = slots // (padded[1] * padded[2]), slots // padded[2] % padded[1], slots % padded[2]
     real = (pd < d) & (ph < h) & (pw < w)
     flat = torch.where(real, (pd * h + ph) * w + pw, 0)
-    pattern = window_pattern(grid, shift) if any(shift) else torch.full((flat.shape[0],), -1)
-    tokens, reals, groups, start = [], [], [], 0
+    num_windows = flat.shape[0]
     offsets = torch.arange(batch)[:, None, None] * (d * h * w)
+
+    def batched(chosen: Tensor) -> tuple[Tensor, Tensor]:
+        return (offsets + flat[chosen]).flatten(), real[chosen].expand(batch, -1, -1).flatten()
+
+    if not any(shift):
+        tokens, reals = batched(torch.ones(num_windows, dtype=torch.bool))
+        return WindowLayout(tokens, reals, ((0, batch * num_windows, -1, -1),), None)
+    patterns = shift_patterns(window, shift)
+    if by_pattern is None:
+        by_pattern = num_windows >= 4 * patterns.shape[0]
+    if not by_pattern:
+        tokens, reals = batched(torch.ones(num_windows, dtype=torch.bool))
+        groups = tuple((i * num_windows, (i + 1) * num_windows, 0, num_windows) for i in range(batch))
+        return WindowLayout(tokens, reals, groups, shift_region_mask(padded, window, shift))
+    pattern = window_pattern(grid, shift)
+    pieces, group_list, start = [], [], 0
     for p in torch.unique(pattern).tolist():
         chosen = pattern == p
-        tokens.append((offsets + flat[chosen]).flatten())
-        reals.append(real[chosen].expand(batch, -1, -1).flatten())
+        pieces.append(batched(chosen))
         count = batch * int(chosen.sum())
-        groups.append((start, start + count, p))
+        group_list.append((start, start + count, p, p + 1))
         start += count
-    return WindowLayout(torch.cat(tokens), torch.cat(reals), tuple(groups))
+    tokens = torch.cat([t for t, _ in pieces])
+    reals = torch.cat([r for _, r in pieces])
+    return WindowLayout(tokens, reals, tuple(group_list), patterns)
 
 
 def slot_of_token(layout: WindowLayout, num_tokens: int) -> Tensor:
@@ -224,7 +259,7 @@ def slot_of_token(layout: WindowLayout, num_tokens: int) -> Tensor:
     return inverse
 
 
-# --- reduced precision -----------------------------------------------------------------------
+# --- kernels ------------------------------------------------------------------------------------
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
@@ -241,25 +276,81 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
         return None
 
 
-def _linear(layer: nn.Module, x: Tensor) -> Tensor:
-    """``layer`` (a Linear, or a Conv3d whose kernel is its stride) applied to the last dim of ``x``.
+_FUSED_CPU: bool | None = None
 
-    Under autocast the weights are cast once and kept (autocast itself casts them on every
-    call in inference mode); the cache follows in-place updates and moves of the weights.
+
+def fused_cpu_linear_available() -> bool:
+    """Whether oneDNN's fused linear ops (linear + bias + GELU, linear + bias + residual) work here.
+
+    They are PyTorch's own CPU kernels (what ``torch.compile`` fuses into), reached through
+    ``torch.ops.mkldnn``; a one-time check on small tensors against the plain ops guards
+    against builds without them or with different behaviour. ``VSWIN_EAGER=1`` turns them off.
+    """
+    global _FUSED_CPU
+    if _FUSED_CPU is None:
+        _FUSED_CPU = False
+        if os.environ.get("VSWIN_EAGER", "") not in ("", "0") or not torch.backends.mkldnn.is_available():
+            return False
+        try:
+            ops = torch.ops.mkldnn._linear_pointwise
+            gen = torch.Generator().manual_seed(0)
+            x, r = torch.randn(37, 24, generator=gen), torch.randn(37, 16, generator=gen)
+            w, b = torch.randn(16, 24, generator=gen), torch.randn(16, generator=gen)
+            with torch.inference_mode():
+                ok = torch.allclose(ops(x, w, b, "gelu", [], "none"), F.gelu(F.linear(x, w, b)), atol=1e-5)
+                ok &= torch.allclose(ops.binary(x, r, w, b, "add"), r + F.linear(x, w, b), atol=1e-5)
+                ok &= torch.allclose(ops(x, w, b, "none", [], ""), F.linear(x, w, b), atol=1e-5)
+            _FUSED_CPU = bool(ok)
+        except Exception:  # op missing or refusing these inputs: the plain ops serve
+            _FUSED_CPU = False
+    return _FUSED_CPU
+
+
+def _params(layer: nn.Module, dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
+    """(weight as a matrix, bias) of a Linear (or a Conv3d whose kernel is its stride) in ``dtype``.
+
+    Casts are made once and kept (autocast would cast on every call); the cache follows
+    in-place updates and moves of the weights, and is skipped when autograd is on.
     """
     weight: Tensor = layer.weight
     bias: Tensor | None = layer.bias
-    dtype = autocast_dtype(x.device)
-    if dtype is not None and dtype != weight.dtype and not torch.is_grad_enabled():
-        key = (dtype, weight.device, weight._version, weight.data_ptr())
-        cached = getattr(layer, "_cast_weights", None)
-        if cached is None or cached[0] != key:
-            with torch.autocast(x.device.type, enabled=False):
-                cast = (weight.flatten(1).to(dtype), None if bias is None else bias.to(dtype))
-            cached = (key, cast)
-            object.__setattr__(layer, "_cast_weights", cached)  # plain attribute: not a buffer, not saved
-        weight, bias = cached[1]
-    return F.linear(x, weight.flatten(1), bias)
+    if weight.dtype == dtype or torch.is_grad_enabled():
+        return weight.flatten(1).to(dtype), None if bias is None else bias.to(dtype)
+    key = (dtype, weight.device, weight._version, weight.data_ptr())
+    cached = layer.__dict__.get("_vswin_cast")
+    if cached is None or cached[0] != key:
+        cached = (key, (weight.flatten(1).to(dtype), None if bias is None else bias.to(dtype)))
+        layer.__dict__["_vswin_cast"] = cached  # a plain attribute: neither parameter nor buffer
+    return cached[1]
+
+
+def linear(
+    layer: nn.Module, x: Tensor, dtype: torch.dtype, gelu: bool = False, residual: Tensor | None = None
+) -> Tensor:
+    """``residual + gelu?(layer(x))`` over the last dim, computed in ``dtype``.
+
+    On CPUs one fused oneDNN call does the matmul, the bias and the GELU or the residual add
+    where the dtypes allow; elsewhere the plain ops do, the sum going into ``residual`` in
+    place when autograd is off. Exact GELU (erf) either way.
+    """
+    weight, bias = _params(layer, dtype)
+    x = x.to(dtype)
+    flat = x.reshape(-1, x.shape[-1])
+    fusable = x.device.type == "cpu" and dtype in (torch.float32, torch.bfloat16) and not torch.is_grad_enabled()
+    if fusable and fused_cpu_linear_available():
+        ops = torch.ops.mkldnn._linear_pointwise
+        if residual is not None and residual.dtype == dtype:
+            y = ops.binary(flat, residual.reshape(-1, weight.shape[0]), weight, bias, "add")
+            return y.view(*x.shape[:-1], -1)
+        y = ops(flat, weight, bias, "gelu" if gelu else "none", [], "none" if gelu else "")
+    else:
+        y = F.linear(flat, weight, bias)
+        if gelu:
+            y = F.gelu(y)
+    y = y.view(*x.shape[:-1], -1)
+    if residual is None:
+        return y
+    return residual.add_(y) if not torch.is_grad_enabled() else residual + y
 
 
 # --- modules ----------------------------------------------------------------------------------
@@ -269,7 +360,7 @@ class PatchEmbed3d(nn.Module):
     """Non-overlapping 3D patches -> tokens, channels last: (B, 3, T, H, W) -> (B, T', H', W', C).
 
     The convolution's kernel equals its stride, so it is one matrix product over the unfolded
-    patches; done as such it is several times faster than the 3D convolution on CPUs.
+    patches, several times faster on CPUs than the 3D convolution.
     """
 
     def __init__(self, patch_size: Size3, in_channels: int, embed_dim: int, norm: bool) -> None:
@@ -278,7 +369,7 @@ class PatchEmbed3d(nn.Module):
         self.proj = nn.Conv3d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
         self.norm = nn.LayerNorm(embed_dim) if norm else None
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
         _, _, t, h, w = x.shape
         pt, ph, pw = self.patch_size
         pad = ((pw - w % pw) % pw, (ph - h % ph) % ph, (pt - t % pt) % pt)
@@ -286,8 +377,7 @@ class PatchEmbed3d(nn.Module):
             x = F.pad(x, (0, pad[0], 0, pad[1], 0, pad[2]))
         b, c, t, h, w = x.shape
         patches = x.view(b, c, t // pt, pt, h // ph, ph, w // pw, pw).permute(0, 2, 4, 6, 1, 3, 5, 7)
-        patches = patches.reshape(b, t // pt, h // ph, w // pw, c * pt * ph * pw)
-        x = _linear(self.proj, patches)
+        x = linear(self.proj, patches.reshape(b, t // pt, h // ph, w // pw, c * pt * ph * pw), dtype or x.dtype)
         if self.norm is not None:
             x = self.norm(x)
         return x
@@ -327,23 +417,22 @@ class WindowAttention3d(nn.Module):
                 self._bias_cache[key] = bias
         return bias
 
-    def forward(self, windows: Tensor, groups: Sequence[tuple[int, int, int]], patterns: Tensor | None) -> Tensor:
-        """Attention of ``windows`` (nW, N, C), grouped as :class:`WindowLayout` says; ``patterns``
-        are the shift masks the groups refer to (None for plain windows)."""
+    def forward(self, windows: Tensor, layout: "_Layout", dtype: torch.dtype, residual: Tensor) -> Tensor:
+        """``residual`` + attention of ``windows`` (nW, N, C) laid out as ``layout`` says."""
         bw, n, c = windows.shape
         heads = self.num_heads
-        q, k, v = _linear(self.qkv, windows).view(bw, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4).unbind(0)
-        bias = self.position_bias(n, q.dtype)
-        # One broadcast (1, heads, N, N) mask per group of windows keeps the fused kernel on its
-        # fast path and costs patterns * heads * N * N to build, not windows * heads * N * N.
-        masks = bias if patterns is None else bias + patterns.to(q.dtype).unsqueeze(1)
+        qkv = linear(self.qkv, windows, dtype)
+        q, k, v = qkv.view(bw, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4).unbind(0)
+        bias = self.position_bias(n, dtype)
+        shift_masks = layout.shift_masks.get(dtype) if layout.shift_masks else None
+        masks = bias if shift_masks is None else bias + shift_masks  # one op, every group's mask
         outputs = []
-        for first, end, pattern in groups:
-            mask = bias if pattern < 0 else masks[pattern : pattern + 1]
+        for first, end, mask_first, mask_end in layout.groups:
+            mask = bias if mask_first < 0 else masks[mask_first:mask_end]
             out = F.scaled_dot_product_attention(q[first:end], k[first:end], v[first:end], attn_mask=mask)
             outputs.append(out.transpose(1, 2))  # (windows, N, heads, dim): contiguous, the kernel's own layout
         out = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
-        return _linear(self.proj, out.reshape(bw, n, c))
+        return linear(self.proj, out.reshape(bw, n, c), dtype, residual=residual.view(bw, n, c))
 
 
 class Mlp(nn.Module):
@@ -352,13 +441,10 @@ class Mlp(nn.Module):
         self.fc1 = nn.Linear(dim, hidden)
         self.fc2 = nn.Linear(hidden, dim)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return _linear(self.fc2, F.gelu(_linear(self.fc1, x)))
-
-
-def _add(x: Tensor, y: Tensor) -> Tensor:
-    """x + y, in place when no autograd graph needs x."""
-    return x.add_(y) if not torch.is_grad_enabled() else x + y
+    def forward(self, x: Tensor, dtype: torch.dtype | None = None, residual: Tensor | None = None) -> Tensor:
+        """``residual`` + fc2(GELU(fc1(x))), computed in ``dtype`` (default: x's)."""
+        dtype = dtype or x.dtype
+        return linear(self.fc2, linear(self.fc1, x, dtype, gelu=True), dtype, residual=residual)
 
 
 class SwinBlock3d(nn.Module):
@@ -377,15 +463,15 @@ class SwinBlock3d(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: Tensor, window_tokens: int, layout: "_LayoutOnDevice", patterns: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, window_tokens: int, layout: "_Layout", dtype: torch.dtype) -> Tensor:
         """x: (slots, C) in ``layout``'s order -> the same slots after the block."""
         h = self.norm1(x)
         if layout.padding is not None:
             # Padding comes after the norm: padded tokens are zeros, and they do take part in
             # the attention (as keys), exactly as in the official code.
             h = h.masked_fill(layout.padding, 0.0)
-        x = _add(x, self.attn(h.view(-1, window_tokens, h.shape[-1]), layout.groups, patterns).view_as(x))
-        return _add(x, self.mlp(self.norm2(x)))
+        x = self.attn(h.view(-1, window_tokens, h.shape[-1]), layout, dtype, x).view_as(x)
+        return self.mlp(self.norm2(x), dtype, residual=x)
 
 
 class PatchMerging(nn.Module):
@@ -396,23 +482,35 @@ class PatchMerging(nn.Module):
         self.norm = nn.LayerNorm(4 * dim)
         self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
         _, _, h, w, _ = x.shape
         if h % 2 or w % 2:
             x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
         # Channel order of the official code: (even, even), (odd, even), (even, odd), (odd, odd).
         x = torch.cat([x[:, :, 0::2, 0::2], x[:, :, 1::2, 0::2], x[:, :, 0::2, 1::2], x[:, :, 1::2, 1::2]], dim=-1)
-        return self.reduce(x)
+        return self.reduce(x, dtype)
 
-    def reduce(self, neighbours: Tensor) -> Tensor:
+    def reduce(self, neighbours: Tensor, dtype: torch.dtype | None = None) -> Tensor:
         """(..., 4 * dim) neighbours in the official channel order -> (..., 2 * dim)."""
-        return _linear(self.reduction, self.norm(neighbours))
+        return linear(self.reduction, self.norm(neighbours), dtype or neighbours.dtype)
 
 
 @dataclass(frozen=True)
-class _LayoutOnDevice:
-    groups: tuple[tuple[int, int, int], ...]
+class _Layout:
+    """A :class:`WindowLayout` as the blocks use it, on the model's device."""
+
+    groups: tuple[tuple[int, int, int, int], ...]
     padding: Tensor | None  # (slots, 1) True at padding slots; None without padding
+    shift_masks: dict[torch.dtype, Tensor] | None  # (M, 1, N, N) per compute dtype
+
+    @classmethod
+    def of(cls, layout: WindowLayout, device: torch.device) -> "_Layout":
+        padding = None if bool(layout.real.all()) else (~layout.real)[:, None].to(device)
+        masks = None
+        if layout.shift_masks is not None:
+            fp32 = layout.shift_masks.to(device).unsqueeze(1)
+            masks = {d: fp32.to(d) for d in (torch.float32, torch.bfloat16, torch.float16)}
+        return cls(layout.groups, padding, masks)
 
 
 @dataclass(frozen=True)
@@ -420,11 +518,10 @@ class _StagePlan:
     """Everything a stage needs for one input shape: its two layouts and the gathers between them."""
 
     window: Size3
-    layouts: tuple[_LayoutOnDevice, _LayoutOnDevice]  # plain, shifted
+    layouts: tuple[_Layout, _Layout]  # plain, shifted
     gather_in: Tensor  # slot of the plain layout -> raster token
     to_layout: tuple[Tensor | None, Tensor | None]  # into plain from shifted, into shifted from plain
     gather_out: Tensor  # raster token -> slot of the last block's layout
-    patterns: Tensor | None
     # (B, D, H/2, W/2, 4) slots of the 2x2 neighbours patch merging joins; None for odd H or W
     gather_merged: Tensor | None
 
@@ -440,11 +537,6 @@ class _StagePlan:
             to_layout = (slots[1][plain.tokens].to(device), slots[0][shifted.tokens].to(device))
         else:
             to_layout = (None, None)
-
-        def on_device(layout: WindowLayout) -> _LayoutOnDevice:
-            padding = None if bool(layout.real.all()) else (~layout.real)[:, None].to(device)
-            return _LayoutOnDevice(layout.groups, padding)
-
         gather_out = slots[int(last_shifted)]
         d, h, w = size
         merged = None
@@ -454,11 +546,10 @@ class _StagePlan:
             merged = raster.permute(0, 1, 2, 4, 5, 3).flatten().to(device)
         return cls(
             window=window,
-            layouts=(on_device(plain), on_device(shifted)),
+            layouts=(_Layout.of(plain, device), _Layout.of(shifted, device)),
             gather_in=plain.tokens.to(device),
             to_layout=to_layout,
             gather_out=gather_out.to(device),
-            patterns=shift_patterns(window, shift).to(device) if any(shift) else None,
             gather_merged=merged,
         )
 
@@ -467,8 +558,9 @@ class SwinStage(nn.Module):
     """Blocks alternating plain and shifted windows, then (except the last stage) patch merging.
 
     The stage gathers its tokens into the plain windows' order once, moves them between the
-    plain and the shifted order with one gather per block, and back to raster order at the end;
-    the index tensors are built once per input shape and cached.
+    plain and the shifted order with one gather per block, and out again at the end (straight
+    into patch merging's 2x2 neighbours where it can); the index tensors are built once per
+    input shape and cached.
     """
 
     def __init__(self, dim: int, depth: int, num_heads: int, window_size: Size3, mlp_ratio: float, merge: bool) -> None:
@@ -486,16 +578,18 @@ class SwinStage(nn.Module):
         plan = self._plans.get(key)
         if plan is None:
             window, shift = effective_window(size, self.window_size, self.shift_size)
+            last_shifted = bool(self.blocks[-1].shifted) if len(self.blocks) else False
             # Constants: made outside inference mode so that autograd-tracked calls may use them too.
             with torch.inference_mode(False):
-                last_shifted = self.blocks[-1].shifted if len(self.blocks) else False
                 plan = _StagePlan.build(batch, size, window, shift, last_shifted, device)
             if len(self._plans) >= 8:  # inputs of many shapes: keep the cache bounded
                 self._plans.clear()
             self._plans[key] = plan
         return plan
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+        """(B, D, H, W, C) -> the next stage's input; matmuls and attention in ``dtype`` (default: x's)."""
+        dtype = dtype or x.dtype
         b, d, h, w, c = x.shape
         plan = self.plan(b, (d, h, w), x.device)
         window_tokens = plan.window[0] * plan.window[1] * plan.window[2]
@@ -508,18 +602,24 @@ class SwinStage(nn.Module):
                 if index is not None:
                     x = x.index_select(0, index)
                 current = wanted
-            x = block(x, window_tokens, plan.layouts[current], plan.patterns)
+            x = block(x, window_tokens, plan.layouts[current], dtype)
         if self.downsample is not None and plan.gather_merged is not None:
             # The 2x2 neighbours go straight from window order into place: one copy, not two.
-            return self.downsample.reduce(x.index_select(0, plan.gather_merged).view(b, d, h // 2, w // 2, 4 * c))
+            merged = x.index_select(0, plan.gather_merged).view(b, d, h // 2, w // 2, 4 * c)
+            return self.downsample.reduce(merged, dtype).to(x.dtype)
         x = x.index_select(0, plan.gather_out).view(b, d, h, w, c)
         if self.downsample is not None:
-            x = self.downsample(x)
+            x = self.downsample(x, dtype).to(x.dtype)
         return x
 
 
 class VideoSwin(nn.Module):
-    """Video Swin backbone + I3D-style head. ``forward`` gives logits, ``forward_features`` pooled features."""
+    """Video Swin backbone + I3D-style head. ``forward`` gives logits, ``forward_features`` pooled features.
+
+    Under ``torch.autocast`` the matmuls and the attention run in autocast's dtype while the
+    residual stream, the norms and the pooled features stay in float32 (the model manages the
+    casts itself, with its reduced-precision weights cast once).
+    """
 
     def __init__(self, config: SwinConfig) -> None:
         super().__init__()
@@ -548,10 +648,13 @@ class VideoSwin(nn.Module):
 
     def feature_map(self, x: Tensor) -> Tensor:
         """(B, 3, T, H, W) -> normed last-stage tokens (B, T', H', W', C)."""
-        x = self.patch_embed(x)
-        for stage in self.layers:
-            x = stage(x)
-        return self.norm(x)
+        weights = self.norm.weight
+        dtype = autocast_dtype(x.device) or weights.dtype
+        with torch.autocast(x.device.type, enabled=False):
+            x = self.patch_embed(x.to(weights.dtype))
+            for stage in self.layers:
+                x = stage(x, dtype)
+            return self.norm(x)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Pooled (B, C) features: the mean over (T', H', W') of the final normed tokens."""
@@ -561,8 +664,9 @@ class VideoSwin(nn.Module):
         return self.classify_features(self.forward_features(x))
 
     def classify_features(self, features: Tensor) -> Tensor:
-        """Logits for pooled features (what ``forward`` applies after ``forward_features``)."""
-        return _linear(self.head, features) if isinstance(self.head, nn.Linear) else self.head(features)
+        """Logits for pooled features (what ``forward`` applies after ``forward_features``), in float32."""
+        with torch.autocast(features.device.type, enabled=False):
+            return self.head(features.to(self.norm.weight.dtype))
 
 
 __all__ = [

@@ -46,11 +46,11 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "tests" / "parity"))
 
-import make_pipeline_reference as pipeline_ref  # noqa: E402
-import weights as parity_weights  # noqa: E402
+import make_pipeline_reference as pipeline_ref
+import weights as parity_weights
 
 OFFICIAL_COMMIT = "db018fb8896251711791386bbd2127562fd8d6a6"
-PROTOCOL = dict(clip_len=32, frame_interval=2, num_clips=4, short=224, crop=224, three=True)
+PROTOCOL = {"clip_len": 32, "frame_interval": 2, "num_clips": 4, "short": 224, "crop": 224, "three": True}
 CONFIG = {
     "patch_size": [2, 4, 4],
     "embed_dim": 32,
@@ -120,7 +120,8 @@ def average_clip_prob(logits, num_segs: int):
 
 
 def run_views(model, views: np.ndarray):
-    """Probabilities (400,) of one video: the recognizer's test path, one view at a time."""
+    """(probabilities (400,), view logits) of one video: backbone + head per view (one at a time, to
+    bound memory; Recognizer3D batches them, which changes nothing but rounding), then average_clip."""
     import torch
 
     with torch.inference_mode():
@@ -147,16 +148,16 @@ def main() -> None:
         shifted = official_views(mods, frames[1:] + frames[:1], PROTOCOL)[0]
         centre = pipeline_ref.official_tensor(mods, frames, {**PROTOCOL, "three": False})
         bgr = official_views(mods, [f[:, :, ::-1].copy() for f in frames], PROTOCOL)[0]
-        prepared[name] = dict(frames=len(frames), size=[width, height], views=views, indices=indices,
-                              mistakes={"frames shifted by one": shifted, "centre crop only": centre,
-                                        "views mirrored": views[..., ::-1], "BGR instead of RGB": bgr})
+        prepared[name] = {
+            "frames": len(frames), "size": [width, height], "views": views, "indices": indices,
+            "mistakes": {"frames shifted by one": shifted, "centre crop only": centre,
+                         "views mirrored": views[..., ::-1], "BGR instead of RGB": bgr},
+        }
         print(f"{name}: {len(frames)} frames, views {views.shape}", flush=True)
 
     swap_to_model_stubs()
+    import make_official_fixtures as official_fixtures  # its stand-ins for mmcv, registries and timm
     import torch
-
-    sys.path.insert(0, str(REPO / "tests" / "parity"))
-    import make_official_fixtures as official_fixtures
 
     torch.manual_seed(0)
     torch.set_num_threads(2)

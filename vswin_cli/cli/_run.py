@@ -55,6 +55,15 @@ def check_engine(engine: Engine) -> None:
             raise VswinError('--engine ray needs Ray: pip install "vswin-cli[ray]"') from None
 
 
+def outcomes(engine: Engine, ray_address: str | None, runner: "LocalEngine", todo: list) -> Iterator:
+    """The outcomes of ``todo`` from the chosen engine, in input order."""
+    if engine == Engine.ray:
+        from ..ray_engine import run_on_ray
+
+        return run_on_ray(runner, todo, address=ray_address)
+    return runner.run(todo)
+
+
 def build_engine(model_ref: str, labels: Path | None, options: "RunOptions") -> "LocalEngine":
     from ..engine import Engine as LocalEngine
     from ..loading import load_model

@@ -19,7 +19,7 @@ from ._options import (
     BatchSizeOpt, ClipLenOpt, ClipsOpt, CropsOpt, DeviceOpt, Engine, EngineOpt, FormatOpt, FrameIntervalOpt,
     LabelsOpt, ModelOpt, PathsArg, PrecisionOpt, RayAddressOpt, RecursiveOpt, ResumeOpt, StrideOpt,
 )
-from ._run import build_engine, check_engine, find_inputs, progress, run_options
+from ._run import build_engine, check_engine, find_inputs, outcomes, progress, run_options
 
 
 def classify(
@@ -54,19 +54,10 @@ def classify(
     failed = 0
     with open_sink(output, fmt, resume=resume, top_k=top_k, model=runner.model_name, views=runner.views) as sink:
         todo = [item for item in found.videos if not sink.done(item.path)]
-        outcomes = _outcomes(engine, ray_address, runner, todo)
         with progress(len(todo), "classifying") as advance:
-            for outcome in outcomes:
+            for outcome in outcomes(engine, ray_address, runner, todo):
                 sink.add(outcome.record)
                 failed += outcome.record.status != "ok"
                 advance()
     if failed:
         sys.exit(1)
-
-
-def _outcomes(engine: Engine, ray_address: str | None, runner, todo):
-    if engine == Engine.ray:
-        from ..ray_engine import run_on_ray
-
-        return run_on_ray(runner, todo, address=ray_address)
-    return runner.run(todo)

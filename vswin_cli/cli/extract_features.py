@@ -19,7 +19,7 @@ from ._options import (
     BatchSizeOpt, ClipLenOpt, ClipsOpt, CropsOpt, DeviceOpt, Engine, EngineOpt, FrameIntervalOpt, LabelsOpt,
     ModelOpt, PathsArg, PrecisionOpt, RayAddressOpt, RecursiveOpt, ResumeOpt, StrideOpt,
 )
-from ._run import build_engine, check_engine, find_inputs, progress, run_options
+from ._run import build_engine, check_engine, find_inputs, outcomes, progress, run_options
 
 
 class FeatureDtype(str, Enum):
@@ -64,16 +64,8 @@ def extract_features(
     with FeatureWriter(output, found.videos, runner, resume=resume, per_clip=per_clip, dtype=dtype.value, with_scores=with_logits) as writer:
         todo = [item for item in found.videos if not writer.done(item)]
         with progress(len(todo), "extracting") as advance:
-            for outcome in _outcomes(engine, ray_address, runner, todo):
+            for outcome in outcomes(engine, ray_address, runner, todo):
                 failed += not writer.add(outcome)
                 advance()
     if failed:
         sys.exit(1)
-
-
-def _outcomes(engine: Engine, ray_address: str | None, runner, todo):
-    if engine == Engine.ray:
-        from ..ray_engine import run_on_ray
-
-        return run_on_ray(runner, todo, address=ray_address)
-    return runner.run(todo)
