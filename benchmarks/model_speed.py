@@ -31,7 +31,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"Swin-{args.model.upper()}, one {tuple(VIEW)} view, {args.threads} threads, median of {args.repeats}; "
           f"{gflop:.1f} GFLOP per view")
-    print(f"matmul rate (torch.mm 2048^2): " + ", ".join(f"{_short(d)} {rate[d]:.0f} GFLOP/s" for d in dtypes))
+    print("matmul rate (torch.mm 2048^2): " + ", ".join(f"{_short(d)} {rate[d]:.0f} GFLOP/s" for d in dtypes))
     print(f"float32 floor: {floor:.2f} s per view (1.5x floor: {1.5 * floor:.2f} s)")
     print()
     header = f"| {'model':<11} | {'precision':<9} | {'s/view':>6} | {'GFLOP/s':>7} | {'of fp32 mm':>10} | {'of own mm':>9} | {'x floor':>7} | {'vs tv fp32':>10} |"

@@ -29,7 +29,8 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -276,6 +277,24 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
         return None
 
 
+def cpu_supports_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU has bfloat16 matmul units (AVX-512 BF16 or AMX), from /proc/cpuinfo's flags.
+
+    False where that file does not exist (macOS, Windows): reduced precision is then only used
+    when asked for.
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return False
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.partition(":")[2].split())
+            return bool(flags & {"avx512_bf16", "amx_bf16"})
+    return False
+
+
 _FUSED_CPU: bool | None = None
 
 
@@ -306,6 +325,11 @@ def fused_cpu_linear_available() -> bool:
     return _FUSED_CPU
 
 
+def _version(tensor: Tensor) -> int | None:
+    """The in-place update counter, None for tensors made in inference mode (they have none)."""
+    return None if tensor.is_inference() else tensor._version
+
+
 def _params(layer: nn.Module, dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
     """(weight as a matrix, bias) of a Linear (or a Conv3d whose kernel is its stride) in ``dtype``.
 
@@ -314,9 +338,10 @@ def _params(layer: nn.Module, dtype: torch.dtype) -> tuple[Tensor, Tensor | None
     """
     weight: Tensor = layer.weight
     bias: Tensor | None = layer.bias
-    if weight.dtype == dtype or torch.is_grad_enabled():
+    version = _version(weight)
+    if weight.dtype == dtype or torch.is_grad_enabled() or version is None:
         return weight.flatten(1).to(dtype), None if bias is None else bias.to(dtype)
-    key = (dtype, weight.device, weight._version, weight.data_ptr())
+    key = (dtype, weight.device, version, weight.data_ptr())
     cached = layer.__dict__.get("_vswin_cast")
     if cached is None or cached[0] != key:
         cached = (key, (weight.flatten(1).to(dtype), None if bias is None else bias.to(dtype)))
@@ -404,8 +429,9 @@ class WindowAttention3d(nn.Module):
         of the full window's index; so do we.
         """
         table = self.relative_position_bias_table
-        cacheable = not torch.is_grad_enabled()  # with autograd on, the bias must stay in the graph
-        key = (num_tokens, dtype, table.device, table._version, table.data_ptr())
+        # With autograd on, the bias must stay in the graph; inference tensors have no version.
+        cacheable = not torch.is_grad_enabled() and not table.is_inference()
+        key = (num_tokens, dtype, table.device, _version(table), table.data_ptr())
         bias = self._bias_cache.get(key) if cacheable else None
         if bias is None:
             index = self.relative_position_index[:num_tokens, :num_tokens].reshape(-1)
@@ -681,4 +707,8 @@ __all__ = [
     "shift_region_mask",
     "window_partition",
     "window_reverse",
+    "window_layout",
+    "WindowLayout",
+    "cpu_supports_bf16",
+    "fused_cpu_linear_available",
 ]
