@@ -71,10 +71,22 @@ def build_engine(model_ref: str, labels: Path | None, options: "RunOptions") -> 
     return LocalEngine(load_model(model_ref, labels=labels), options)
 
 
+def summary(done: int, failed: int, skipped: int, where: Path | None) -> None:
+    """The closing line on stderr: what happened to each video, and where the results are."""
+    parts = [f"{done - failed} ok", f"{failed} failed"]
+    if skipped:
+        parts.append(f"{skipped} already done (--resume)")
+    stderr_console().print(", ".join(parts) + (f"; results in {where}" if where is not None else ""), soft_wrap=True)
+
+
 @contextmanager
-def progress(total: int, description: str) -> Iterator[Callable[[], None]]:
-    """A progress bar on stderr when it is a terminal and the work is more than one video."""
-    if total <= 1 or not sys.stderr.isatty():
+def progress(total: int, description: str, results_on_terminal: bool = False) -> Iterator[Callable[[], None]]:
+    """A progress bar on stderr when it is a terminal and the work is more than one video.
+
+    Not when results are printed to the same terminal as they come: they show the progress, and
+    a live bar would be torn by them.
+    """
+    if total <= 1 or not sys.stderr.isatty() or results_on_terminal:
         yield lambda: None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn

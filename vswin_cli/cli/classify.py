@@ -19,7 +19,7 @@ from ._options import (
     BatchSizeOpt, ClipLenOpt, ClipsOpt, CropsOpt, DeviceOpt, Engine, EngineOpt, FormatOpt, FrameIntervalOpt,
     LabelsOpt, ModelOpt, PathsArg, PrecisionOpt, RayAddressOpt, RecursiveOpt, ResumeOpt, StrideOpt,
 )
-from ._run import build_engine, check_engine, find_inputs, outcomes, progress, run_options
+from ._run import build_engine, check_engine, find_inputs, outcomes, progress, run_options, summary
 
 
 def classify(
@@ -51,13 +51,15 @@ def classify(
     check_engine(engine)
     found = find_inputs(paths, recursive)
     runner = build_engine(model, labels, options)
-    failed = 0
+    failed = done = 0
     with open_sink(output, fmt, resume=resume, top_k=top_k, model=runner.model_name, views=runner.views) as sink:
         todo = [item for item in found.videos if not sink.done(item.path)]
-        with progress(len(todo), "classifying") as advance:
+        with progress(len(todo), "classifying", results_on_terminal=output is None and sys.stdout.isatty()) as advance:
             for outcome in outcomes(engine, ray_address, runner, todo):
                 sink.add(outcome.record)
                 failed += outcome.record.status != "ok"
+                done += 1
                 advance()
+    summary(done, failed, len(found.videos) - len(todo), output)
     if failed:
         sys.exit(1)

@@ -19,7 +19,7 @@ from ._options import (
     BatchSizeOpt, ClipLenOpt, ClipsOpt, CropsOpt, DeviceOpt, Engine, EngineOpt, FrameIntervalOpt, LabelsOpt,
     ModelOpt, PathsArg, PrecisionOpt, RayAddressOpt, RecursiveOpt, ResumeOpt, StrideOpt,
 )
-from ._run import build_engine, check_engine, find_inputs, outcomes, progress, run_options
+from ._run import build_engine, check_engine, find_inputs, outcomes, progress, run_options, summary
 
 
 class FeatureDtype(str, Enum):
@@ -60,12 +60,14 @@ def extract_features(
         raise VswinError(f"-o {output} is a file; extract-features writes into a folder")
     found = find_inputs(paths, recursive)
     runner = build_engine(model, labels, options)
-    failed = 0
+    failed = done = 0
     with FeatureWriter(output, found.videos, runner, resume=resume, per_clip=per_clip, dtype=dtype.value, with_scores=with_logits) as writer:
         todo = [item for item in found.videos if not writer.done(item)]
         with progress(len(todo), "extracting") as advance:
             for outcome in outcomes(engine, ray_address, runner, todo):
                 failed += not writer.add(outcome)
+                done += 1
                 advance()
+    summary(done, failed, len(found.videos) - len(todo), output)
     if failed:
         sys.exit(1)
