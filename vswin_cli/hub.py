@@ -365,12 +365,15 @@ def _cached_source(spec: ModelSpec, source: Source) -> tuple[Path, str] | None:
     return _verify_url_cached(spec, source, final)
 
 
-def _url_expected(spec: ModelSpec, record: dict[str, Any] | None) -> _Expected:
-    expected = _spec_expected(spec)
+def _or_recorded(expected: _Expected, record: dict[str, Any] | None) -> _Expected:
+    """Trust on first download: with no published hash, the one recorded then must match."""
     if not expected.any and record is not None:
-        # Trust on first download: the hash recorded then is what every later copy must match.
         return _Expected(sha256=record["sha256"], origin="recorded at the first download")
     return expected
+
+
+def _url_expected(spec: ModelSpec, record: dict[str, Any] | None) -> _Expected:
+    return _or_recorded(_spec_expected(spec), record)
 
 
 def _verify_url_cached(spec: ModelSpec, source: Source, final: Path) -> tuple[Path, str] | None:
@@ -560,9 +563,7 @@ def _verify_hub_cached(name: str, pointer: Path, expected: _Expected) -> tuple[P
     record = _read_record(record_path)
     if _fast_ok(pointer, record):
         return pointer, record["sha256"]  # type: ignore[index]
-    wanted = _hub_expected(pointer, expected)
-    if not wanted.any and record is not None:
-        wanted = _Expected(sha256=record["sha256"], origin="recorded at the first download")
+    wanted = _or_recorded(_hub_expected(pointer, expected), record)
     actual = file_sha256(pointer)
     if wanted.matches(pointer, actual):
         _write_record(record_path, pointer, actual, verified_against=wanted.origin or "first download (trusted)")
