@@ -186,13 +186,19 @@ class _Handler(BaseHTTPRequestHandler):
         commit = revision if revision in repo.commits else repo.branches.get(revision)
         return repo, commit
 
-    def _model_info(self, repo_id: str, revision: str) -> None:
-        repo, commit = self._lookup(repo_id, revision)
+    def _found(self, repo: object, commit: str | None) -> bool:
+        """Answer 404 as the Hub does when the repository or the revision is unknown."""
         if repo is None:
             self._send_status(404, {"X-Error-Code": "RepoNotFound"})
-            return
+            return False
         if commit is None:
             self._send_status(404, {"X-Error-Code": "RevisionNotFound"})
+            return False
+        return True
+
+    def _model_info(self, repo_id: str, revision: str) -> None:
+        repo, commit = self._lookup(repo_id, revision)
+        if not self._found(repo, commit):
             return
         body = json.dumps(
             {
@@ -207,11 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _resolve(self, method: str, repo_id: str, revision: str, filename: str, fault: Fault | None) -> None:
         repo, commit = self._lookup(repo_id, revision)
-        if repo is None:
-            self._send_status(404, {"X-Error-Code": "RepoNotFound"})
-            return
-        if commit is None:
-            self._send_status(404, {"X-Error-Code": "RevisionNotFound"})
+        if not self._found(repo, commit):
             return
         data = repo.commits[commit].get(filename)
         if data is None:
