@@ -113,3 +113,24 @@ def write_fixture(path: Path, header: dict, results: list[tuple[dict, dict, dict
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps({**header, "models": models, "cases": records}, separators=(",", ":")) + "\n")
     print(f"wrote {path} ({path.stat().st_size} bytes)")
+
+
+def case_records(seed: int, keys_and_shapes: list, state: dict, input_seed: int, logits, features) -> tuple[dict, dict]:
+    """(model record, case record) of one reference run: what a fixture stores, no weights.
+
+    ``state`` maps keys to the reference's tensors; ``logits`` and ``features`` are its
+    outputs for the input drawn from ``input_seed``.
+    """
+    import weights as parity_weights
+
+    model_record = {
+        "weight_seed": seed,
+        "state_dict": keys_and_shapes,
+        "checksums": {k: parity_weights.checksum(state[k].numpy()) for k in parity_weights.checksum_keys(list(state))},
+    }
+    case_record = {
+        "input_seed": input_seed,
+        "logits": parity_weights.round_float32(logits.numpy()),
+        "features": parity_weights.round_float32(features.numpy()),
+    }
+    return model_record, case_record

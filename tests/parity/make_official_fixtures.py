@@ -165,16 +165,7 @@ def run_case(case: dict, backbone_cls: type, head_cls: type, seed: int) -> tuple
     x = torch.from_numpy(parity_weights.make_input(case["input_shape"], input_seed))
     logits, pooled = run_model(model, x)
     print(f"{case['name']}: logits std {logits.std().item():.3f}, features std {pooled.std().item():.3f}", flush=True)
-    model_record = {
-        "weight_seed": seed,
-        "state_dict": keys_and_shapes,
-        "checksums": {k: parity_weights.checksum(state[k].numpy()) for k in parity_weights.checksum_keys(list(state))},
-    }
-    case_record = {
-        "input_seed": input_seed,
-        "logits": parity_weights.round_float32(logits.numpy()),
-        "features": parity_weights.round_float32(pooled.numpy()),
-    }
+    model_record, case_record = parity_cases.case_records(seed, keys_and_shapes, state, input_seed, logits, pooled)
     return case, model_record, case_record
 
 

@@ -72,16 +72,7 @@ def run_case(case: dict, seed: int) -> tuple[dict, dict, dict]:
         f"features std {pooled[0].std().item():.3f}",
         flush=True,
     )
-    model_record = {
-        "weight_seed": seed,
-        "state_dict": keys_and_shapes,
-        "checksums": {k: parity_weights.checksum(state[k].numpy()) for k in parity_weights.checksum_keys(list(state))},
-    }
-    case_record = {
-        "input_seed": input_seed,
-        "logits": parity_weights.round_float32(logits.numpy()),
-        "features": parity_weights.round_float32(pooled[0].numpy()),
-    }
+    model_record, case_record = parity_cases.case_records(seed, keys_and_shapes, state, input_seed, logits, pooled[0])
     return case, model_record, case_record
 
 
