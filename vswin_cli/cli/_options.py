@@ -31,7 +31,9 @@ LabelsOpt = Annotated[
 PathsArg = Annotated[list[Path], typer.Argument(help="Video files and/or folders.", show_default=False)]
 
 
-class Engine(str, Enum):
+class EngineChoice(str, Enum):
+    """Where the pipeline runs (`--engine`)."""
+
     local = "local"
     ray = "ray"
 
@@ -46,6 +48,6 @@ RecursiveOpt = Annotated[bool, typer.Option("-r", "--recursive", help="Descend i
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
 PrecisionOpt = Annotated[str, typer.Option("--precision", help="auto, fp32, fp16 or bf16 (auto: float32 until a faster precision is verified for the hardware).")]
 BatchSizeOpt = Annotated[str, typer.Option("--batch-size", help="Views per model call, or auto.")]
-EngineOpt = Annotated[Engine, typer.Option("--engine", help="local (this machine) or ray (a Ray cluster; extra vswin-cli[ray]).")]
+EngineOpt = Annotated[EngineChoice, typer.Option("--engine", help="local (this machine) or ray (a Ray cluster; extra vswin-cli[ray]).")]
 RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="Address of an existing Ray cluster (default: start one here).")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="With -o: skip videos already done for the same model and protocol.")]

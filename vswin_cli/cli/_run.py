@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from ..errors import VswinError
 from ..inputs import Discovery, discover
-from ._options import Engine
+from ._options import EngineChoice
 from ._output import stderr_console, warning_line
 
 if TYPE_CHECKING:  # the engine pulls in torch: imported when a command runs, not at start-up
@@ -47,17 +47,17 @@ def find_inputs(paths: Sequence[Path], recursive: bool) -> Discovery:
     return found
 
 
-def check_engine(engine: Engine) -> None:
-    if engine == Engine.ray:
+def check_engine(engine: EngineChoice) -> None:
+    if engine == EngineChoice.ray:
         try:
             import ray  # noqa: F401
         except ImportError:
             raise VswinError('--engine ray needs Ray: pip install "vswin-cli[ray]"') from None
 
 
-def outcomes(engine: Engine, ray_address: str | None, runner: "LocalEngine", todo: list) -> Iterator:
+def outcomes(engine: EngineChoice, ray_address: str | None, runner: "LocalEngine", todo: list) -> Iterator:
     """The outcomes of ``todo`` from the chosen engine, in input order."""
-    if engine == Engine.ray:
+    if engine == EngineChoice.ray:
         from ..ray_engine import run_on_ray
 
         return run_on_ray(runner, todo, address=ray_address)

@@ -16,7 +16,7 @@ import typer
 
 from ..outputs import open_sink
 from ._options import (
-    BatchSizeOpt, ClipLenOpt, ClipsOpt, CropsOpt, DeviceOpt, Engine, EngineOpt, FormatOpt, FrameIntervalOpt,
+    BatchSizeOpt, ClipLenOpt, ClipsOpt, CropsOpt, DeviceOpt, EngineChoice, EngineOpt, FormatOpt, FrameIntervalOpt,
     LabelsOpt, ModelOpt, PathsArg, PrecisionOpt, RayAddressOpt, RecursiveOpt, ResumeOpt, StrideOpt,
 )
 from ._run import build_engine, check_engine, find_inputs, outcomes, progress, run_options, summary
@@ -35,7 +35,7 @@ def classify(
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     batch_size: BatchSizeOpt = "auto",
-    engine: EngineOpt = Engine.local,
+    engine: EngineOpt = EngineChoice.local,
     ray_address: RayAddressOpt = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write results to FILE (.json, .jsonl or .csv).")] = None,
     format: FormatOpt = None,

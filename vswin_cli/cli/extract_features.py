@@ -16,7 +16,7 @@ import typer
 
 from ..errors import VswinError
 from ._options import (
-    BatchSizeOpt, ClipLenOpt, ClipsOpt, CropsOpt, DeviceOpt, Engine, EngineOpt, FrameIntervalOpt, LabelsOpt,
+    BatchSizeOpt, ClipLenOpt, ClipsOpt, CropsOpt, DeviceOpt, EngineChoice, EngineOpt, FrameIntervalOpt, LabelsOpt,
     ModelOpt, PathsArg, PrecisionOpt, RayAddressOpt, RecursiveOpt, ResumeOpt, StrideOpt,
 )
 from ._run import build_engine, check_engine, find_inputs, outcomes, progress, run_options, summary
@@ -41,7 +41,7 @@ def extract_features(
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     batch_size: BatchSizeOpt = "auto",
-    engine: EngineOpt = Engine.local,
+    engine: EngineOpt = EngineChoice.local,
     ray_address: RayAddressOpt = None,
     resume: ResumeOpt = False,
     per_clip: Annotated[bool, typer.Option("--per-clip", help="(N, C): one row per clip or window, crops averaged.")] = False,
