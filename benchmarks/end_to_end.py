@@ -9,8 +9,8 @@ temporary folder; without ``--model`` it writes a native safetensors checkpoint 
 the parity tests' generated weights and loads it the way the CLI does. It then measures, in
 this order:
 
-1. model alone: the same number of views as the videos will give, random (3, 32, 224, 224)
-   tensors, batched and in the precision the engine uses;
+1. model alone: the same number of views as the videos will give, random uint8 (32, 224, 224, 3)
+   crops (as the engine queues them), batched and in the precision the engine uses;
 2. decode + preprocess alone: ``Engine.prepare`` on every video, one after the other;
 3. end to end: ``Engine.run`` over the folder (decoding in worker threads while the model runs).
 
@@ -61,7 +61,7 @@ def write_videos(folder: Path, count: int, seconds: float, width: int, height: i
             frame[..., 1] = (yy + 2 * f) % 256
             frame[..., 2] = 128
             cx, cy = (100 + 9 * f + 60 * v) % (width - 120), (80 + 5 * f) % (height - 120)
-            frame[cy : cy + 120, cx : cx + 120] = (250, 250 - 20 * v, 30)
+            frame[cy : cy + 120, cx : cx + 120] = (250, (250 - 20 * v) % 256, 30)
             writer.write(frame)
         writer.release()
         paths.append(path)
@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", default="auto")
     parser.add_argument("--decode-workers", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    parser.add_argument("--decoders", default="auto", choices=("auto", "threads", "processes"),
+                        help="where videos are decoded (default auto: threads)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -107,17 +110,20 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"no videos in {folder}")
         model = load_model(args.model or str(generated_checkpoint(work)))
         batch = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
-        options = RunOptions(clips=args.clips, crops=args.crops, precision=args.precision, batch_size=batch,
+        options = RunOptions(clips=args.clips, crops=args.crops, precision=args.precision, batch_size=batch, device=args.device,
+                             decoders=args.decoders,
                              decode_workers=args.decode_workers)
         engine = Engine(model, options)
         views_per_video = engine.protocol.num_clips * engine.protocol.num_crops
         print(f"{len(items)} videos from {folder}; {views_per_video} views each "
               f"({engine.protocol.num_clips} clips x {engine.protocol.num_crops} crops); "
-              f"precision {engine.dtype}, batch {engine.batch_size}, {args.threads} threads", file=sys.stderr)
+              f"precision {engine.dtype}, batch {engine.batch_size}, {args.threads} threads, device {engine.device}, "
+              f"decoding in {'processes' if engine.decodes_in_processes(len(items)) else 'threads'}",
+              file=sys.stderr)
 
         # 1. the model alone, on as many views as the videos will give
-        shape = (3, engine.protocol.clip_len, engine.protocol.crop_size, engine.protocol.crop_size)
-        view = torch.randn(shape)
+        size = engine.protocol.crop_size
+        view = torch.randint(0, 256, (engine.protocol.clip_len, size, size, 3), dtype=torch.uint8)  # as the engine queues them
         engine._run_views([view])  # warm-up: caches, kernel choice
         total_views = views_per_video * len(items)
         per_view = []
@@ -152,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| videos | views/video | videos/s | s/video end to end | s/video model alone | ratio | "
           "s/video decode+preprocess (serial) | peak RSS |")
     print("|---|---|---|---|---|---|---|---|")
-    print(f"| {len(items)} | {views_per_video} | {len(items) / total:.3f} | {e2e_per_video:.2f} | "
-          f"{model_per_video:.2f} | {ratio:.2f} | {statistics.mean(decode):.2f} | {peak_rss_mib():.0f} MiB |")
+    print(f"| {len(items)} | {views_per_video} | {len(items) / total:.3f} | {e2e_per_video:.3f} | "
+          f"{model_per_video:.3f} | {ratio:.2f} | {statistics.mean(decode):.3f} | {peak_rss_mib():.0f} MiB |")
     print()
     verdict = "PASS" if ratio <= 1.10 else "FAIL"
     print(f"end to end within 10% of the model time: {verdict} ({(ratio - 1) * 100:+.0f}%)"

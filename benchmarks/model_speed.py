@@ -2,6 +2,7 @@
 
     python benchmarks/model_speed.py                    # Swin-T, 2 threads, 3 repeats
     python benchmarks/model_speed.py --model s --repeats 5 --threads 4
+    python benchmarks/model_speed.py --device cuda --batch 16   # float32 (TF32 off), bf16, fp16
 
 To compare with torchvision, run it with a Python that has torchvision, the repository on the
 path (the model module needs torch alone):
@@ -20,6 +21,11 @@ rate would take. It prints a table and the verdict on issue 9's two criteria:
 
 1. float32: seconds per view <= max(torchvision float32 / 2, 1.5 x floor);
 2. best precision: seconds per view <= torchvision float32 / 4.
+
+On CUDA (``--device cuda``) the same table is made for float32 with TF32 off (true float32
+matmuls, as vswin runs), bfloat16 and float16 autocast; ``--batch`` views go through each
+forward (a GPU needs batches to be busy) and the figures stay per view. The matmul rate is an
+8192^3 ``torch.mm``; times are taken after ``torch.cuda.synchronize()``.
 """
 
 from __future__ import annotations
@@ -76,14 +82,24 @@ def view_gflop(config: SwinConfig, shape: tuple[int, ...] = VIEW) -> float:
     return flop / 1e9
 
 
-def matmul_gflops(dtype: torch.dtype, size: int = 2048) -> float:
-    """One timed ``torch.mm`` of two size x size matrices (after a warm-up done by the caller's loop)."""
-    a = torch.randn(size, size, dtype=dtype)
-    b = torch.randn(size, size, dtype=dtype)
+def matmul_gflops(dtype: torch.dtype, device: torch.device) -> float:
+    """One timed ``torch.mm`` of two square matrices (after a warm-up done by the caller's loop):
+    2048 on the CPU, 8192 on a GPU (ten products, their mean)."""
+    size, count = (2048, 1) if device.type == "cpu" else (8192, 10)
+    a = torch.randn(size, size, dtype=dtype, device=device)
+    b = torch.randn(size, size, dtype=dtype, device=device)
     torch.mm(a, b)
+    _sync(device)
     start = time.perf_counter()
-    torch.mm(a, b)
-    return 2 * size**3 / (time.perf_counter() - start) / 1e9
+    for _ in range(count):
+        torch.mm(a, b)
+    _sync(device)
+    return count * 2 * size**3 / (time.perf_counter() - start) / 1e9
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def generated_weights(model: VideoSwin) -> dict[str, torch.Tensor]:
@@ -104,18 +120,21 @@ def load_torchvision(size: str, native: dict[str, torch.Tensor]) -> torch.nn.Mod
     return model.eval()
 
 
-def precision_context(dtype: torch.dtype) -> contextlib.AbstractContextManager[Any]:
+def precision_context(dtype: torch.dtype, device: torch.device) -> contextlib.AbstractContextManager[Any]:
     if dtype == torch.float32:
         return contextlib.nullcontext()
-    return torch.autocast("cpu", dtype=dtype)
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def timed_forward(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype) -> tuple[float, torch.Tensor]:
-    with torch.inference_mode(), precision_context(dtype):
+    """Seconds per view (the forward's time over the batch) and the float32 logits on the CPU."""
+    with torch.inference_mode(), precision_context(dtype, x.device):
+        _sync(x.device)
         start = time.perf_counter()
         logits = model(x)
+        _sync(x.device)
         seconds = time.perf_counter() - start
-    return seconds, logits.float()
+    return seconds / x.shape[0], logits.float().cpu()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,17 +144,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed forwards per configuration (median)")
     parser.add_argument("--no-torchvision", action="store_true", help="time vswin alone")
     parser.add_argument("--no-bf16", action="store_true", help="float32 only")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--batch", type=int, default=1, help="views per forward (default 1); figures stay per view")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda":  # float32 means float32: no TF32 matmuls, as vswin runs
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
 
     ours = BUILDERS[args.model]()
     native = generated_weights(ours)
     ours.load_state_dict(native)
     reference = None if args.no_torchvision else load_torchvision(args.model, native)
+    ours.to(device)
+    if reference is not None:
+        reference.to(device)
     gflop = view_gflop(ours.config)
-    x = torch.from_numpy(parity_weights.make_input(VIEW, seed=1))
+    x = torch.from_numpy(parity_weights.make_input(VIEW, seed=1)).to(device).expand(args.batch, -1, -1, -1, -1).contiguous()
 
-    dtypes = [torch.float32] + ([] if args.no_bf16 else [torch.bfloat16])
+    reduced = [] if args.no_bf16 else [torch.bfloat16] + ([torch.float16] if device.type == "cuda" else [])
+    dtypes = [torch.float32] + reduced
     models: dict[str, torch.nn.Module] = {"vswin": ours}
     if reference is not None:
         models["torchvision"] = reference
@@ -143,22 +172,23 @@ def main(argv: list[str] | None = None) -> int:
     rates: dict[torch.dtype, list[float]] = {d: [] for d in dtypes}
     outputs: dict[tuple[str, torch.dtype], torch.Tensor] = {}
 
-    print(f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}, "
-          f"CPU capability {torch.backends.cpu.get_cpu_capability()}; Swin-{args.model.upper()} "
-          f"{gflop:.1f} GFLOP per view", file=sys.stderr)
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda" else
+             f"{platform.processor() or platform.machine()}, CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    print(f"torch {torch.__version__}, {args.threads} threads, {where}; Swin-{args.model.upper()} "
+          f"{gflop:.1f} GFLOP per view, batch {args.batch}", file=sys.stderr)
     for name, model in models.items():  # warm-up: first calls allocate, build caches, pick kernels
         for dtype in dtypes:
             timed_forward(model, x, dtype)
     for dtype in dtypes:
-        matmul_gflops(dtype)
+        matmul_gflops(dtype, device)
     for repeat in range(args.repeats):
         for dtype in dtypes:
-            rates[dtype].append(matmul_gflops(dtype))
+            rates[dtype].append(matmul_gflops(dtype, device))
             for name, model in models.items():
                 seconds, logits = timed_forward(model, x, dtype)
                 runs[(name, dtype)].append(seconds)
                 outputs[(name, dtype)] = logits
-                print(f"  repeat {repeat + 1}: {name} {_short(dtype)} {seconds:.2f} s", file=sys.stderr)
+                print(f"  repeat {repeat + 1}: {name} {_short(dtype)} {seconds:.4f} s/view", file=sys.stderr)
 
     rate = {d: statistics.median(v) for d, v in rates.items()}
     floor = gflop / rate[torch.float32]
@@ -166,18 +196,21 @@ def main(argv: list[str] | None = None) -> int:
     tv32 = seconds.get(("torchvision", torch.float32))
 
     print()
-    print(f"Swin-{args.model.upper()}, one {tuple(VIEW)} view, {args.threads} threads, median of {args.repeats}; "
+    on = torch.cuda.get_device_name(device) + " (TF32 off)" if device.type == "cuda" else f"{args.threads} threads"
+    print(f"Swin-{args.model.upper()}, {tuple(VIEW)} views, batch {args.batch}, {on}, median of {args.repeats}; "
           f"{gflop:.1f} GFLOP per view")
-    print("matmul rate (torch.mm 2048^2): " + ", ".join(f"{_short(d)} {rate[d]:.0f} GFLOP/s" for d in dtypes))
-    print(f"float32 floor: {floor:.2f} s per view (1.5x floor: {1.5 * floor:.2f} s)")
+    size = 2048 if device.type == "cpu" else 8192
+    print(f"matmul rate (torch.mm {size}^2): " + ", ".join(f"{_short(d)} {rate[d]:.0f} GFLOP/s" for d in dtypes))
+    print(f"float32 floor: {floor:.4f} s per view (1.5x floor: {1.5 * floor:.4f} s)")
     print()
     header = f"| {'model':<11} | {'precision':<9} | {'s/view':>6} | {'GFLOP/s':>7} | {'of fp32 mm':>10} | {'of own mm':>9} | {'x floor':>7} | {'vs tv fp32':>10} |"
     print(header)
     print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
+    digits = 2 if device.type == "cpu" else 4
     for (name, dtype), s in seconds.items():
         achieved = gflop / s
         versus = f"{tv32 / s:.2f}x" if tv32 else "n/a"
-        print(f"| {name:<11} | {_short(dtype):<9} | {s:>6.2f} | {achieved:>7.1f} | {achieved / rate[torch.float32]:>10.0%} | "
+        print(f"| {name:<11} | {_short(dtype):<9} | {s:>6.{digits}f} | {achieved:>7.1f} | {achieved / rate[torch.float32]:>10.0%} | "
               f"{achieved / rate[dtype]:>9.0%} | {s / floor:>7.2f} | {versus:>10} |")
     print()
 
@@ -191,21 +224,23 @@ def main(argv: list[str] | None = None) -> int:
         bound = max(tv32 / 2, 1.5 * floor)
         passed = ours32 <= bound
         ok &= passed
-        print(f"criterion 1: vswin fp32 {ours32:.2f} s <= max(torchvision fp32 / 2 = {tv32 / 2:.2f}, 1.5x floor = "
-              f"{1.5 * floor:.2f}) = {bound:.2f} s: {'PASS' if passed else 'FAIL'} "
+        print(f"criterion 1: vswin fp32 {ours32:.4f} s <= max(torchvision fp32 / 2 = {tv32 / 2:.4f}, 1.5x floor = "
+              f"{1.5 * floor:.4f}) = {bound:.4f} s: {'PASS' if passed else 'FAIL'} "
               f"(speed-up {tv32 / ours32:.2f}x, {ours32 / floor:.2f}x the floor)")
-        if torch.bfloat16 in dtypes:
-            best = min(seconds[("vswin", d)] for d in dtypes)
+        if reduced:
+            best_dtype = min(dtypes, key=lambda d: seconds[("vswin", d)])
+            best = seconds[("vswin", best_dtype)]
             passed = best <= tv32 / 4
             ok &= passed
-            print(f"criterion 2: vswin best precision {best:.2f} s <= torchvision fp32 / 4 = {tv32 / 4:.2f} s: "
-                  f"{'PASS' if passed else 'FAIL'} (speed-up {tv32 / best:.2f}x)")
-    if torch.bfloat16 in dtypes:
+            print(f"criterion 2: vswin best precision ({_short(best_dtype)}) {best:.4f} s <= torchvision fp32 / 4 = "
+                  f"{tv32 / 4:.4f} s: {'PASS' if passed else 'FAIL'} (speed-up {tv32 / best:.2f}x)")
+    for dtype in reduced:
         p32 = torch.softmax(outputs[("vswin", torch.float32)], -1)
-        p16 = torch.softmax(outputs[("vswin", torch.bfloat16)], -1)
+        p16 = torch.softmax(outputs[("vswin", dtype)], -1)
         same = torch.equal(p32.topk(5).indices, p16.topk(5).indices)
-        print(f"vswin bf16 vs fp32 on this input: top-5 {'identical' if same else 'DIFFERENT'}, "
-              f"max |p_bf16 - p_fp32| = {(p16 - p32).abs().max().item():.2e}")
+        logit_diff = (outputs[("vswin", dtype)] - outputs[("vswin", torch.float32)]).abs().max().item()
+        print(f"vswin {_short(dtype)} vs fp32 on this input: top-5 {'identical' if same else 'DIFFERENT'}, "
+              f"max |p - p_fp32| = {(p16 - p32).abs().max().item():.2e}, max |logit diff| = {logit_diff:.2e}")
     if reference is not None:
         diff = (outputs[("vswin", torch.float32)] - outputs[("torchvision", torch.float32)]).abs().max().item()
         print(f"vswin vs torchvision fp32 logits: max |diff| = {diff:.1e}")

@@ -1,7 +1,8 @@
-"""How far bfloat16 (autocast, as ``--precision bf16`` runs it) moves vswin's outputs from float32.
+"""How far bfloat16 or float16 (autocast, as ``--precision`` runs them) moves vswin's outputs from float32.
 
-    python benchmarks/precision.py                 # Swin-T, 8 clips of 32x224x224
+    python benchmarks/precision.py                 # Swin-T, 8 clips of 32x224x224, bf16 on the CPU
     python benchmarks/precision.py --model b --clips 4
+    python benchmarks/precision.py --device cuda --dtype fp16   # float32 reference with TF32 off
 
 Weights: the parity tests' deterministic generator (tests/parity/weights.py) for the full-size
 model. Clips: normal noise (like a normalised clip of noise) and structured ones (moving
@@ -63,11 +64,12 @@ def structured_clip(kind: int, frames: int = 32, size: int = 224, seed: int = 0)
 
 
 def compare(model: VideoSwin, clip: torch.Tensor, dtype: torch.dtype = torch.bfloat16) -> dict[str, float | bool]:
-    x = clip[None]
+    device = next(model.parameters()).device
+    x = clip[None].to(device)
     with torch.inference_mode():
-        logits32 = model(x)
-        with torch.autocast("cpu", dtype=dtype):
-            logits16 = model(x).float()
+        logits32 = model(x).float().cpu()
+        with torch.autocast(device.type, dtype=dtype):
+            logits16 = model(x).float().cpu()
     p32, p16 = torch.softmax(logits32, -1), torch.softmax(logits16, -1)
     return {
         "top5_identical": bool(torch.equal(p32.topk(5).indices, p16.topk(5).indices)),
@@ -82,9 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", choices=sorted(BUILDERS), default="t")
     parser.add_argument("--clips", type=int, default=8, help="half noise, half structured")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--dtype", choices=("bf16", "fp16"), default="bf16", help="reduced precision to compare")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    model = generated_model(args.model)
+    torch.backends.cuda.matmul.allow_tf32 = False  # the float32 reference is true float32
+    torch.backends.cudnn.allow_tf32 = False
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    model = generated_model(args.model).to(args.device)
     worst = {"max_prob_diff": 0.0, "max_logit_diff": 0.0}
     all_same = True
     print("| clip | top-1 p (fp32) | top-5 identical | max abs prob diff | max abs logit diff |")
@@ -96,13 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             name = ["gratings", "moving square", "flat flicker"][(i // 2) % 3]
             clip = structured_clip(i // 2, seed=i)
-        result = compare(model, clip)
+        result = compare(model, clip, dtype)
         all_same &= bool(result["top5_identical"])
         for key in worst:
             worst[key] = max(worst[key], float(result[key]))
         print(f"| {name} | {result['top1_prob']:.3f} | {'yes' if result['top5_identical'] else 'NO'} | "
               f"{result['max_prob_diff']:.2e} | {result['max_logit_diff']:.2e} |", flush=True)
-    print(f"\nall top-5 identical: {all_same}; max |p_bf16 - p_fp32| = {worst['max_prob_diff']:.2e}; "
+    print(f"\n{args.dtype} on {args.device}: all top-5 identical: {all_same}; max |p - p_fp32| = {worst['max_prob_diff']:.2e}; "
           f"max |logit diff| = {worst['max_logit_diff']:.2e}")
     return 0 if all_same else 1
 

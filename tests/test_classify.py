@@ -12,9 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
 import media
 from conftest import SUBPROCESS_ENV, TINY_LABELS

@@ -6,17 +6,16 @@ official test protocol does: softmax per view, mean over views. Per clip (or sli
 the mean over its crops gives the timeline. Features are the pooled backbone output per view,
 averaged the same way, so ``head(features)`` of a single view is exactly that view's logits.
 
-Decoding and preprocessing of the next videos run in threads while the model works (OpenCV and
-PyTorch release the GIL); at most a few videos' views are held at once, so memory does not grow
+Decoding and preprocessing of the next videos run in threads (or, when asked, processes) while
+the model works (prefetch.py); at most a few videos' views are held at once, so memory does not grow
 with the number of videos.
 """
 
 from __future__ import annotations
 
 import collections
-import concurrent.futures as futures
 import contextlib
-import os
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -24,6 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
+from . import prefetch
 from .errors import VswinError
 from .inputs import InputVideo, discover
 from .model import VideoSwin
@@ -45,6 +45,7 @@ class RunOptions:
     batch_size: int | str = "auto"
     top_k: int = 5
     decode_workers: int | None = None
+    decoders: str = "auto"  # auto (= threads) or processes: slower, but a crashing decoder costs one video
 
     def __post_init__(self) -> None:
         checks = [
@@ -56,6 +57,8 @@ class RunOptions:
             (self.top_k >= 1, "--top-k must be at least 1"),
             (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"), "--device must be auto, cpu, cuda or mps"),
             (self.precision in ("auto", "fp32", "fp16", "bf16"), "--precision must be auto, fp32, fp16 or bf16"),
+            (self.decoders in ("auto", "threads", "processes"), "decoders must be auto, threads or processes"),
+            (self.decode_workers is None or self.decode_workers >= 1, "--decode-workers must be at least 1"),
             (self.batch_size == "auto" or (isinstance(self.batch_size, int) and self.batch_size >= 1), "--batch-size must be a positive number or auto"),
         ]
         for ok, message in checks:
@@ -141,9 +144,10 @@ def resolve_batch_size(requested: int | str, device: torch.device) -> int:
 class PreparedVideo:
     """One video decoded and preprocessed, ready for the model (or an error record).
 
-    ``views`` yields (3, T, H, W) tensors clip by clip, each clip's crops together. For uniform
-    clips they are computed ahead in a worker thread; for sliding windows they are decoded
-    lazily as the model consumes them, so a long video never sits in memory.
+    ``views`` yields uint8 (T, H, W, 3) crops clip by clip, each clip's crops together; the
+    model's side normalises them. For uniform clips they are computed ahead in a worker; for
+    sliding windows they are decoded lazily as the model consumes them, so a long video never
+    sits in memory.
     """
 
     item: InputVideo
@@ -208,7 +212,7 @@ class Engine:
                 info, clips = decoded.info, decoded.clips
                 views: list[torch.Tensor] = []
                 for clip in clips:
-                    views.extend(transforms.preprocess_clip(decoded.clip_frames(clip), protocol).unbind(0))
+                    views.extend(transforms.crop_clip(decoded.clip_frames(clip), protocol).unbind(0))
                 prepared.views = views
             else:
                 info, clips, stream = video.iter_clips(item.path, plan, frame_transform=resize)
@@ -239,27 +243,31 @@ class Engine:
         done = 0
         try:
             for _, frames in stream:
-                yield from transforms.preprocess_clip(frames, self.protocol).unbind(0)
+                yield from transforms.crop_clip(frames, self.protocol).unbind(0)
                 done += 1
         except Exception as error:  # keep the windows already read; say why the rest is missing
             record.warnings.append(f"decoding stopped after {done} window(s): {' '.join(str(error).split())}")
 
+    def without_model(self) -> "Engine":
+        """This engine minus its model: all that :meth:`prepare` reads, small enough to send to workers."""
+        light = copy.copy(self)
+        light.model = None  # type: ignore[assignment]
+        return light
+
+    def decodes_in_processes(self, videos: int) -> bool:
+        """Whether :meth:`run` decodes in worker processes (``RunOptions.decoders``; see prefetch.py).
+
+        Only when asked for, for more than one video, and not for sliding windows: those are read
+        lazily as the model consumes them, so they stay in threads.
+        """
+        return self.options.decoders == "processes" and self.options.stride is None and videos > 1
+
     def _prefetch(self, items: Sequence[InputVideo]) -> Iterator[PreparedVideo]:
-        workers = self.options.decode_workers or max(1, min(4, (os.cpu_count() or 2) // 2))
-        ahead = workers + 1  # bounded: at most this many videos' views wait in memory
-        with futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vswin-decode") as pool:
-            pending: collections.deque[futures.Future[PreparedVideo]] = collections.deque()
-            iterator = iter(items)
-            for item in iterator:
-                pending.append(pool.submit(self.prepare, item))
-                if len(pending) >= ahead:
-                    break
-            while pending:
-                prepared = pending.popleft().result()
-                next_item = next(iterator, None)
-                if next_item is not None:
-                    pending.append(pool.submit(self.prepare, next_item))
-                yield prepared
+        processes = self.decodes_in_processes(len(items))
+        workers = self.options.decode_workers or prefetch.default_workers(processes, gpu=self.device.type != "cpu")
+        if processes:
+            return prefetch.in_processes(self.without_model(), items, workers)
+        return prefetch.in_threads(self.prepare, items, workers)
 
     # the model (runs on the calling thread)
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -269,7 +277,9 @@ class Engine:
 
     def _run_views(self, batch: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(features (B, C), probabilities (B, classes)) in float32 on the CPU."""
-        x = torch.stack(batch).to(self.device, non_blocking=True)
+        from .transforms import normalize_views
+
+        x = normalize_views(torch.stack(batch).to(self.device))  # uint8 crops travel; floats are made there
         with torch.inference_mode(), self._autocast():
             features = self.model.forward_features(x)
             logits = self.model.classify_features(features)

@@ -36,7 +36,6 @@ Ray is imported only here and only when called: the base install never imports i
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import logging
@@ -135,14 +134,6 @@ def _code_env() -> dict[str, Any]:
 
 
 # --- the pieces shipped to workers ------------------------------------------------------------
-
-
-def _without_model(engine: Engine) -> Engine:
-    """The engine minus its model: all that :meth:`Engine.prepare` reads (protocol, options, names),
-    small enough to ship with every decode task."""
-    light = copy.copy(engine)
-    light.model = None
-    return light
 
 
 def _prepare_row(row: dict[str, Any], preparer: Engine) -> dict[str, Any]:
@@ -253,14 +244,14 @@ def _plan_actors(resources: dict[str, float], options: RunOptions, num_actors: i
 
 
 def _decode_memory(engine: Engine) -> int:
-    """Bytes a decode task reserves: twice one video's float32 views, plus room for the decoder.
+    """Bytes a decode task reserves: twice one video's views (uint8 crops), plus room for the decoder.
 
     Declaring it also keeps decoding in its own tasks: Ray Data would otherwise fuse a map whose
     resources equal the actors' into the actors, and decode there one video at a time.
     """
     protocol = engine.protocol
     views = protocol.num_crops * (protocol.num_clips if engine.options.stride is None else 32)
-    view_bytes = 3 * protocol.clip_len * protocol.crop_size**2 * 4
+    view_bytes = 3 * protocol.clip_len * protocol.crop_size**2
     return 2 * views * view_bytes + (256 << 20)
 
 
@@ -280,7 +271,7 @@ def _outcome_rows(ray: Any, engine: Engine, paths: ray.data.Dataset, num_actors:
     plan = _plan_actors(ray.cluster_resources(), engine.options, num_actors)
     # Retries on worker death are Ray Data's defaults: decode tasks are re-run (max_retries=-1),
     # model actors restarted and their batch retried (max_restarts=-1, max_task_retries=-1).
-    prepared = paths.map(_prepare_row, fn_kwargs={"preparer": _without_model(engine)}, num_cpus=1, memory=_decode_memory(engine))
+    prepared = paths.map(_prepare_row, fn_kwargs={"preparer": engine.without_model()}, num_cpus=1, memory=_decode_memory(engine))
     return prepared.map_batches(
         _ModelActor,
         fn_constructor_kwargs={"weights": [weights], "spec": _ModelSpec.of(model), "options": engine.options, "threads": plan.threads},

@@ -1,0 +1,66 @@
+"""Where one forward of vswin's model spends its time: the torch profiler's table, by operator.
+
+    python benchmarks/profile.py                            # Swin-T, one view, float32, CPU
+    python benchmarks/profile.py --dtype bf16
+    python benchmarks/profile.py --device cuda --batch 16 --dtype fp32   # TF32 off
+
+Same generated weights and input as model_speed.py; three warm-up forwards, then one profiled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.model_speed import BUILDERS, VIEW, generated_weights  # noqa: E402
+from tests.parity import weights as parity_weights  # noqa: E402
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=sorted(BUILDERS), default="t")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rows", type=int, default=25)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+
+    model = BUILDERS[args.model]()
+    model.load_state_dict(generated_weights(model))
+    model = model.to(device).eval()
+    x = torch.from_numpy(parity_weights.make_input(VIEW, seed=1)).to(device)
+    x = x.expand(args.batch, -1, -1, -1, -1).contiguous()
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch.inference_mode(), autocast:
+        for _ in range(3):
+            model(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        with profile(activities=activities) as prof:
+            model(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+    sort = "cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(f"Swin-{args.model.upper()}, batch {args.batch}, {args.dtype} on {device}")
+    print(prof.key_averages().table(sort_by=sort, row_limit=args.rows, max_name_column_width=50))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Decoding in worker processes (``decoders="processes"``) gives what decoding in threads gives,
+and a video that kills its worker process costs only that video's result."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vswin_cli import prefetch
+from vswin_cli.engine import Engine, RunOptions
+from vswin_cli.errors import VswinError
+from vswin_cli.inputs import InputVideo, discover
+from vswin_cli.loading import load_model
+
+import media
+
+OPTIONS = dict(device="cpu", clips=2, crops=3, clip_len=8, frame_interval=2, decode_workers=2)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("videos")
+    for i in range(4):
+        media.encode_cv2(root / f"v{i}.avi", frames=30 + 9 * i, size=(96, 64))
+    (root / "v2_broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4000))
+    return root
+
+
+def _outcomes(checkpoint: Path, folder: Path, decoders: str) -> list:
+    engine = Engine(load_model(str(checkpoint)), RunOptions(decoders=decoders, **OPTIONS))
+    return list(engine.run(discover([folder]).videos))
+
+
+def test_processes_give_what_threads_give(tiny_checkpoint: Path, folder: Path) -> None:
+    threads = _outcomes(tiny_checkpoint, folder, "threads")
+    processes = _outcomes(tiny_checkpoint, folder, "processes")
+    assert [o.record.path for o in processes] == [o.record.path for o in threads]
+    assert [o.record.status for o in processes] == ["ok", "ok", "ok", "error", "ok"]
+    for p, t in zip(processes, threads):
+        assert p.record.to_dict() == t.record.to_dict()
+        if t.record.ok:
+            np.testing.assert_allclose(p.scores, t.scores, rtol=0, atol=1e-6)
+            np.testing.assert_allclose(p.clip_features, t.clip_features, rtol=0, atol=1e-6)
+
+
+class CrashOn:
+    """A preparer whose process dies on files whose name holds ``marker`` (a decoder segfault)."""
+
+    def __init__(self, engine: Engine, marker: str) -> None:
+        self.engine, self.marker = engine, marker
+        self.model_name, self.views = engine.model_name, engine.views
+
+    def prepare(self, item: InputVideo):
+        if self.marker in item.path.name:
+            os._exit(3)
+        return self.engine.prepare(item)
+
+
+def test_a_video_that_kills_its_worker_fails_alone(tiny_checkpoint: Path, folder: Path, tmp_path: Path) -> None:
+    engine = Engine(load_model(str(tiny_checkpoint)), RunOptions(decoders="threads", **OPTIONS))
+    items = discover([folder]).videos
+    crash = InputVideo(tmp_path / "crash.avi", tmp_path)
+    items = items[:2] + [crash] + items[2:]
+    expected = {str(i.path): engine.prepare(i) for i in items if i is not crash}
+
+    prepared = list(prefetch.in_processes(CrashOn(engine.without_model(), "crash"), items, workers=2))
+
+    assert [p.record.path for p in prepared] == [str(i.path) for i in items]
+    crashed = prepared[2].record
+    assert (crashed.status, crashed.error) == ("error", "the decoder crashed on this video (its worker process died)")
+    assert crashed.model == engine.model_name and crashed.views == engine.views
+    for p in prepared[:2] + prepared[3:]:
+        reference = expected[p.record.path]
+        assert p.record.to_dict() == reference.record.to_dict()
+        assert len(p.views) == len(list(reference.views))
+        for view, expected_view in zip(p.views, reference.views):
+            assert view.dtype == expected_view.dtype and bool((view == expected_view).all())
+
+
+def test_decoders_choice(tiny_checkpoint: Path) -> None:
+    model = load_model(str(tiny_checkpoint))
+    assert not Engine(model, RunOptions(device="cpu")).decodes_in_processes(videos=10)
+    assert Engine(model, RunOptions(device="cpu", decoders="processes")).decodes_in_processes(videos=10)
+    assert not Engine(model, RunOptions(device="cpu", decoders="processes")).decodes_in_processes(videos=1)
+    # sliding windows are read lazily by the model's side: always threads
+    assert not Engine(model, RunOptions(device="cpu", decoders="processes", stride=1.0)).decodes_in_processes(videos=10)
+    with pytest.raises(VswinError, match="decoders must be auto, threads or processes"):
+        RunOptions(decoders="fibers")
+    with pytest.raises(VswinError, match="--decode-workers must be at least 1"):
+        RunOptions(decode_workers=0)
