@@ -145,7 +145,7 @@ def _prepare_row(row: dict[str, Any], preparer: Engine) -> dict[str, Any]:
     if views:
         stacked = torch.stack(views).numpy()
     else:  # an error record: no views, but the same rank as the others
-        stacked = np.zeros((0, 3, protocol.clip_len, protocol.crop_size, protocol.crop_size), np.float32)
+        stacked = np.zeros((0, protocol.clip_len, protocol.crop_size, protocol.crop_size, 3), np.uint8)
     return {
         "index": row["index"],
         "path": row["path"],
