@@ -6,7 +6,7 @@ does not grow with the number of videos.
 Threads are the default everywhere. OpenCV and NumPy release the GIL, and a worker's output is
 uint8 crops (normalisation happens on the model's device), so a thread's work is mostly outside
 Python. On an H200 with 16 cores, 8 threads fed 17.7 videos/s (Kinetics 4x3 views, bf16) where
-the model alone takes 22/s; 4 threads gave 13.8, 14 gave 14.7 (benchmarks/README.md).
+the model alone takes 23/s; 4 threads gave 13.8, 14 gave 14.7 (benchmarks/README.md).
 
 Processes (``RunOptions(decoders="processes")``) isolate the decoder: a worker that dies (a
 decoder crash, the OOM killer) takes its pool down with every video then in flight; those videos
