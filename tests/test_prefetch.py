@@ -59,20 +59,21 @@ class CrashOn:
         return self.engine.prepare(item)
 
 
-def test_a_video_that_kills_its_worker_fails_alone(tiny_checkpoint: Path, folder: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("position", [0, 2, 5])
+def test_a_video_that_kills_its_worker_fails_alone(tiny_checkpoint: Path, folder: Path, tmp_path: Path, position: int) -> None:
     engine = Engine(load_model(str(tiny_checkpoint)), RunOptions(decoders="threads", **OPTIONS))
     items = discover([folder]).videos
     crash = InputVideo(tmp_path / "crash.avi", tmp_path)
-    items = items[:2] + [crash] + items[2:]
+    items = items[:position] + [crash] + items[position:]
     expected = {str(i.path): engine.prepare(i) for i in items if i is not crash}
 
     prepared = list(prefetch.in_processes(CrashOn(engine.without_model(), "crash"), items, workers=2))
 
     assert [p.record.path for p in prepared] == [str(i.path) for i in items]
-    crashed = prepared[2].record
+    crashed = prepared[position].record
     assert (crashed.status, crashed.error) == ("error", "the decoder crashed on this video (its worker process died)")
     assert crashed.model == engine.model_name and crashed.views == engine.views
-    for p in prepared[:2] + prepared[3:]:
+    for p in prepared[:position] + prepared[position + 1 :]:
         reference = expected[p.record.path]
         assert p.record.to_dict() == reference.record.to_dict()
         assert len(p.views) == len(list(reference.views))

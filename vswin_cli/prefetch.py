@@ -103,6 +103,14 @@ def in_processes(preparer: "Engine", items: Iterable[InputVideo], workers: int) 
     def new_pool(size: int) -> futures.ProcessPoolExecutor:
         return futures.ProcessPoolExecutor(size, mp_context=context, initializer=_start_worker, initargs=(preparer,))
 
+    def submit(item: InputVideo) -> futures.Future[PreparedVideo]:
+        try:
+            return pool.submit(_prepare_in_worker, item)
+        except BrokenProcessPool as error:  # a worker died before its future was looked at
+            future: futures.Future[PreparedVideo] = futures.Future()
+            future.set_exception(error)
+            return future
+
     iterator = iter(items)
     pending: collections.deque[tuple[InputVideo, futures.Future[PreparedVideo]]] = collections.deque()
     pool = new_pool(workers)
@@ -112,7 +120,7 @@ def in_processes(preparer: "Engine", items: Iterable[InputVideo], workers: int) 
                 item = next(iterator, None)
                 if item is None:
                     break
-                pending.append((item, pool.submit(_prepare_in_worker, item)))
+                pending.append((item, submit(item)))
             if not pending:
                 return
             item, future = pending.popleft()
@@ -138,7 +146,12 @@ def _isolate(preparer: "Engine", suspects: list[InputVideo], new_pool: Callable[
     try:
         for item in suspects:
             try:
-                yield _received(single.submit(_prepare_in_worker, item).result())
+                future = single.submit(_prepare_in_worker, item)
+            except BrokenProcessPool:  # broken before this video ran: not its doing
+                single = new_pool(1)
+                future = single.submit(_prepare_in_worker, item)
+            try:
+                yield _received(future.result())
             except BrokenProcessPool:
                 single.shutdown(wait=False, cancel_futures=True)
                 single = new_pool(1)
