@@ -69,10 +69,7 @@ def write_videos(folder: Path, count: int, seconds: float, width: int, height: i
 
 
 def generated_checkpoint(folder: Path) -> Path:
-    model = swin_t()
-    keys_and_shapes = [(k, list(v.shape)) for k, v in model.state_dict().items()]
-    model.load_state_dict({k: torch.from_numpy(v) for k, v in parity_weights.make_state_dict(keys_and_shapes).items()})
-    return save_native(model, folder / "swin_t_generated.safetensors")
+    return save_native(parity_weights.load_generated(swin_t()), folder / "swin_t_generated.safetensors")
 
 
 def peak_rss_mib() -> float:

@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vswin_cli.checkpoints import native_to_torchvision  # noqa: E402
-from vswin_cli.model import SwinConfig, VideoSwin, effective_window, swin_b, swin_s, swin_t  # noqa: E402
+from vswin_cli.model import SwinConfig, effective_window, swin_b, swin_s, swin_t  # noqa: E402
 from tests.parity import weights as parity_weights  # noqa: E402
 
 BUILDERS = {"t": swin_t, "s": swin_s, "b": swin_b}
@@ -102,11 +102,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def generated_weights(model: VideoSwin) -> dict[str, torch.Tensor]:
-    keys_and_shapes = [(k, list(v.shape)) for k, v in model.state_dict().items()]
-    return {k: torch.from_numpy(v) for k, v in parity_weights.make_state_dict(keys_and_shapes).items()}
-
-
 def load_torchvision(size: str, native: dict[str, torch.Tensor]) -> torch.nn.Module | None:
     try:
         from torchvision.models import video as tv_video
@@ -154,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cudnn.allow_tf32 = False
 
     ours = BUILDERS[args.model]()
-    native = generated_weights(ours)
+    native = parity_weights.torch_state_dict(ours)
     ours.load_state_dict(native)
     reference = None if args.no_torchvision else load_torchvision(args.model, native)
     ours.to(device)

@@ -34,10 +34,7 @@ STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
 
 
 def generated_model(size: str) -> VideoSwin:
-    model = BUILDERS[size]()
-    keys_and_shapes = [(k, list(v.shape)) for k, v in model.state_dict().items()]
-    model.load_state_dict({k: torch.from_numpy(v) for k, v in parity_weights.make_state_dict(keys_and_shapes).items()})
-    return model.eval()
+    return parity_weights.load_generated(BUILDERS[size]())
 
 
 def structured_clip(kind: int, frames: int = 32, size: int = 224, seed: int = 0) -> torch.Tensor:

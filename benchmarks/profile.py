@@ -20,7 +20,7 @@ from torch.profiler import ProfilerActivity, profile
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.model_speed import BUILDERS, VIEW, generated_weights  # noqa: E402
+from benchmarks.model_speed import BUILDERS, VIEW  # noqa: E402
 from tests.parity import weights as parity_weights  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -40,9 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cudnn.allow_tf32 = False
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
 
-    model = BUILDERS[args.model]()
-    model.load_state_dict(generated_weights(model))
-    model = model.to(device).eval()
+    model = parity_weights.load_generated(BUILDERS[args.model]()).to(device)
     x = torch.from_numpy(parity_weights.make_input(VIEW, seed=1)).to(device)
     x = x.expand(args.batch, -1, -1, -1, -1).contiguous()
     autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()

@@ -66,17 +66,10 @@ def test_cuda_float32_matches_reference(record: dict, case: dict) -> None:
         assert diff <= TOLERANCE, f"{case['name']} {what}: max abs diff {diff:.3e} > {TOLERANCE}"
 
 
-def _generated_model(config: SwinConfig) -> VideoSwin:
-    model = VideoSwin(config)
-    keys_and_shapes = [(k, list(v.shape)) for k, v in model.state_dict().items()]
-    model.load_state_dict({k: torch.from_numpy(v) for k, v in parity_weights.make_state_dict(keys_and_shapes).items()})
-    return model.eval()
-
-
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 def test_cuda_reduced_precision_within_documented_bound(dtype: torch.dtype) -> None:
     # Swin-T's depths and widths at a smaller input: every stage, shifted windows and padding.
-    model = _generated_model(SwinConfig()).cuda()
+    model = parity_weights.load_generated(VideoSwin(SwinConfig())).cuda()
     x = torch.from_numpy(parity_weights.make_input((2, 3, 16, 112, 112), seed=3)).cuda()
     with torch.inference_mode():
         reference = model(x).float()

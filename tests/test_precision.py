@@ -148,10 +148,7 @@ def test_autocast_follows_weight_updates(narrow):
 @pytest.fixture(scope="module")
 def swin_t_generated() -> VideoSwin:
     """Full-size Swin-T with the parity generator's weights (what the bound was measured on)."""
-    model = vswin_model.swin_t()
-    keys_and_shapes = [(k, list(v.shape)) for k, v in model.state_dict().items()]
-    model.load_state_dict({k: torch.from_numpy(v) for k, v in parity_weights.make_state_dict(keys_and_shapes).items()})
-    return model.eval()
+    return parity_weights.load_generated(vswin_model.swin_t())
 
 
 def test_bf16_keeps_top5_and_the_documented_bound(swin_t_generated):

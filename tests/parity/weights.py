@@ -105,3 +105,21 @@ def relative_position_index(window: Sequence[int]) -> np.ndarray:
     offsets = coords[:, :, None] - coords[:, None, :]
     d, h, w = offsets[0] + wd - 1, offsets[1] + wh - 1, offsets[2] + ww - 1
     return (d * (2 * wh - 1) + h) * (2 * ww - 1) + w
+
+
+def torch_state_dict(model) -> dict:
+    """The generator's tensors (as torch tensors) for every key of ``model``'s state dict.
+
+    For models built in the benchmarks and tests; torch is imported here only, so the fixture
+    scripts that run under other environments need nothing more than NumPy from this module.
+    """
+    import torch
+
+    keys_and_shapes = [(key, list(value.shape)) for key, value in model.state_dict().items()]
+    return {key: torch.from_numpy(value) for key, value in make_state_dict(keys_and_shapes).items()}
+
+
+def load_generated(model):
+    """``model`` with the generator's weights loaded, in eval mode."""
+    model.load_state_dict(torch_state_dict(model))
+    return model.eval()
