@@ -44,6 +44,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from vswin_cli import allocator, attention_kernel  # noqa: E402
 from vswin_cli.checkpoints import native_to_torchvision  # noqa: E402
 from vswin_cli.model import SwinConfig, effective_window, swin_b, swin_s, swin_t  # noqa: E402
 from tests.parity import weights as parity_weights  # noqa: E402
@@ -141,8 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-bf16", action="store_true", help="float32 only")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--batch", type=int, default=1, help="views per forward (default 1); figures stay per view")
+    parser.add_argument("--malloc-default", action="store_true",
+                        help="leave glibc's malloc as it is (the engine keeps freed memory: vswin_cli/allocator.py)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    # As the engine does for users; it helps both models alike (fewer page faults per forward).
+    kept = False if args.malloc_default else allocator.keep_freed_memory()
     device = torch.device(args.device)
     if device.type == "cuda":  # float32 means float32: no TF32 matmuls, as vswin runs
         torch.backends.cuda.matmul.allow_tf32 = False
@@ -171,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
              f"{platform.processor() or platform.machine()}, CPU capability {torch.backends.cpu.get_cpu_capability()}")
     print(f"torch {torch.__version__}, {args.threads} threads, {where}; Swin-{args.model.upper()} "
           f"{gflop:.1f} GFLOP per view, batch {args.batch}", file=sys.stderr)
+    print(f"freed memory kept in the process: {kept}; vswin bf16 attention kernel (CPU): "
+          f"{attention_kernel.status() if device.type == 'cpu' else 'not used on ' + device.type}", file=sys.stderr)
     for name, model in models.items():  # warm-up: first calls allocate, build caches, pick kernels
         for dtype in dtypes:
             timed_forward(model, x, dtype)

@@ -1,4 +1,4 @@
-"""A real (non-editable) install finds weights.toml inside the wheel: `vswin models` lists every entry."""
+"""A real (non-editable) install finds weights.toml and the kernel source inside the wheel: `vswin models` lists every entry."""
 
 from __future__ import annotations
 
@@ -80,6 +80,20 @@ def test_pip_install_then_vswin_models_lists_every_entry(tmp_path: Path) -> None
     shipped = Path(where.stdout.strip())
     assert shipped.is_relative_to(env_dir) and shipped.name == "weights.toml"
     assert shipped.read_bytes() == (REPO_ROOT / "weights.toml").read_bytes()
+
+    # The bf16 attention kernel's C source ships too (it is compiled on the user's machine).
+    kernel = subprocess.run(
+        [str(python), "-c", "import vswin_cli.attention_kernel as k; print(k.SOURCE)"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=outside,
+        timeout=60,
+    )
+    assert kernel.returncode == 0, kernel.stderr
+    source = Path(kernel.stdout.strip())
+    assert source.is_relative_to(env_dir)
+    assert source.read_bytes() == (REPO_ROOT / "vswin_cli" / "kernels" / "window_attention_bf16.c").read_bytes()
 
     environment["HF_HOME"] = str(tmp_path / "hf")
     listed = subprocess.run(

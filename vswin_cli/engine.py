@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from . import prefetch
+from . import allocator, prefetch
 from .errors import VswinError
 from .inputs import InputVideo, discover
 from .model import VideoSwin
@@ -176,6 +176,7 @@ class Engine:
     """Runs one model over many videos with one protocol; yields a :class:`VideoOutcome` per video."""
 
     def __init__(self, model: VideoSwin, options: RunOptions = RunOptions()) -> None:
+        allocator.keep_freed_memory()  # once per process: forwards reuse memory instead of faulting it in
         self.options = options
         self.device = resolve_device(options.device)
         self.dtype = resolve_precision(options.precision, self.device)

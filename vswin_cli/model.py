@@ -14,7 +14,9 @@ How the forward spends its time on arithmetic (see benchmarks/README.md for the 
   input shape; patch merging gathers its 2x2 neighbours straight from that order.
 - Attention is ``scaled_dot_product_attention`` with one additive mask: the relative position
   bias (cached per block) plus the shift mask. Shifted windows are grouped by shift pattern
-  (at most 8) so each group's mask is a broadcast (1, heads, N, N) tensor.
+  (at most 8) so each group's mask is a broadcast (1, heads, N, N) tensor. In bfloat16 on CPUs
+  with AVX-512 BF16, 32-channel heads go through a small C kernel instead
+  (:mod:`vswin_cli.attention_kernel`), which takes the shift masks as bits (``_Layout``).
 - On CPUs the linear layers go through oneDNN's fused kernels (bias + GELU, bias + residual
   add) where the build has them (:func:`fused_cpu_linear_available`).
 - Under ``torch.autocast`` the matmuls and the attention run in reduced precision with weights
@@ -36,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import attention_kernel
 from .protocol import Protocol
 
 Size3 = tuple[int, int, int]
@@ -448,6 +451,23 @@ class WindowAttention3d(nn.Module):
         bw, n, c = windows.shape
         heads = self.num_heads
         qkv = linear(self.qkv, windows, dtype)
+        if (
+            dtype == torch.bfloat16
+            and layout.kernel_ready
+            and c == heads * attention_kernel.HEAD_DIM
+            and not torch.is_grad_enabled()
+            and attention_kernel.available()
+        ):
+            out = attention_kernel.window_attention(
+                qkv.contiguous(),
+                heads,
+                (c // heads) ** -0.5,
+                self.position_bias(n, torch.float32),
+                layout.region_bits,
+                layout.region_index,
+                SHIFT_MASK_VALUE,
+            )
+            return linear(self.proj, out, dtype, residual=residual.view(bw, n, c))
         q, k, v = qkv.view(bw, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4).unbind(0)
         bias = self.position_bias(n, dtype)
         shift_masks = layout.shift_masks.get(dtype) if layout.shift_masks else None
@@ -528,6 +548,11 @@ class _Layout:
     groups: tuple[tuple[int, int, int, int], ...]
     padding: Tensor | None  # (slots, 1) True at padding slots; None without padding
     shift_masks: dict[torch.dtype, Tensor] | None  # (M, 1, N, N) per compute dtype
+    # For the CPU bf16 kernel (attention_kernel): whether it can take this layout, and the shift
+    # masks as bits (M + 1, N, words; the last row all zeros) with each window's row (windows,).
+    kernel_ready: bool = False
+    region_bits: Tensor | None = None
+    region_index: Tensor | None = None
 
     @classmethod
     def of(cls, layout: WindowLayout, device: torch.device) -> "_Layout":
@@ -536,7 +561,26 @@ class _Layout:
         if layout.shift_masks is not None:
             fp32 = layout.shift_masks.to(device).unsqueeze(1)
             masks = {d: fp32.to(d) for d in (torch.float32, torch.bfloat16, torch.float16)}
-        return cls(layout.groups, padding, masks)
+        if device.type != "cpu":
+            return cls(layout.groups, padding, masks)
+        if layout.shift_masks is None:
+            return cls(layout.groups, padding, masks, kernel_ready=True)
+        bits = attention_kernel.region_bits(layout.shift_masks, SHIFT_MASK_VALUE)
+        if bits is None:
+            return cls(layout.groups, padding, masks)
+        count = len(bits)
+        bits = torch.cat([bits, torch.zeros_like(bits[:1])])
+        index = torch.full((layout.groups[-1][1],), count, dtype=torch.int32)
+        for first, end, mask_first, mask_end in layout.groups:
+            if mask_first < 0:
+                continue  # the bias alone: the zero row
+            if mask_end - mask_first == end - first:
+                index[first:end] = torch.arange(mask_first, mask_end, dtype=torch.int32)
+            elif mask_end - mask_first == 1:
+                index[first:end] = mask_first
+            else:
+                return cls(layout.groups, padding, masks)
+        return cls(layout.groups, padding, masks, True, bits, index)
 
 
 @dataclass(frozen=True)

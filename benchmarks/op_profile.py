@@ -1,8 +1,8 @@
 """Where one forward of vswin's model spends its time: the torch profiler's table, by operator.
 
-    python benchmarks/profile.py                            # Swin-T, one view, float32, CPU
-    python benchmarks/profile.py --dtype bf16
-    python benchmarks/profile.py --device cuda --batch 16 --dtype fp32   # TF32 off
+    python benchmarks/op_profile.py                            # Swin-T, one view, float32, CPU
+    python benchmarks/op_profile.py --dtype bf16
+    python benchmarks/op_profile.py --device cuda --batch 16 --dtype fp32   # TF32 off
 
 Same generated weights and input as model_speed.py; three warm-up forwards, then one profiled.
 """
@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.model_speed import BUILDERS, VIEW  # noqa: E402
+from vswin_cli import allocator  # noqa: E402
 from tests.parity import weights as parity_weights  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=25)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    allocator.keep_freed_memory()  # as the engine does
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
