@@ -176,8 +176,11 @@ def main(argv: list[str] | None = None) -> int:
              f"{platform.processor() or platform.machine()}, CPU capability {torch.backends.cpu.get_cpu_capability()}")
     print(f"torch {torch.__version__}, {args.threads} threads, {where}; Swin-{args.model.upper()} "
           f"{gflop:.1f} GFLOP per view, batch {args.batch}", file=sys.stderr)
-    print(f"freed memory kept in the process: {kept}; vswin bf16 attention kernel (CPU): "
-          f"{attention_kernel.status() if device.type == 'cpu' else 'not used on ' + device.type}", file=sys.stderr)
+    if device.type == "cpu":
+        kernel = ", ".join(f"{d}: {attention_kernel.status(d)}" for d in (torch.float32, torch.bfloat16))
+    else:
+        kernel = f"not used on {device.type}"
+    print(f"freed memory kept in the process: {kept}; vswin's attention kernel: {kernel}", file=sys.stderr)
     for name, model in models.items():  # warm-up: first calls allocate, build caches, pick kernels
         for dtype in dtypes:
             timed_forward(model, x, dtype)

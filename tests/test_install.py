@@ -81,7 +81,7 @@ def test_pip_install_then_vswin_models_lists_every_entry(tmp_path: Path) -> None
     assert shipped.is_relative_to(env_dir) and shipped.name == "weights.toml"
     assert shipped.read_bytes() == (REPO_ROOT / "weights.toml").read_bytes()
 
-    # The bf16 attention kernel's C source ships too (it is compiled on the user's machine).
+    # The attention kernel's C source ships too (it is compiled on the user's machine).
     kernel = subprocess.run(
         [str(python), "-c", "import vswin_cli.attention_kernel as k; print(k.SOURCE)"],
         capture_output=True,
@@ -93,7 +93,7 @@ def test_pip_install_then_vswin_models_lists_every_entry(tmp_path: Path) -> None
     assert kernel.returncode == 0, kernel.stderr
     source = Path(kernel.stdout.strip())
     assert source.is_relative_to(env_dir)
-    assert source.read_bytes() == (REPO_ROOT / "vswin_cli" / "kernels" / "window_attention_bf16.c").read_bytes()
+    assert source.read_bytes() == (REPO_ROOT / "vswin_cli" / "kernels" / "window_attention.c").read_bytes()
 
     environment["HF_HOME"] = str(tmp_path / "hf")
     listed = subprocess.run(

@@ -1,15 +1,17 @@
-"""Window attention in bfloat16 on CPUs with AVX-512 BF16: a small C kernel, built here on first use.
+"""Window attention on CPUs with AVX-512, float32 and bfloat16: a small C kernel built here on first use.
 
-PyTorch's CPU attention (and oneDNN's bf16 batched matmuls) runs Swin's shapes, 392-token
-windows with 32-dim heads, at a sixth of the bf16 matmul rate on CPUs without AMX, so attention
-took over half of a bf16 forward. ``kernels/window_attention_bf16.c`` does one (window, head) at a
-time in cache with the ``vdpbf16ps`` instruction; see benchmarks/README.md for the figures.
+PyTorch's CPU attention runs Swin's shapes, 392-token windows with 32-dim heads, at ~90 GFLOP/s
+in float32 and in bf16 on CPUs without AMX (oneDNN's batched matmuls do no better), so attention
+took a third of a float32 forward and over half of a bf16 one. ``kernels/window_attention.c``
+does one (window, head) at a time in cache: FMA in float32, ``vdpbf16ps`` in bf16 (CPUs with
+AVX-512 BF16); see benchmarks/README.md for the figures.
 
 The kernel is compiled with the C compiler at hand (``$CC``, ``cc``, ``gcc`` or ``clang``) into
-``$XDG_CACHE_HOME/vswin/kernels`` (``~/.cache/...``) the first time a bf16 forward runs, then
-checked once against PyTorch's attention on small inputs. Where any of this is not possible (no
-compiler, another CPU or OS, the check fails, ``VSWIN_EAGER=1``) :func:`available` is False and
-the model uses ``scaled_dot_product_attention`` as before: the kernel only ever makes bf16 faster.
+``$XDG_CACHE_HOME/vswin/kernels`` (``~/.cache/...``) the first time a forward needs it, then each
+precision is checked once against PyTorch's attention on small inputs (float32 within 1e-5).
+Where any of this is not possible (no compiler, another CPU or OS, a check fails,
+``VSWIN_EAGER=1``) :func:`available` is False and the model uses
+``scaled_dot_product_attention`` as before.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,29 +34,41 @@ import torch.nn.functional as F
 from torch import Tensor
 
 HEAD_DIM = 32
-SOURCE = Path(__file__).with_name("kernels") / "window_attention_bf16.c"
+SOURCE = Path(__file__).with_name("kernels") / "window_attention.c"
 FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-fPIC", "-shared", "-pthread")
-# Largest difference from float32 attention the first-use check accepts; the kernel measures
-# ~0.01 on unit-variance inputs (its probabilities are rounded to bfloat16, as PyTorch's are).
-CHECK_TOLERANCE = 0.05
+# Largest difference from float32 attention the first-use check accepts. float32: the kernel
+# measures ~1e-6, as PyTorch's does; bf16: ~0.01 on unit-variance inputs (probabilities are
+# rounded to bfloat16, as in PyTorch's bf16 attention).
+CHECK_TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 0.05}
+ENTRY_POINTS = {torch.float32: "vswin_window_attention_f32", torch.bfloat16: "vswin_window_attention_bf16"}
+# CPU features each precision's code uses (/proc/cpuinfo names).
+CPU_FLAGS = {
+    torch.float32: frozenset({"avx512f", "avx512bw", "avx512vl"}),
+    torch.bfloat16: frozenset({"avx512f", "avx512bw", "avx512vl", "avx512_bf16"}),
+}
 
 _lock = threading.Lock()
-_function: ctypes._CFuncPtr | None = None  # type: ignore[name-defined]
-_state: str | None = None  # None: not tried yet; "ok"; otherwise why it is off
+_library: ctypes.CDLL | None = None
+_states: dict[torch.dtype, str] = {}  # per precision: "ok", or why it is off; absent: not tried
+_functions: dict[torch.dtype, Any] = {}
 
 
-def cpu_has_avx512_bf16(cpuinfo: str | None = None) -> bool:
-    """Whether /proc/cpuinfo lists the AVX-512 features the kernel uses (Linux only)."""
+def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
+    """The feature flags of /proc/cpuinfo (Linux); empty where there is no such file."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
         except OSError:
-            return False
+            return frozenset()
     for line in cpuinfo.splitlines():
         if line.startswith("flags"):
-            flags = set(line.partition(":")[2].split())
-            return {"avx512f", "avx512bw", "avx512vl", "avx512_bf16"} <= flags
-    return False
+            return frozenset(line.partition(":")[2].split())
+    return frozenset()
+
+
+def cpu_supports(dtype: torch.dtype, cpuinfo: str | None = None) -> bool:
+    """Whether this CPU has the AVX-512 features the kernel's ``dtype`` code uses."""
+    return dtype in CPU_FLAGS and CPU_FLAGS[dtype] <= cpu_flags(cpuinfo)
 
 
 def cache_dir() -> Path:
@@ -77,7 +92,7 @@ def build(compiler: str, directory: Path) -> Path:
     """
     source = SOURCE.read_bytes()
     key = hashlib.sha256(source + compiler.encode() + " ".join(FLAGS).encode()).hexdigest()[:16]
-    target = directory / f"window_attention_bf16-{key}.so"
+    target = directory / f"window_attention-{key}.so"
     if target.exists():
         return target
     directory.mkdir(parents=True, exist_ok=True)
@@ -85,7 +100,7 @@ def build(compiler: str, directory: Path) -> Path:
     os.close(handle)
     try:
         result = subprocess.run(
-            [compiler, *FLAGS, "-o", partial, str(SOURCE)], capture_output=True, text=True, timeout=300
+            [compiler, *FLAGS, "-o", partial, str(SOURCE)], capture_output=True, text=True, timeout=120
         )
         if result.returncode != 0:
             lines = (result.stderr or result.stdout).strip().splitlines()
@@ -97,62 +112,70 @@ def build(compiler: str, directory: Path) -> Path:
     return target
 
 
-def _load(path: Path) -> ctypes._CFuncPtr:  # type: ignore[name-defined]
-    function = ctypes.CDLL(str(path)).vswin_window_attention_bf16
-    function.restype = ctypes.c_int
-    function.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_float] + [ctypes.c_int64] * 3 + [ctypes.c_float, ctypes.c_int]
-    return function
+def _load_library() -> ctypes.CDLL:
+    """Build (or find in the cache) and load the kernel library; raises with the reason."""
+    global _library
+    if _library is None:
+        compiler = find_compiler()
+        if compiler is None:
+            raise RuntimeError("no C compiler (cc, gcc, clang or $CC)")
+        try:
+            path = build(compiler, cache_dir())
+        except OSError:  # the cache is not writable: build in a temporary folder
+            path = build(compiler, Path(tempfile.mkdtemp(prefix="vswin-kernels-")))
+        _library = ctypes.CDLL(str(path))
+    return _library
 
 
-def _why_unavailable() -> str | None:
+def _why_unavailable(dtype: torch.dtype) -> str | None:
     if os.environ.get("VSWIN_EAGER", "") not in ("", "0"):
         return "VSWIN_EAGER is set"
+    if dtype not in ENTRY_POINTS:
+        return f"no kernel for {dtype}"
     if not sys.platform.startswith("linux") or platform.machine().lower() not in ("x86_64", "amd64"):
         return "not Linux on x86-64"
-    if not cpu_has_avx512_bf16():
-        return "this CPU has no AVX-512 BF16"
+    if not cpu_supports(dtype):
+        return f"this CPU lacks {', '.join(sorted(CPU_FLAGS[dtype] - cpu_flags()))}"
     return None
 
 
-def status() -> str:
-    """'ok' when the kernel is in use for bf16 attention, otherwise why not (tries it once)."""
-    available()
-    return _state or "not tried"
+def status(dtype: torch.dtype) -> str:
+    """'ok' when attention in ``dtype`` runs in the kernel here, otherwise why not (tries it once)."""
+    available(dtype)
+    return _states.get(dtype, "not tried")
 
 
-def available() -> bool:
-    """Whether bf16 window attention runs in the kernel here; builds and checks it on the first call."""
-    global _function, _state
-    if _state is not None:
-        return _state == "ok"
+def available(dtype: torch.dtype) -> bool:
+    """Whether window attention in ``dtype`` runs in the kernel here; builds and checks it on first use."""
+    state = _states.get(dtype)
+    if state is not None:
+        return state == "ok"
     with _lock:
-        if _state is not None:
-            return _state == "ok"
-        why = _why_unavailable()
-        compiler = find_compiler() if why is None else None
-        if why is None and compiler is None:
-            why = "no C compiler (cc, gcc, clang or $CC)"
+        if dtype in _states:
+            return _states[dtype] == "ok"
+        why = _why_unavailable(dtype)
         if why is None:
             try:
-                try:
-                    path = build(compiler, cache_dir())  # type: ignore[arg-type]
-                except OSError:  # the cache is not writable: build in a temporary folder
-                    path = build(compiler, Path(tempfile.mkdtemp(prefix="vswin-kernels-")))
-                _function = _load(path)
-                why = None if _self_check() else "its result differed from PyTorch's attention"
+                function = getattr(_load_library(), ENTRY_POINTS[dtype])
+                function.restype = ctypes.c_int
+                function.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_float] + [ctypes.c_int64] * 3 + [ctypes.c_float, ctypes.c_int]
+                _functions[dtype] = function
+                why = None if _self_check(dtype) else "its result differed from PyTorch's attention"
             except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as error:
                 why = f"it could not be built or loaded ({error})"
-        _state = "ok" if why is None else why
         if why is not None:
-            _function = None
-        return _state == "ok"
+            _functions.pop(dtype, None)
+        _states[dtype] = why or "ok"
+        return why is None
 
 
 def reset() -> None:
-    """Forget the first-use result (tests; after changing VSWIN_EAGER or $CC)."""
-    global _function, _state
+    """Forget the first-use results (tests; after changing VSWIN_EAGER or $CC)."""
+    global _library
     with _lock:
-        _function, _state = None, None
+        _library = None
+        _states.clear()
+        _functions.clear()
 
 
 def region_bits(shift_masks: Tensor, region_value: float) -> Tensor | None:
@@ -181,17 +204,18 @@ def window_attention(
     region_index: Tensor | None = None,
     region_value: float = 0.0,
 ) -> Tensor:
-    """softmax(q k^T * scale + bias + shift mask) v for every window and head, in bfloat16.
+    """softmax(q k^T * scale + bias + shift mask) v for every window and head, in qkv's dtype.
 
-    ``qkv`` (windows, N, 3 * heads * 32) bfloat16 as the qkv linear makes it; ``bias`` (heads, N,
-    N) float32; ``bits`` from :func:`region_bits` with ``region_index`` (windows,) int32 naming
-    each window's mask. Returns (windows, N, heads * 32) bfloat16. Call only when
-    :func:`available` is True.
+    ``qkv`` (windows, N, 3 * heads * 32) float32 or bfloat16 as the qkv linear makes it;
+    ``bias`` (heads, N, N) float32; ``bits`` from :func:`region_bits` with ``region_index``
+    (windows,) int32 naming each window's mask. Returns (windows, N, heads * 32) in qkv's
+    dtype. Call only when :func:`available` is True for that dtype.
     """
     windows, n, width = qkv.shape
-    if qkv.dtype != torch.bfloat16 or width != 3 * heads * HEAD_DIM or not qkv.is_contiguous():
-        raise ValueError("window_attention takes contiguous bfloat16 (windows, N, 3 * heads * 32)")
-    out = torch.empty(windows, n, heads * HEAD_DIM, dtype=torch.bfloat16)
+    function = _functions.get(qkv.dtype)
+    if function is None or width != 3 * heads * HEAD_DIM or not qkv.is_contiguous() or qkv.device.type != "cpu":
+        raise ValueError("window_attention takes contiguous CPU (windows, N, 3 * heads * 32) of an available dtype")
+    out = torch.empty(windows, n, heads * HEAD_DIM, dtype=qkv.dtype)
     if bias is not None:
         bias = bias.to(torch.float32).reshape(heads, n, n).contiguous()
     if bits is not None:
@@ -199,8 +223,7 @@ def window_attention(
             raise ValueError("bits need region_index")
         bits = bits.contiguous()
         region_index = region_index.to(torch.int32).contiguous()
-    assert _function is not None
-    status = _function(
+    status = function(
         qkv.data_ptr(),
         out.data_ptr(),
         bias.data_ptr() if bias is not None else None,
@@ -233,11 +256,11 @@ def reference_attention(
     return out.transpose(1, 2).reshape(windows, n, heads * HEAD_DIM)
 
 
-def _self_check() -> bool:
-    """The kernel against float32 attention on odd sizes, a bias and a shift mask."""
+def _self_check(dtype: torch.dtype) -> bool:
+    """The kernel against PyTorch's float32 attention on odd sizes, a bias and a shift mask."""
     gen = torch.Generator().manual_seed(0)
     for windows, heads, n in ((3, 2, 37), (2, 1, 5), (1, 3, 1)):
-        qkv = torch.randn(windows, n, 3 * heads * HEAD_DIM, generator=gen).to(torch.bfloat16)
+        qkv = torch.randn(windows, n, 3 * heads * HEAD_DIM, generator=gen).to(dtype)
         bias = torch.randn(heads, n, n, generator=gen)
         regions = torch.randint(0, 2, (2, n), generator=gen)
         masks = torch.where(regions[:, :, None] != regions[:, None, :], -100.0, 0.0)
@@ -245,6 +268,6 @@ def _self_check() -> bool:
         bits = region_bits(masks, -100.0)
         got = window_attention(qkv, heads, HEAD_DIM**-0.5, bias, bits, index, -100.0).float()
         want = reference_attention(qkv, heads, HEAD_DIM**-0.5, bias, masks[index.long()])
-        if not bool(torch.isfinite(got).all()) or (got - want).abs().max().item() > CHECK_TOLERANCE:
+        if not bool(torch.isfinite(got).all()) or (got - want).abs().max().item() > CHECK_TOLERANCE[dtype]:
             return False
     return True

@@ -14,8 +14,8 @@ How the forward spends its time on arithmetic (see benchmarks/README.md for the 
   input shape; patch merging gathers its 2x2 neighbours straight from that order.
 - Attention is ``scaled_dot_product_attention`` with one additive mask: the relative position
   bias (cached per block) plus the shift mask. Shifted windows are grouped by shift pattern
-  (at most 8) so each group's mask is a broadcast (1, heads, N, N) tensor. In bfloat16 on CPUs
-  with AVX-512 BF16, 32-channel heads go through a small C kernel instead
+  (at most 8) so each group's mask is a broadcast (1, heads, N, N) tensor. On CPUs with AVX-512
+  (and AVX-512 BF16 for bfloat16), 32-channel heads go through a small C kernel instead
   (:mod:`vswin_cli.attention_kernel`), which takes the shift masks as bits (``_Layout``).
 - On CPUs the linear layers go through oneDNN's fused kernels (bias + GELU, bias + residual
   add) where the build has them (:func:`fused_cpu_linear_available`).
@@ -452,11 +452,12 @@ class WindowAttention3d(nn.Module):
         heads = self.num_heads
         qkv = linear(self.qkv, windows, dtype)
         if (
-            dtype == torch.bfloat16
-            and layout.kernel_ready
+            layout.kernel_ready
             and c == heads * attention_kernel.HEAD_DIM
+            and qkv.device.type == "cpu"
+            and dtype in (torch.float32, torch.bfloat16)
             and not torch.is_grad_enabled()
-            and attention_kernel.available()
+            and attention_kernel.available(dtype)
         ):
             out = attention_kernel.window_attention(
                 qkv.contiguous(),
@@ -548,7 +549,7 @@ class _Layout:
     groups: tuple[tuple[int, int, int, int], ...]
     padding: Tensor | None  # (slots, 1) True at padding slots; None without padding
     shift_masks: dict[torch.dtype, Tensor] | None  # (M, 1, N, N) per compute dtype
-    # For the CPU bf16 kernel (attention_kernel): whether it can take this layout, and the shift
+    # For the CPU attention kernel (attention_kernel): whether it can take this layout, and the shift
     # masks as bits (M + 1, N, words; the last row all zeros) with each window's row (windows,).
     kernel_ready: bool = False
     region_bits: Tensor | None = None

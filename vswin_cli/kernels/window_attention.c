@@ -1,0 +1,402 @@
+/* Window attention for CPUs with AVX-512, head dim 32: float32, and bfloat16 with AVX-512 BF16.
+ *
+ * Why: PyTorch's fused CPU attention reaches ~90 GFLOP/s in float32 and in bf16 on Swin's shapes
+ * (392-token windows, 32-dim heads) on CPUs without AMX, half of the float32 matmul rate and a
+ * fifth of the bf16 one, and oneDNN's batched matmuls do no better with Q K^T's 32-wide inner
+ * dimension; attention took a third of a float32 forward and over half of a bf16 one. Here one
+ * (window, head) is done whole while its K, V and scores stay in L1/L2:
+ *   scores = Q K^T (FMA in float32; vdpbf16ps with float32 accumulation in bf16),
+ *   then scale + position bias + shift mask and exp(score - row max) in float32,
+ *   then out = (P V) / row sum, P the unnormalised exponentials (rounded to bf16 in bf16).
+ *
+ * Layouts (all contiguous; T = float or bfloat16):
+ *   qkv          (windows, n, 3, heads, 32) T: the qkv linear's output as it comes
+ *   out          (windows, n, heads, 32)    T: what the output projection reads
+ *   bias         (heads, n, n)              float32: relative position bias, or NULL
+ *   region_bits  (masks, n, ceil(n / 16))   uint16: bit j % 16 of word j / 16 set where the
+ *                                           shift mask adds region_value to key j; or NULL
+ *   region_index (windows,)                 int32: each window's row of region_bits
+ *
+ * Compiled with AVX-512 F/BW/VL/BF16 enabled by vswin_cli/attention_kernel.py and loaded with
+ * ctypes; the float32 entry point uses no BF16 instruction, so it also runs on AVX-512 CPUs
+ * without BF16. The (head, window) tasks are split over `threads` POSIX threads, head-major so
+ * that a thread's consecutive tasks share one head's bias in cache.
+ */
+#include <immintrin.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HEAD_DIM 32
+#define PAIRS (HEAD_DIM / 2)
+/* Query rows per block and 16-key groups per Q K^T register tile (8 x 3 = 24 accumulators):
+ * the fastest of 4x4, 4x5, 6x4, 8x2, 8x3, 12x2 and 16x1 measured on a Zen 4 core. */
+#define ROWS 8
+#define GROUP_TILE 3
+
+typedef struct {
+    const void *qkv; /* float or bfloat16 (uint16_t) */
+    void *out;
+    const float *bias;
+    const uint16_t *region_bits;
+    const int32_t *region_index;
+    float region_value;
+    int64_t windows, heads, n;
+    float scale;
+    int bf16;
+    int64_t first_task, end_task;
+    int status;
+} job_t;
+
+static inline __m512bh as_bh(__m512i v) { return (__m512bh)v; }
+
+/* exp(x) for x <= 0 as 2^(x log2 e): 2^fraction by its Taylor polynomial to degree 6 (relative
+ * error below 2e-7 on [-1/2, 1/2]), times 2^integer by vscalefps. Lanes of -3e38 (no key) may
+ * come out NaN; the caller zeroes them. */
+static inline __m512 exp_nonpositive(__m512 x) {
+    const __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
+    const __m512 k = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 f = _mm512_sub_ps(t, k);
+    __m512 p = _mm512_set1_ps(1.5403530393381606e-4f); /* ln2^6 / 6! */
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291076284772e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504108664821580e-2f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022650695910071e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718055994531e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, k);
+}
+
+static inline __mmask16 lanes_below(int64_t left) {
+    return left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1u);
+}
+
+#define NO_KEY (-3.0e38f)
+
+/* acc (Q K^T of ROWS rows and `tile` 16-key groups from `group`) -> scores * scale + bias +
+ * shift mask in float32 into scores (row stride `stride`), keys past n set to NO_KEY; each
+ * row's running maximum kept in row_max. */
+static inline __attribute__((always_inline)) void store_scores(__m512 acc[ROWS][GROUP_TILE],
+                                                               const float *const bias_rows[ROWS],
+                                                               const uint16_t *const bit_rows[ROWS], float region_value,
+                                                               float *scores, int64_t stride, __m512 *row_max,
+                                                               int64_t group, int64_t n, float scale, const int tile) {
+    const __m512 scale_v = _mm512_set1_ps(scale), region_v = _mm512_set1_ps(region_value);
+#pragma GCC unroll 4
+    for (int g = 0; g < tile; g++) {
+        const int64_t col = (group + g) * 16;
+        const __mmask16 valid = lanes_below(n - col);
+#pragma GCC unroll 16
+        for (int r = 0; r < ROWS; r++) {
+            __m512 s;
+            if (valid == (__mmask16)0xFFFF) {
+                s = bias_rows[r] ? _mm512_fmadd_ps(acc[r][g], scale_v, _mm512_loadu_ps(bias_rows[r] + col))
+                                 : _mm512_mul_ps(acc[r][g], scale_v);
+            } else {
+                s = bias_rows[r] ? _mm512_fmadd_ps(acc[r][g], scale_v, _mm512_maskz_loadu_ps(valid, bias_rows[r] + col))
+                                 : _mm512_mul_ps(acc[r][g], scale_v);
+            }
+            if (bit_rows[r]) s = _mm512_mask_add_ps(s, (__mmask16)bit_rows[r][group + g], s, region_v);
+            if (valid != (__mmask16)0xFFFF) s = _mm512_mask_blend_ps(valid, _mm512_set1_ps(NO_KEY), s);
+            _mm512_store_ps(scores + r * stride + col, s);
+            row_max[r] = _mm512_max_ps(row_max[r], s);
+        }
+    }
+}
+
+/* bf16: k_packed holds pairs of channels of 16 keys side by side (the vdpbf16ps B operand). */
+static inline __attribute__((always_inline)) void score_tile_bf16(const uint32_t *const q_rows[ROWS],
+                                                                  const float *const bias_rows[ROWS],
+                                                                  const uint16_t *const bit_rows[ROWS], float region_value,
+                                                                  const uint32_t *k_packed, float *scores, int64_t stride,
+                                                                  __m512 *row_max, int64_t group, int64_t n, float scale,
+                                                                  const int tile) {
+    __m512 acc[ROWS][GROUP_TILE];
+#pragma GCC unroll 16
+    for (int r = 0; r < ROWS; r++)
+#pragma GCC unroll 4
+        for (int g = 0; g < tile; g++) acc[r][g] = _mm512_setzero_ps();
+    for (int p = 0; p < PAIRS; p++) {
+        __m512i keys[GROUP_TILE];
+#pragma GCC unroll 4
+        for (int g = 0; g < tile; g++) keys[g] = _mm512_load_si512(k_packed + ((group + g) * PAIRS + p) * 16);
+#pragma GCC unroll 16
+        for (int r = 0; r < ROWS; r++) {
+            __m512i query = _mm512_set1_epi32((int)q_rows[r][p]);
+#pragma GCC unroll 4
+            for (int g = 0; g < tile; g++) acc[r][g] = _mm512_dpbf16_ps(acc[r][g], as_bh(query), as_bh(keys[g]));
+        }
+    }
+    store_scores(acc, bias_rows, bit_rows, region_value, scores, stride, row_max, group, n, scale, tile);
+}
+
+/* float32: k_packed holds each channel of 16 keys side by side. */
+static inline __attribute__((always_inline)) void score_tile_f32(const float *const q_rows[ROWS],
+                                                                 const float *const bias_rows[ROWS],
+                                                                 const uint16_t *const bit_rows[ROWS], float region_value,
+                                                                 const float *k_packed, float *scores, int64_t stride,
+                                                                 __m512 *row_max, int64_t group, int64_t n, float scale,
+                                                                 const int tile) {
+    __m512 acc[ROWS][GROUP_TILE];
+#pragma GCC unroll 16
+    for (int r = 0; r < ROWS; r++)
+#pragma GCC unroll 4
+        for (int g = 0; g < tile; g++) acc[r][g] = _mm512_setzero_ps();
+    for (int c = 0; c < HEAD_DIM; c++) {
+        __m512 keys[GROUP_TILE];
+#pragma GCC unroll 4
+        for (int g = 0; g < tile; g++) keys[g] = _mm512_load_ps(k_packed + ((group + g) * HEAD_DIM + c) * 16);
+#pragma GCC unroll 16
+        for (int r = 0; r < ROWS; r++) {
+            const __m512 query = _mm512_set1_ps(q_rows[r][c]);
+#pragma GCC unroll 4
+            for (int g = 0; g < tile; g++) acc[r][g] = _mm512_fmadd_ps(query, keys[g], acc[r][g]);
+        }
+    }
+    store_scores(acc, bias_rows, bit_rows, region_value, scores, stride, row_max, group, n, scale, tile);
+}
+
+/* One row of scores -> exp(score - max) as bfloat16 (zero past n); returns their float32 sum. */
+static inline float exp_row_bf16(const float *row, float top, uint16_t *probs, int64_t n, int64_t groups) {
+    const __m512 top_v = _mm512_set1_ps(top);
+    __m512 total = _mm512_setzero_ps();
+    for (int64_t g = 0; g < groups; g++) {
+        __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_load_ps(row + g * 16), top_v));
+        e = _mm512_maskz_mov_ps(lanes_below(n - g * 16), e);
+        total = _mm512_add_ps(total, e);
+        _mm256_store_si256((__m256i *)(probs + g * 16), (__m256i)_mm512_cvtneps_pbh(e));
+    }
+    return _mm512_reduce_add_ps(total);
+}
+
+/* One row of scores -> exp(score - max) in place (zero past n); returns their sum. */
+static inline float exp_row_f32(float *row, float top, int64_t n, int64_t groups) {
+    const __m512 top_v = _mm512_set1_ps(top);
+    __m512 total = _mm512_setzero_ps();
+    for (int64_t g = 0; g < groups; g++) {
+        __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_load_ps(row + g * 16), top_v));
+        e = _mm512_maskz_mov_ps(lanes_below(n - g * 16), e);
+        total = _mm512_add_ps(total, e);
+        _mm512_store_ps(row + g * 16, e);
+    }
+    return _mm512_reduce_add_ps(total);
+}
+
+static void attend_one_bf16(const job_t *job, int64_t window, int64_t head, uint32_t *k_packed, uint32_t *v_packed,
+                            float *scores, uint16_t *probs) {
+    const int64_t n = job->n, heads = job->heads;
+    const int64_t groups = (n + 15) / 16, row_len = groups * 16, pairs_n = (n + 1) / 2;
+    const int64_t token_stride = 3 * heads * HEAD_DIM; /* bf16 elements between tokens in qkv */
+    const uint16_t *base = (const uint16_t *)job->qkv + window * n * token_stride + head * HEAD_DIM;
+    const uint16_t *q = base, *k = base + heads * HEAD_DIM, *v = base + 2 * heads * HEAD_DIM;
+
+    /* K: pairs of channels of 16 keys side by side, the vdpbf16ps B operand; zero keys past n. */
+    for (int64_t j = 0; j < row_len; j++) {
+        uint32_t *dst = k_packed + (j / 16) * PAIRS * 16 + (j % 16);
+        if (j < n) {
+            const uint32_t *key = (const uint32_t *)(k + j * token_stride);
+            for (int p = 0; p < PAIRS; p++) dst[p * 16] = key[p];
+        } else {
+            for (int p = 0; p < PAIRS; p++) dst[p * 16] = 0u;
+        }
+    }
+    /* V: for each pair of keys, every channel's two values side by side; a zero key past n. */
+    for (int64_t jp = 0; jp < pairs_n; jp++) {
+        const uint16_t *v0 = v + 2 * jp * token_stride;
+        if (2 * jp + 1 < n) {
+            const uint16_t *v1 = v0 + token_stride;
+            for (int c = 0; c < HEAD_DIM; c++) v_packed[jp * HEAD_DIM + c] = (uint32_t)v0[c] | ((uint32_t)v1[c] << 16);
+        } else {
+            for (int c = 0; c < HEAD_DIM; c++) v_packed[jp * HEAD_DIM + c] = (uint32_t)v0[c];
+        }
+    }
+    const float *bias = job->bias ? job->bias + head * n * n : NULL;
+    const uint16_t *bits = job->region_bits ? job->region_bits + (int64_t)job->region_index[window] * n * groups : NULL;
+
+    for (int64_t i0 = 0; i0 < n; i0 += ROWS) {
+        const int rows = n - i0 < ROWS ? (int)(n - i0) : ROWS;
+        const uint32_t *q_rows[ROWS];
+        const float *bias_rows[ROWS];
+        const uint16_t *bit_rows[ROWS];
+        __m512 row_max[ROWS];
+        for (int r = 0; r < ROWS; r++) {
+            int64_t i = r < rows ? i0 + r : n - 1; /* rows past n repeat the last: computed, not kept */
+            q_rows[r] = (const uint32_t *)(q + i * token_stride);
+            bias_rows[r] = bias ? bias + i * n : NULL;
+            bit_rows[r] = bits ? bits + i * groups : NULL;
+            row_max[r] = _mm512_set1_ps(NO_KEY);
+        }
+        int64_t g = 0;
+        for (; g + GROUP_TILE <= groups; g += GROUP_TILE)
+            score_tile_bf16(q_rows, bias_rows, bit_rows, job->region_value, k_packed, scores, row_len, row_max, g, n,
+                            job->scale, GROUP_TILE);
+        for (; g < groups; g++) score_tile_bf16(q_rows, bias_rows, bit_rows, job->region_value, k_packed, scores, row_len, row_max, g, n, job->scale, 1);
+
+        float inv_total[ROWS];
+        for (int r = 0; r < rows; r++)
+            inv_total[r] = 1.0f / exp_row_bf16(scores + r * row_len, _mm512_reduce_max_ps(row_max[r]), probs + r * row_len, n, groups);
+        for (int r = rows; r < ROWS; r++) memset(probs + r * row_len, 0, row_len * sizeof(uint16_t));
+
+        /* Unnormalised probabilities times V, divided by the row's sum at the end. */
+        __m512 acc[ROWS][2];
+        for (int r = 0; r < ROWS; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+        const uint32_t *p32 = (const uint32_t *)probs;
+        for (int64_t jp = 0; jp < pairs_n; jp++) {
+            __m512i v_lo = _mm512_load_si512(v_packed + jp * HEAD_DIM), v_hi = _mm512_load_si512(v_packed + jp * HEAD_DIM + 16);
+#pragma GCC unroll 16
+            for (int r = 0; r < ROWS; r++) {
+                __m512i p = _mm512_set1_epi32((int)p32[r * (row_len / 2) + jp]);
+                acc[r][0] = _mm512_dpbf16_ps(acc[r][0], as_bh(p), as_bh(v_lo));
+                acc[r][1] = _mm512_dpbf16_ps(acc[r][1], as_bh(p), as_bh(v_hi));
+            }
+        }
+        for (int r = 0; r < rows; r++) {
+            const __m512 inv = _mm512_set1_ps(inv_total[r]);
+            uint16_t *dst = (uint16_t *)job->out + ((window * n + i0 + r) * heads + head) * HEAD_DIM;
+            _mm256_storeu_si256((__m256i *)dst, (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(acc[r][0], inv)));
+            _mm256_storeu_si256((__m256i *)(dst + 16), (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(acc[r][1], inv)));
+        }
+    }
+}
+
+static void attend_one_f32(const job_t *job, int64_t window, int64_t head, float *k_packed, float *v_packed,
+                           float *scores) {
+    const int64_t n = job->n, heads = job->heads;
+    const int64_t groups = (n + 15) / 16, row_len = groups * 16;
+    const int64_t token_stride = 3 * heads * HEAD_DIM; /* floats between tokens in qkv */
+    const float *base = (const float *)job->qkv + window * n * token_stride + head * HEAD_DIM;
+    const float *q = base, *k = base + heads * HEAD_DIM, *v = base + 2 * heads * HEAD_DIM;
+
+    /* K: each channel of 16 keys side by side; zero keys past n. V: rows packed together. */
+    for (int64_t j = 0; j < row_len; j++) {
+        float *dst = k_packed + (j / 16) * HEAD_DIM * 16 + (j % 16);
+        if (j < n) {
+            const float *key = k + j * token_stride;
+            for (int c = 0; c < HEAD_DIM; c++) dst[c * 16] = key[c];
+        } else {
+            for (int c = 0; c < HEAD_DIM; c++) dst[c * 16] = 0.0f;
+        }
+    }
+    for (int64_t j = 0; j < n; j++) memcpy(v_packed + j * HEAD_DIM, v + j * token_stride, HEAD_DIM * sizeof(float));
+    const float *bias = job->bias ? job->bias + head * n * n : NULL;
+    const uint16_t *bits = job->region_bits ? job->region_bits + (int64_t)job->region_index[window] * n * groups : NULL;
+
+    for (int64_t i0 = 0; i0 < n; i0 += ROWS) {
+        const int rows = n - i0 < ROWS ? (int)(n - i0) : ROWS;
+        const float *q_rows[ROWS];
+        const float *bias_rows[ROWS];
+        const uint16_t *bit_rows[ROWS];
+        __m512 row_max[ROWS];
+        for (int r = 0; r < ROWS; r++) {
+            int64_t i = r < rows ? i0 + r : n - 1; /* rows past n repeat the last: computed, not kept */
+            q_rows[r] = q + i * token_stride;
+            bias_rows[r] = bias ? bias + i * n : NULL;
+            bit_rows[r] = bits ? bits + i * groups : NULL;
+            row_max[r] = _mm512_set1_ps(NO_KEY);
+        }
+        int64_t g = 0;
+        for (; g + GROUP_TILE <= groups; g += GROUP_TILE)
+            score_tile_f32(q_rows, bias_rows, bit_rows, job->region_value, k_packed, scores, row_len, row_max, g, n,
+                           job->scale, GROUP_TILE);
+        for (; g < groups; g++)
+            score_tile_f32(q_rows, bias_rows, bit_rows, job->region_value, k_packed, scores, row_len, row_max, g, n,
+                           job->scale, 1);
+
+        float inv_total[ROWS];
+        for (int r = 0; r < rows; r++)
+            inv_total[r] = 1.0f / exp_row_f32(scores + r * row_len, _mm512_reduce_max_ps(row_max[r]), n, groups);
+        for (int r = rows; r < ROWS; r++) memset(scores + r * row_len, 0, row_len * sizeof(float));
+
+        /* Unnormalised probabilities times V, divided by the row's sum at the end. */
+        __m512 acc[ROWS][2];
+        for (int r = 0; r < ROWS; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+        for (int64_t j = 0; j < n; j++) {
+            const __m512 v_lo = _mm512_load_ps(v_packed + j * HEAD_DIM), v_hi = _mm512_load_ps(v_packed + j * HEAD_DIM + 16);
+#pragma GCC unroll 16
+            for (int r = 0; r < ROWS; r++) {
+                const __m512 p = _mm512_set1_ps(scores[r * row_len + j]);
+                acc[r][0] = _mm512_fmadd_ps(p, v_lo, acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(p, v_hi, acc[r][1]);
+            }
+        }
+        for (int r = 0; r < rows; r++) {
+            const __m512 inv = _mm512_set1_ps(inv_total[r]);
+            float *dst = (float *)job->out + ((window * n + i0 + r) * heads + head) * HEAD_DIM;
+            _mm512_storeu_ps(dst, _mm512_mul_ps(acc[r][0], inv));
+            _mm512_storeu_ps(dst + 16, _mm512_mul_ps(acc[r][1], inv));
+        }
+    }
+}
+
+static size_t rounded(size_t bytes) { return (bytes + 63) / 64 * 64; }
+
+static void *run_job(void *arg) {
+    job_t *job = (job_t *)arg;
+    const int64_t n = job->n, groups = (n + 15) / 16, row_len = groups * 16;
+    /* Sized for either precision: float32 needs the larger K and V buffers. */
+    void *k_packed = aligned_alloc(64, rounded((size_t)(groups * 16 * HEAD_DIM * 4)));
+    void *v_packed = aligned_alloc(64, rounded((size_t)((n + 1) * HEAD_DIM * 4)));
+    float *scores = aligned_alloc(64, rounded((size_t)(ROWS * row_len * 4)));
+    uint16_t *probs = aligned_alloc(64, rounded((size_t)(ROWS * row_len * 2)));
+    if (!k_packed || !v_packed || !scores || !probs) {
+        job->status = 1;
+    } else {
+        for (int64_t task = job->first_task; task < job->end_task; task++) {
+            if (job->bf16)
+                attend_one_bf16(job, task % job->windows, task / job->windows, k_packed, v_packed, scores, probs);
+            else
+                attend_one_f32(job, task % job->windows, task / job->windows, k_packed, v_packed, scores);
+        }
+        job->status = 0;
+    }
+    free(k_packed);
+    free(v_packed);
+    free(scores);
+    free(probs);
+    return NULL;
+}
+
+/* Runs the (head, window) tasks of `job` over `threads` threads; 0 on success, nonzero when
+ * memory ran out (the caller raises). */
+static int run_tasks(const job_t *job, int threads) {
+    const int64_t tasks = job->windows * job->heads;
+    if (tasks <= 0 || job->n <= 0) return 0;
+    if (threads < 1) threads = 1;
+    if (threads > tasks) threads = (int)tasks;
+    if (threads > 256) threads = 256;
+    job_t jobs[256];
+    pthread_t ids[256];
+    int started[256];
+    for (int t = 0; t < threads; t++) {
+        jobs[t] = *job;
+        jobs[t].first_task = tasks * t / threads;
+        jobs[t].end_task = tasks * (t + 1) / threads;
+        jobs[t].status = 1;
+    }
+    for (int t = 1; t < threads; t++) started[t] = pthread_create(&ids[t], NULL, run_job, &jobs[t]) == 0;
+    run_job(&jobs[0]);
+    int status = jobs[0].status;
+    for (int t = 1; t < threads; t++) {
+        if (started[t])
+            pthread_join(ids[t], NULL);
+        else
+            run_job(&jobs[t]); /* no thread to be had: do its share here */
+        status |= jobs[t].status;
+    }
+    return status;
+}
+
+int vswin_window_attention_bf16(const uint16_t *qkv, uint16_t *out, const float *bias, const uint16_t *region_bits,
+                                const int32_t *region_index, float region_value, int64_t windows, int64_t heads,
+                                int64_t n, float scale, int threads) {
+    const job_t job = {qkv, out, bias, region_bits, region_index, region_value, windows, heads, n, scale, 1, 0, 0, 1};
+    return run_tasks(&job, threads);
+}
+
+int vswin_window_attention_f32(const float *qkv, float *out, const float *bias, const uint16_t *region_bits,
+                               const int32_t *region_index, float region_value, int64_t windows, int64_t heads,
+                               int64_t n, float scale, int threads) {
+    const job_t job = {qkv, out, bias, region_bits, region_index, region_value, windows, heads, n, scale, 0, 0, 0, 1};
+    return run_tasks(&job, threads);
+}
