@@ -22,6 +22,10 @@ rate would take. It prints a table and the verdict on issue 9's two criteria:
 1. float32: seconds per view <= max(torchvision float32 / 2, 1.5 x floor);
 2. best precision: seconds per view <= torchvision float32 / 4.
 
+Freed memory is kept in the process as vswin's engine does (vswin_cli/allocator.py); this is
+process-wide, so torchvision runs with it too, and its large attention tensors stop paying page
+faults. ``--malloc-default`` leaves glibc as it comes: torchvision as its users run it.
+
 On CUDA (``--device cuda``) the same table is made for float32 with TF32 off (true float32
 matmuls, as vswin runs), bfloat16 and float16 autocast; ``--batch`` views go through each
 forward (a GPU needs batches to be busy) and the figures stay per view. The matmul rate is an
@@ -146,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="leave glibc's malloc as it is (the engine keeps freed memory: vswin_cli/allocator.py)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    # As the engine does for users; it helps both models alike (fewer page faults per forward).
+    # As the engine does for users. Process-wide, so torchvision gets it too (and gains more).
     kept = False if args.malloc_default else allocator.keep_freed_memory()
     device = torch.device(args.device)
     if device.type == "cuda":  # float32 means float32: no TF32 matmuls, as vswin runs

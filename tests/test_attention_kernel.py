@@ -23,6 +23,7 @@ from vswin_cli.model import SHIFT_MASK_VALUE, SwinConfig, VideoSwin
 CPUINFO_ZEN4 = "flags\t\t: fpu sse2 avx2 avx512f avx512bw avx512vl avx512_bf16 avx512_vnni\n"
 CPUINFO_SKYLAKE = "flags\t\t: fpu sse2 avx2 avx512f avx512bw avx512vl avx512_vnni\n"
 CPUINFO_AVX2 = "flags\t\t: fpu sse2 avx2 fma\n"
+CPUINFO_SAPPHIRE_RAPIDS = "flags\t\t: fpu avx2 avx512f avx512bw avx512vl avx512_bf16 amx_bf16 amx_tile amx_int8\n"
 DTYPES = [torch.float32, torch.bfloat16]
 
 
@@ -61,7 +62,14 @@ def pytorch_attention(qkv: torch.Tensor, heads: int, additive: torch.Tensor | No
 
 
 @pytest.mark.parametrize(
-    "cpuinfo,f32,bf16", [(CPUINFO_ZEN4, True, True), (CPUINFO_SKYLAKE, True, False), (CPUINFO_AVX2, False, False), ("", False, False)]
+    "cpuinfo,f32,bf16",
+    [
+        (CPUINFO_ZEN4, True, True),
+        (CPUINFO_SKYLAKE, True, False),
+        (CPUINFO_SAPPHIRE_RAPIDS, True, False),  # bf16 there: PyTorch's attention, on AMX tiles
+        (CPUINFO_AVX2, False, False),
+        ("", False, False),
+    ],
 )
 def test_each_precision_needs_its_cpu_features(cpuinfo, f32, bf16):
     assert kernel.cpu_supports(torch.float32, cpuinfo) is f32
