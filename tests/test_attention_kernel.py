@@ -198,6 +198,23 @@ def test_a_failing_compiler_leaves_pytorch_attention_in_place(tmp_path, monkeypa
             assert torch.isfinite(model(torch.randn(1, 3, 8, 64, 64))).all()
 
 
+def test_a_compiler_without_bf16_still_builds_the_float32_kernel(tmp_path, monkeypatch):
+    needs_kernel(torch.float32)
+    real = kernel.find_compiler()
+    kernel.reset()
+    old_gcc = fake_compiler(
+        tmp_path,
+        'for a in "$@"; do [ "$a" = "-mavx512bf16" ] && '
+        "{ echo \"cc1: error: unrecognized command-line option '-mavx512bf16'\" >&2; exit 1; }; done\n"
+        f'exec "{real}" "$@"',
+    )
+    monkeypatch.setenv("CC", old_gcc)
+    assert kernel.available(torch.float32), kernel.status(torch.float32)
+    if kernel.cpu_supports(torch.bfloat16):
+        assert kernel.available(torch.bfloat16) is False
+        assert "-mavx512bf16" in kernel.status(torch.bfloat16)
+
+
 def test_no_compiler_vswin_eager_and_other_cpus_turn_it_off(monkeypatch):
     pretend_avx512(monkeypatch)
     monkeypatch.setenv("CC", "")

@@ -35,7 +35,8 @@ from torch import Tensor
 
 HEAD_DIM = 32
 SOURCE = Path(__file__).with_name("kernels") / "window_attention.c"
-FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-fPIC", "-shared", "-pthread")
+FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-fPIC", "-shared", "-pthread")
+BF16_FLAG = "-mavx512bf16"  # compilers without it (GCC < 9) build the float32 code alone
 # Largest difference from float32 attention the first-use check accepts. float32: the kernel
 # measures ~1e-6, as PyTorch's does; bf16: ~0.01 on unit-variance inputs (probabilities are
 # rounded to bfloat16, as in PyTorch's bf16 attention).
@@ -92,13 +93,27 @@ def find_compiler() -> str | None:
 
 
 def build(compiler: str, directory: Path) -> Path:
-    """The compiled kernel in ``directory``, compiling it unless this source and compiler's build is there.
+    """The compiled kernel in ``directory``: with bf16 code where the compiler can, else float32 alone.
 
-    Raises RuntimeError with the compiler's message when it fails. Written to a temporary name
-    and renamed, so concurrent first runs never load a half-written library.
+    Raises RuntimeError with the compiler's message when neither builds.
+    """
+    try:
+        return _build(compiler, directory, (*FLAGS, BF16_FLAG))
+    except RuntimeError as with_bf16:
+        try:
+            return _build(compiler, directory, FLAGS)
+        except RuntimeError:
+            raise with_bf16 from None
+
+
+def _build(compiler: str, directory: Path, flags: tuple[str, ...]) -> Path:
+    """Compile unless this source's build with this compiler and flags is in ``directory``.
+
+    Written to a temporary name and renamed, so concurrent first runs never load a half-written
+    library.
     """
     source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + compiler.encode() + " ".join(FLAGS).encode()).hexdigest()[:16]
+    key = hashlib.sha256(source + compiler.encode() + " ".join(flags).encode()).hexdigest()[:16]
     target = directory / f"window_attention-{key}.so"
     if target.exists():
         return target
@@ -107,7 +122,7 @@ def build(compiler: str, directory: Path) -> Path:
     os.close(handle)
     try:
         result = subprocess.run(
-            [compiler, *FLAGS, "-o", partial, str(SOURCE)], capture_output=True, text=True, timeout=120
+            [compiler, *flags, "-o", partial, str(SOURCE)], capture_output=True, text=True, timeout=120
         )
         if result.returncode != 0:
             lines = (result.stderr or result.stdout).strip().splitlines()
@@ -164,7 +179,10 @@ def available(dtype: torch.dtype) -> bool:
         why = _why_unavailable(dtype)
         if why is None:
             try:
-                function = getattr(_load_library(), ENTRY_POINTS[dtype])
+                library = _load_library()
+                if not hasattr(library, ENTRY_POINTS[dtype]):
+                    raise RuntimeError(f"the C compiler has no {BF16_FLAG}: float32 code only")
+                function = getattr(library, ENTRY_POINTS[dtype])
                 function.restype = ctypes.c_int
                 function.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_float] + [ctypes.c_int64] * 3 + [ctypes.c_float, ctypes.c_int]
                 _functions[dtype] = function

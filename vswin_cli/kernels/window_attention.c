@@ -17,9 +17,9 @@
  *                                           shift mask adds region_value to key j; or NULL
  *   region_index (windows,)                 int32: each window's row of region_bits
  *
- * Compiled with AVX-512 F/BW/VL/BF16 enabled by vswin_cli/attention_kernel.py and loaded with
- * ctypes; the float32 entry point uses no BF16 instruction, so it also runs on AVX-512 CPUs
- * without BF16. The (head, window) tasks are split over `threads` POSIX threads, head-major so
+ * Compiled with AVX-512 F/BW/VL/BF16 enabled by vswin_cli/attention_kernel.py (float32 alone
+ * where the compiler does not know BF16) and loaded with ctypes; the float32 entry point uses
+ * no BF16 instruction, so it also runs on AVX-512 CPUs without BF16. The (head, window) tasks are split over `threads` POSIX threads, head-major so
  * that a thread's consecutive tasks share one head's bias in cache.
  */
 #include <immintrin.h>
@@ -49,7 +49,9 @@ typedef struct {
     int status;
 } job_t;
 
+#ifdef __AVX512BF16__ /* defined by -mavx512bf16; a compiler without it builds the float32 code alone */
 static inline __m512bh as_bh(__m512i v) { return (__m512bh)v; }
+#endif
 
 /* exp(x) for x <= 0 as 2^(x log2 e): 2^fraction by its Taylor polynomial to degree 6 (relative
  * error below 2e-7 on [-1/2, 1/2]), times 2^integer by vscalefps. Lanes of -3e38 (no key) may
@@ -105,6 +107,7 @@ static inline __attribute__((always_inline)) void store_scores(__m512 acc[ROWS][
     }
 }
 
+#ifdef __AVX512BF16__
 /* bf16: k_packed holds pairs of channels of 16 keys side by side (the vdpbf16ps B operand). */
 static inline __attribute__((always_inline)) void score_tile_bf16(const uint32_t *const q_rows[ROWS],
                                                                   const float *const bias_rows[ROWS],
@@ -130,6 +133,8 @@ static inline __attribute__((always_inline)) void score_tile_bf16(const uint32_t
     }
     store_scores(acc, bias_rows, bit_rows, region_value, scores, stride, row_max, group, n, scale, tile);
 }
+
+#endif
 
 /* float32: k_packed holds each channel of 16 keys side by side. */
 static inline __attribute__((always_inline)) void score_tile_f32(const float *const q_rows[ROWS],
@@ -157,6 +162,7 @@ static inline __attribute__((always_inline)) void score_tile_f32(const float *co
     store_scores(acc, bias_rows, bit_rows, region_value, scores, stride, row_max, group, n, scale, tile);
 }
 
+#ifdef __AVX512BF16__
 /* One row of scores -> exp(score - max) as bfloat16 (zero past n); returns their float32 sum. */
 static inline float exp_row_bf16(const float *row, float top, uint16_t *probs, int64_t n, int64_t groups) {
     const __m512 top_v = _mm512_set1_ps(top);
@@ -169,6 +175,8 @@ static inline float exp_row_bf16(const float *row, float top, uint16_t *probs, i
     }
     return _mm512_reduce_add_ps(total);
 }
+
+#endif
 
 /* One row of scores -> exp(score - max) in place (zero past n); returns their sum. */
 static inline float exp_row_f32(float *row, float top, int64_t n, int64_t groups) {
@@ -183,6 +191,7 @@ static inline float exp_row_f32(float *row, float top, int64_t n, int64_t groups
     return _mm512_reduce_add_ps(total);
 }
 
+#ifdef __AVX512BF16__
 static void attend_one_bf16(const job_t *job, int64_t window, int64_t head, uint32_t *k_packed, uint32_t *v_packed,
                             float *scores, uint16_t *probs) {
     const int64_t n = job->n, heads = job->heads;
@@ -259,6 +268,8 @@ static void attend_one_bf16(const job_t *job, int64_t window, int64_t head, uint
         }
     }
 }
+
+#endif
 
 static void attend_one_f32(const job_t *job, int64_t window, int64_t head, float *k_packed, float *v_packed,
                            float *scores) {
@@ -343,10 +354,13 @@ static void *run_job(void *arg) {
         job->status = 1;
     } else {
         for (int64_t task = job->first_task; task < job->end_task; task++) {
-            if (job->bf16)
+#ifdef __AVX512BF16__
+            if (job->bf16) {
                 attend_one_bf16(job, task % job->windows, task / job->windows, k_packed, v_packed, scores, probs);
-            else
-                attend_one_f32(job, task % job->windows, task / job->windows, k_packed, v_packed, scores);
+                continue;
+            }
+#endif
+            attend_one_f32(job, task % job->windows, task / job->windows, k_packed, v_packed, scores);
         }
         job->status = 0;
     }
@@ -387,12 +401,14 @@ static int run_tasks(const job_t *job, int threads) {
     return status;
 }
 
+#ifdef __AVX512BF16__
 int vswin_window_attention_bf16(const uint16_t *qkv, uint16_t *out, const float *bias, const uint16_t *region_bits,
                                 const int32_t *region_index, float region_value, int64_t windows, int64_t heads,
                                 int64_t n, float scale, int threads) {
     const job_t job = {qkv, out, bias, region_bits, region_index, region_value, windows, heads, n, scale, 1, 0, 0, 1};
     return run_tasks(&job, threads);
 }
+#endif
 
 int vswin_window_attention_f32(const float *qkv, float *out, const float *bias, const uint16_t *region_bits,
                                const int32_t *region_index, float region_value, int64_t windows, int64_t heads,
