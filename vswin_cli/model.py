@@ -31,7 +31,6 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -286,16 +285,7 @@ def cpu_supports_bf16(cpuinfo: str | None = None) -> bool:
     False where that file does not exist (macOS, Windows): reduced precision is then only used
     when asked for.
     """
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            return False
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.partition(":")[2].split())
-            return bool(flags & {"avx512_bf16", "amx_bf16"})
-    return False
+    return bool(attention_kernel.cpu_flags(cpuinfo) & {"avx512_bf16", "amx_bf16"})
 
 
 _FUSED_CPU: bool | None = None
