@@ -109,7 +109,7 @@ static inline __attribute__((always_inline)) void store_scores(__m512 acc[ROWS][
 
 #ifdef __AVX512BF16__
 /* bf16: k_packed holds pairs of channels of 16 keys side by side (the vdpbf16ps B operand). */
-static inline __attribute__((always_inline)) void score_tile_bf16(const uint32_t *const q_rows[ROWS],
+static inline __attribute__((always_inline)) void score_tile_bf16(const char *const q_rows[ROWS],
                                                                   const float *const bias_rows[ROWS],
                                                                   const uint16_t *const bit_rows[ROWS], float region_value,
                                                                   const uint32_t *k_packed, float *scores, int64_t stride,
@@ -126,7 +126,7 @@ static inline __attribute__((always_inline)) void score_tile_bf16(const uint32_t
         for (int g = 0; g < tile; g++) keys[g] = _mm512_load_si512(k_packed + ((group + g) * PAIRS + p) * 16);
 #pragma GCC unroll 16
         for (int r = 0; r < ROWS; r++) {
-            __m512i query = _mm512_set1_epi32((int)q_rows[r][p]);
+            __m512i query = _mm512_set1_epi32((int)((const uint32_t *)q_rows[r])[p]);
 #pragma GCC unroll 4
             for (int g = 0; g < tile; g++) acc[r][g] = _mm512_dpbf16_ps(acc[r][g], as_bh(query), as_bh(keys[g]));
         }
@@ -137,7 +137,7 @@ static inline __attribute__((always_inline)) void score_tile_bf16(const uint32_t
 #endif
 
 /* float32: k_packed holds each channel of 16 keys side by side. */
-static inline __attribute__((always_inline)) void score_tile_f32(const float *const q_rows[ROWS],
+static inline __attribute__((always_inline)) void score_tile_f32(const char *const q_rows[ROWS],
                                                                  const float *const bias_rows[ROWS],
                                                                  const uint16_t *const bit_rows[ROWS], float region_value,
                                                                  const float *k_packed, float *scores, int64_t stride,
@@ -154,7 +154,7 @@ static inline __attribute__((always_inline)) void score_tile_f32(const float *co
         for (int g = 0; g < tile; g++) keys[g] = _mm512_load_ps(k_packed + ((group + g) * HEAD_DIM + c) * 16);
 #pragma GCC unroll 16
         for (int r = 0; r < ROWS; r++) {
-            const __m512 query = _mm512_set1_ps(q_rows[r][c]);
+            const __m512 query = _mm512_set1_ps(((const float *)q_rows[r])[c]);
 #pragma GCC unroll 4
             for (int g = 0; g < tile; g++) acc[r][g] = _mm512_fmadd_ps(query, keys[g], acc[r][g]);
         }
@@ -191,6 +191,27 @@ static inline float exp_row_f32(float *row, float top, int64_t n, int64_t groups
     return _mm512_reduce_add_ps(total);
 }
 
+/* The block of up to ROWS queries from i0 of (window, head): each row's query (as bytes), bias
+ * row and shift-mask bits (rows past n repeat the last: computed, not kept), and its running
+ * maximum reset. Returns how many rows are real. */
+static inline __attribute__((always_inline)) int start_block(const job_t *job, int64_t window, int64_t head,
+                                                              int64_t i0, const char *q, int64_t token_bytes,
+                                                              const char *q_rows[ROWS], const float *bias_rows[ROWS],
+                                                              const uint16_t *bit_rows[ROWS], __m512 row_max[ROWS]) {
+    const int64_t n = job->n, groups = (n + 15) / 16;
+    const float *bias = job->bias ? job->bias + head * n * n : NULL;
+    const uint16_t *bits = job->region_bits ? job->region_bits + (int64_t)job->region_index[window] * n * groups : NULL;
+    const int rows = n - i0 < ROWS ? (int)(n - i0) : ROWS;
+    for (int r = 0; r < ROWS; r++) {
+        const int64_t i = r < rows ? i0 + r : n - 1;
+        q_rows[r] = q + i * token_bytes;
+        bias_rows[r] = bias ? bias + i * n : NULL;
+        bit_rows[r] = bits ? bits + i * groups : NULL;
+        row_max[r] = _mm512_set1_ps(NO_KEY);
+    }
+    return rows;
+}
+
 #ifdef __AVX512BF16__
 static void attend_one_bf16(const job_t *job, int64_t window, int64_t head, uint32_t *k_packed, uint32_t *v_packed,
                             float *scores, uint16_t *probs) {
@@ -220,27 +241,21 @@ static void attend_one_bf16(const job_t *job, int64_t window, int64_t head, uint
             for (int c = 0; c < HEAD_DIM; c++) v_packed[jp * HEAD_DIM + c] = (uint32_t)v0[c];
         }
     }
-    const float *bias = job->bias ? job->bias + head * n * n : NULL;
-    const uint16_t *bits = job->region_bits ? job->region_bits + (int64_t)job->region_index[window] * n * groups : NULL;
 
     for (int64_t i0 = 0; i0 < n; i0 += ROWS) {
-        const int rows = n - i0 < ROWS ? (int)(n - i0) : ROWS;
-        const uint32_t *q_rows[ROWS];
+        const char *q_rows[ROWS];
         const float *bias_rows[ROWS];
         const uint16_t *bit_rows[ROWS];
         __m512 row_max[ROWS];
-        for (int r = 0; r < ROWS; r++) {
-            int64_t i = r < rows ? i0 + r : n - 1; /* rows past n repeat the last: computed, not kept */
-            q_rows[r] = (const uint32_t *)(q + i * token_stride);
-            bias_rows[r] = bias ? bias + i * n : NULL;
-            bit_rows[r] = bits ? bits + i * groups : NULL;
-            row_max[r] = _mm512_set1_ps(NO_KEY);
-        }
+        const int rows = start_block(job, window, head, i0, (const char *)q, token_stride * 2, q_rows, bias_rows,
+                                     bit_rows, row_max);
         int64_t g = 0;
         for (; g + GROUP_TILE <= groups; g += GROUP_TILE)
             score_tile_bf16(q_rows, bias_rows, bit_rows, job->region_value, k_packed, scores, row_len, row_max, g, n,
                             job->scale, GROUP_TILE);
-        for (; g < groups; g++) score_tile_bf16(q_rows, bias_rows, bit_rows, job->region_value, k_packed, scores, row_len, row_max, g, n, job->scale, 1);
+        for (; g < groups; g++)
+            score_tile_bf16(q_rows, bias_rows, bit_rows, job->region_value, k_packed, scores, row_len, row_max, g, n,
+                            job->scale, 1);
 
         float inv_total[ROWS];
         for (int r = 0; r < rows; r++)
@@ -290,22 +305,14 @@ static void attend_one_f32(const job_t *job, int64_t window, int64_t head, float
         }
     }
     for (int64_t j = 0; j < n; j++) memcpy(v_packed + j * HEAD_DIM, v + j * token_stride, HEAD_DIM * sizeof(float));
-    const float *bias = job->bias ? job->bias + head * n * n : NULL;
-    const uint16_t *bits = job->region_bits ? job->region_bits + (int64_t)job->region_index[window] * n * groups : NULL;
 
     for (int64_t i0 = 0; i0 < n; i0 += ROWS) {
-        const int rows = n - i0 < ROWS ? (int)(n - i0) : ROWS;
-        const float *q_rows[ROWS];
+        const char *q_rows[ROWS];
         const float *bias_rows[ROWS];
         const uint16_t *bit_rows[ROWS];
         __m512 row_max[ROWS];
-        for (int r = 0; r < ROWS; r++) {
-            int64_t i = r < rows ? i0 + r : n - 1; /* rows past n repeat the last: computed, not kept */
-            q_rows[r] = q + i * token_stride;
-            bias_rows[r] = bias ? bias + i * n : NULL;
-            bit_rows[r] = bits ? bits + i * groups : NULL;
-            row_max[r] = _mm512_set1_ps(NO_KEY);
-        }
+        const int rows = start_block(job, window, head, i0, (const char *)q, token_stride * 4, q_rows, bias_rows,
+                                     bit_rows, row_max);
         int64_t g = 0;
         for (; g + GROUP_TILE <= groups; g += GROUP_TILE)
             score_tile_f32(q_rows, bias_rows, bit_rows, job->region_value, k_packed, scores, row_len, row_max, g, n,
