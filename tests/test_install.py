@@ -68,30 +68,26 @@ def test_pip_install_then_vswin_models_lists_every_entry(tmp_path: Path) -> None
 
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    where = subprocess.run(
-        [str(python), "-c", "import vswin_cli.registry as r; print(r.weights_toml_path())"],
-        capture_output=True,
-        text=True,
-        env=environment,
-        cwd=outside,
-        timeout=60,
-    )
-    assert where.returncode == 0, where.stderr
-    shipped = Path(where.stdout.strip())
+
+    def installed_path(expression: str) -> Path:
+        """A path the installed package reports, evaluated by the venv's Python away from the repository."""
+        result = subprocess.run(
+            [str(python), "-c", f"import vswin_cli.registry, vswin_cli.attention_kernel; print({expression})"],
+            capture_output=True,
+            text=True,
+            env=environment,
+            cwd=outside,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return Path(result.stdout.strip())
+
+    shipped = installed_path("vswin_cli.registry.weights_toml_path()")
     assert shipped.is_relative_to(env_dir) and shipped.name == "weights.toml"
     assert shipped.read_bytes() == (REPO_ROOT / "weights.toml").read_bytes()
 
     # The attention kernel's C source ships too (it is compiled on the user's machine).
-    kernel = subprocess.run(
-        [str(python), "-c", "import vswin_cli.attention_kernel as k; print(k.SOURCE)"],
-        capture_output=True,
-        text=True,
-        env=environment,
-        cwd=outside,
-        timeout=60,
-    )
-    assert kernel.returncode == 0, kernel.stderr
-    source = Path(kernel.stdout.strip())
+    source = installed_path("vswin_cli.attention_kernel.SOURCE")
     assert source.is_relative_to(env_dir)
     assert source.read_bytes() == (REPO_ROOT / "vswin_cli" / "kernels" / "window_attention.c").read_bytes()
 

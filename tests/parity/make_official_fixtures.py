@@ -133,16 +133,6 @@ def build_reference(config: dict, backbone_cls: type, head_cls: type) -> Officia
     return OfficialRecognizer(backbone, head)
 
 
-def load_generated(model: nn.Module, seed: int) -> list[list]:
-    """Fill ``model`` from the generator; returns its state dict's [key, shape] list."""
-    keys_and_shapes = [[k, list(v.shape)] for k, v in model.state_dict().items()]
-    arrays = parity_weights.make_state_dict(keys_and_shapes, seed)
-    result = model.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()}, strict=False)
-    assert not result.unexpected_keys, result.unexpected_keys
-    assert all(parity_weights.is_buffer(k) for k in result.missing_keys), result.missing_keys
-    return keys_and_shapes
-
-
 def run_model(model: OfficialRecognizer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, pooled features the classifier sees)."""
     pooled: list[torch.Tensor] = []
@@ -155,7 +145,7 @@ def run_model(model: OfficialRecognizer, x: torch.Tensor) -> tuple[torch.Tensor,
 
 def run_case(case: dict, backbone_cls: type, head_cls: type, seed: int) -> tuple[dict, dict, dict]:
     model = build_reference(case["config"], backbone_cls, head_cls).eval()
-    keys_and_shapes = load_generated(model, seed)
+    keys_and_shapes = parity_weights.fill_generated(model, seed)
     state = model.state_dict()
     for key, _ in keys_and_shapes:
         if key.endswith("relative_position_index"):

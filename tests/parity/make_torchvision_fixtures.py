@@ -41,19 +41,9 @@ def build_reference(config: dict) -> SwinTransformer3d:
     )
 
 
-def load_generated(model: torch.nn.Module, seed: int) -> list[list]:
-    """Fill ``model`` from the generator; returns its state dict's [key, shape] list."""
-    keys_and_shapes = [[k, list(v.shape)] for k, v in model.state_dict().items()]
-    arrays = parity_weights.make_state_dict(keys_and_shapes, seed)
-    result = model.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()}, strict=False)
-    assert not result.unexpected_keys, result.unexpected_keys
-    assert all(parity_weights.is_buffer(k) for k in result.missing_keys), result.missing_keys
-    return keys_and_shapes
-
-
 def run_case(case: dict, seed: int) -> tuple[dict, dict, dict]:
     model = build_reference(case["config"]).eval()
-    keys_and_shapes = load_generated(model, seed)
+    keys_and_shapes = parity_weights.fill_generated(model, seed)
     state = model.state_dict()
     for key, _ in keys_and_shapes:  # the buffers we leave to the implementations must agree with the paper
         if key.endswith("relative_position_index"):

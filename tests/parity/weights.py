@@ -107,16 +107,30 @@ def relative_position_index(window: Sequence[int]) -> np.ndarray:
     return (d * (2 * wh - 1) + h) * (2 * ww - 1) + w
 
 
-def torch_state_dict(model) -> dict:
-    """The generator's tensors (as torch tensors) for every key of ``model``'s state dict.
+def torch_state_dict(model, seed: int = BASE_SEED) -> dict:
+    """The generator's tensors (as torch tensors) for every key of ``model``'s state dict but buffers.
 
-    For models built in the benchmarks and tests; torch is imported here only, so the fixture
-    scripts that run under other environments need nothing more than NumPy from this module.
+    torch is imported here only, so scripts that need nothing more than NumPy from this module
+    run without it.
     """
     import torch
 
     keys_and_shapes = [(key, list(value.shape)) for key, value in model.state_dict().items()]
-    return {key: torch.from_numpy(value) for key, value in make_state_dict(keys_and_shapes).items()}
+    return {key: torch.from_numpy(value) for key, value in make_state_dict(keys_and_shapes, seed).items()}
+
+
+def fill_generated(model, seed: int = BASE_SEED) -> list[list]:
+    """Fill any implementation's ``model`` from the generator; returns its state dict's [key, shape] list.
+
+    Buffers (which every implementation rebuilds) are left as they are; any other key the
+    generator does not fill, or fills without the model having it, is an error. For the
+    reference scripts, whose models (torchvision's, the official one) name buffers their way.
+    """
+    keys_and_shapes = [[key, list(value.shape)] for key, value in model.state_dict().items()]
+    result = model.load_state_dict(torch_state_dict(model, seed), strict=False)
+    assert not result.unexpected_keys, result.unexpected_keys
+    assert all(is_buffer(key) for key in result.missing_keys), result.missing_keys
+    return keys_and_shapes
 
 
 def load_generated(model):

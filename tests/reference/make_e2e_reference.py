@@ -163,7 +163,7 @@ def main() -> None:
     torch.set_num_threads(2)
     backbone_cls, head_cls = official_fixtures.import_official(official)
     model = official_fixtures.build_reference(CONFIG, backbone_cls, head_cls).eval()
-    keys_and_shapes = official_fixtures.load_generated(model, SEED)
+    keys_and_shapes = parity_weights.fill_generated(model, SEED)
     with torch.no_grad():
         for param in model.cls_head.fc_cls.parameters():
             param.mul_(HEAD_GAIN)
