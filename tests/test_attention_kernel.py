@@ -126,6 +126,39 @@ def test_kernel_result_does_not_depend_on_the_thread_count(dtype, monkeypatch):
     assert torch.equal(results[0], results[1]) and torch.equal(results[0], results[2])
 
 
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kernel_on_pytorch_openmp_threads_gives_what_its_own_threads_give(dtype, monkeypatch):
+    needs_kernel(dtype)
+    if "parallel backend: OpenMP" in torch.__config__.parallel_info():
+        # PyPI's Linux wheels: the kernel must find the runtime and run on PyTorch's threads.
+        assert Path(kernel.openmp_runtime()).name.startswith(("libgomp", "libiomp", "libomp"))
+        assert kernel._parallel_function() is not None
+    qkv, bias, shift, index = random_case(7, 3, 98, masks=2, seed=4, dtype=dtype)
+    bits = kernel.region_bits(shift, SHIFT_MASK_VALUE)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    pooled = kernel.window_attention(qkv, 3, 32**-0.5, bias, bits, index, SHIFT_MASK_VALUE)
+    monkeypatch.setattr(kernel, "_parallel", None)  # as where no OpenMP runtime is found
+    own = kernel.window_attention(qkv, 3, 32**-0.5, bias, bits, index, SHIFT_MASK_VALUE)
+    assert torch.equal(pooled, own)
+
+
+def maps_line(path: str) -> str:
+    return f"7f0000000000-7f0000001000 r-xp 00000000 08:01 1234    {path}"
+
+
+def test_the_openmp_runtime_is_the_one_pytorch_ships_or_the_only_one_loaded(monkeypatch):
+    torch_lib = Path(torch.__file__).resolve().parent / "lib"
+    ours, system, llvm = str(torch_lib / "libgomp-a34b3233.so.1"), "/usr/lib/libgomp.so.1", "/opt/libomp.so"
+    monkeypatch.setattr(torch.__config__, "parallel_info", lambda: "ATen parallel backend: OpenMP\n")
+    assert kernel.openmp_runtime("\n".join([maps_line(system), maps_line(ours), maps_line(ours)])) == ours
+    assert kernel.openmp_runtime("\n".join([maps_line("/usr/lib/libc.so.6"), maps_line(system)])) == system
+    assert kernel.openmp_runtime("\n".join([maps_line(system), maps_line(llvm)])) is None  # which one?
+    assert kernel.openmp_runtime(maps_line("/usr/lib/libc.so.6") + "\n7f0-7f1 rw-p 00000000 00:00 0\n") is None
+    monkeypatch.setattr(torch.__config__, "parallel_info", lambda: "ATen parallel backend: native thread pool\n")
+    assert kernel.openmp_runtime(maps_line(ours)) is None
+
+
 # Heads of 32 channels in stages 1-2 (the kernel), of 64 and 128 in stages 3-4 (PyTorch's
 # attention); 9x50x60 frames give padded and shrunk windows, small grids a shift mask per window.
 SMALL = SwinConfig(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 2), window_size=(4, 7, 7), num_classes=12)

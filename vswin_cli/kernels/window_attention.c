@@ -19,11 +19,19 @@
  *
  * Compiled with AVX-512 F/BW/VL/BF16 enabled by vswin_cli/attention_kernel.py (float32 alone
  * where the compiler does not know BF16) and loaded with ctypes; the float32 entry point uses
- * no BF16 instruction, so it also runs on AVX-512 CPUs without BF16. The (head, window) tasks are split over `threads` POSIX threads, head-major so
- * that a thread's consecutive tasks share one head's bias in cache.
+ * no BF16 instruction, so it also runs on AVX-512 CPUs without BF16.
+ *
+ * Threads: the (head, window) tasks, head-major so that neighbouring tasks share one head's bias
+ * in cache, are handed out one at a time from an atomic counter to `threads` workers. Where the
+ * caller passes `parallel`, the OpenMP runtime's GOMP_parallel (the one PyTorch's own threads
+ * belong to), the workers are PyTorch's threads: after each of PyTorch's parallel regions those
+ * threads spin for a few ms waiting for more work, and threads of our own started then would
+ * share the cores with them (a quarter of the kernel's time lost, measured). Without it, the
+ * workers are the caller and threads - 1 POSIX threads.
  */
 #include <immintrin.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,9 +53,13 @@ typedef struct {
     int64_t windows, heads, n;
     float scale;
     int bf16;
-    int64_t first_task, end_task;
-    int status;
+    atomic_llong next_task; /* the next (head, window) task to hand out */
+    atomic_int status;      /* nonzero once a worker could not allocate its buffers */
 } job_t;
+
+/* GOMP_parallel's signature (libgomp, and the GOMP compatibility layer of LLVM's and Intel's
+ * OpenMP runtimes): run fn(data) on a team of num_threads threads, the caller among them. */
+typedef void (*parallel_fn)(void (*fn)(void *), void *data, unsigned num_threads, unsigned flags);
 
 #ifdef __AVX512BF16__ /* defined by -mavx512bf16; a compiler without it builds the float32 code alone */
 static inline __m512bh as_bh(__m512i v) { return (__m512bh)v; }
@@ -349,18 +361,22 @@ static void attend_one_f32(const job_t *job, int64_t window, int64_t head, float
 
 static size_t rounded(size_t bytes) { return (bytes + 63) / 64 * 64; }
 
-static void *run_job(void *arg) {
+/* One worker: takes tasks until none is left. Any thread may do any task; each task's result
+ * depends only on its inputs, so the output is the same whichever threads run. */
+static void work(void *arg) {
     job_t *job = (job_t *)arg;
-    const int64_t n = job->n, groups = (n + 15) / 16, row_len = groups * 16;
+    const int64_t n = job->n, groups = (n + 15) / 16, row_len = groups * 16, tasks = job->windows * job->heads;
     /* Sized for either precision: float32 needs the larger K and V buffers. */
     void *k_packed = aligned_alloc(64, rounded((size_t)(groups * 16 * HEAD_DIM * 4)));
     void *v_packed = aligned_alloc(64, rounded((size_t)((n + 1) * HEAD_DIM * 4)));
     float *scores = aligned_alloc(64, rounded((size_t)(ROWS * row_len * 4)));
     uint16_t *probs = aligned_alloc(64, rounded((size_t)(ROWS * row_len * 2)));
     if (!k_packed || !v_packed || !scores || !probs) {
-        job->status = 1;
+        atomic_store(&job->status, 1);
     } else {
-        for (int64_t task = job->first_task; task < job->end_task; task++) {
+        for (;;) {
+            const int64_t task = atomic_fetch_add_explicit(&job->next_task, 1, memory_order_relaxed);
+            if (task >= tasks) break;
 #ifdef __AVX512BF16__
             if (job->bf16) {
                 attend_one_bf16(job, task % job->windows, task / job->windows, k_packed, v_packed, scores, probs);
@@ -369,57 +385,54 @@ static void *run_job(void *arg) {
 #endif
             attend_one_f32(job, task % job->windows, task / job->windows, k_packed, v_packed, scores);
         }
-        job->status = 0;
     }
     free(k_packed);
     free(v_packed);
     free(scores);
     free(probs);
+}
+
+static void *work_thread(void *arg) {
+    work(arg);
     return NULL;
 }
 
-/* Runs the (head, window) tasks of `job` over `threads` threads; 0 on success, nonzero when
- * memory ran out (the caller raises). */
-static int run_tasks(const job_t *job, int threads) {
+/* Runs every task of `job` on `threads` workers (see the top of the file); 0 on success, nonzero
+ * when memory ran out (the caller raises). */
+static int run_tasks(job_t *job, int threads, parallel_fn parallel) {
     const int64_t tasks = job->windows * job->heads;
     if (tasks <= 0 || job->n <= 0) return 0;
     if (threads < 1) threads = 1;
     if (threads > tasks) threads = (int)tasks;
     if (threads > 256) threads = 256;
-    job_t jobs[256];
-    pthread_t ids[256];
-    int started[256];
-    for (int t = 0; t < threads; t++) {
-        jobs[t] = *job;
-        jobs[t].first_task = tasks * t / threads;
-        jobs[t].end_task = tasks * (t + 1) / threads;
-        jobs[t].status = 1;
+    atomic_init(&job->next_task, 0);
+    atomic_init(&job->status, 0);
+    if (parallel != NULL && threads > 1) {
+        parallel(work, job, (unsigned)threads, 0u);
+    } else {
+        pthread_t ids[256];
+        int started[256];
+        for (int t = 1; t < threads; t++) started[t] = pthread_create(&ids[t], NULL, work_thread, job) == 0;
+        work(job); /* threads that could not be started leave their tasks to the others */
+        for (int t = 1; t < threads; t++)
+            if (started[t]) pthread_join(ids[t], NULL);
     }
-    for (int t = 1; t < threads; t++) started[t] = pthread_create(&ids[t], NULL, run_job, &jobs[t]) == 0;
-    run_job(&jobs[0]);
-    int status = jobs[0].status;
-    for (int t = 1; t < threads; t++) {
-        if (started[t])
-            pthread_join(ids[t], NULL);
-        else
-            run_job(&jobs[t]); /* no thread to be had: do its share here */
-        status |= jobs[t].status;
-    }
-    return status;
+    /* A worker without buffers left its tasks to the others; fail only if some task was not done. */
+    return atomic_load(&job->status) && atomic_load(&job->next_task) < tasks;
 }
 
 #ifdef __AVX512BF16__
 int vswin_window_attention_bf16(const uint16_t *qkv, uint16_t *out, const float *bias, const uint16_t *region_bits,
                                 const int32_t *region_index, float region_value, int64_t windows, int64_t heads,
-                                int64_t n, float scale, int threads) {
-    const job_t job = {qkv, out, bias, region_bits, region_index, region_value, windows, heads, n, scale, 1, 0, 0, 1};
-    return run_tasks(&job, threads);
+                                int64_t n, float scale, int threads, parallel_fn parallel) {
+    job_t job = {qkv, out, bias, region_bits, region_index, region_value, windows, heads, n, scale, 1};
+    return run_tasks(&job, threads, parallel);
 }
 #endif
 
 int vswin_window_attention_f32(const float *qkv, float *out, const float *bias, const uint16_t *region_bits,
                                const int32_t *region_index, float region_value, int64_t windows, int64_t heads,
-                               int64_t n, float scale, int threads) {
-    const job_t job = {qkv, out, bias, region_bits, region_index, region_value, windows, heads, n, scale, 0, 0, 0, 1};
-    return run_tasks(&job, threads);
+                               int64_t n, float scale, int threads, parallel_fn parallel) {
+    job_t job = {qkv, out, bias, region_bits, region_index, region_value, windows, heads, n, scale, 0};
+    return run_tasks(&job, threads, parallel);
 }
