@@ -23,6 +23,7 @@ from vswin_cli.model import SHIFT_MASK_VALUE, SwinConfig, VideoSwin
 CPUINFO_ZEN4 = "flags\t\t: fpu sse2 avx2 avx512f avx512bw avx512vl avx512_bf16 avx512_vnni\n"
 CPUINFO_SKYLAKE = "flags\t\t: fpu sse2 avx2 avx512f avx512bw avx512vl avx512_vnni\n"
 CPUINFO_AVX2 = "flags\t\t: fpu sse2 avx2 fma\n"
+CPUINFO_AVX2_NO_FMA = "flags\t\t: fpu sse2 avx avx2\n"
 CPUINFO_SAPPHIRE_RAPIDS = "flags\t\t: fpu avx2 avx512f avx512bw avx512vl avx512_bf16 amx_bf16 amx_tile amx_int8\n"
 DTYPES = [torch.float32, torch.bfloat16]
 
@@ -39,7 +40,24 @@ def own_kernel_cache(tmp_path_factory, monkeypatch):
 
 def needs_kernel(dtype: torch.dtype) -> None:
     if not kernel.available(dtype):
-        pytest.skip(f"the {dtype} attention kernel is off here: {kernel.status(dtype)}")
+        why = kernel.status(dtype)
+        if "differed" in why:  # built and run here, and wrong: a defect, not a reason to skip
+            pytest.fail(f"the {dtype} attention kernel failed its first-use check: {why}")
+        pytest.skip(f"the {dtype} attention kernel is off here: {why}")
+
+
+BUILDS = ["native", "avx2"]  # this CPU's build, and the AVX2 one where the CPU also runs AVX2
+
+
+def use_build(build: str, dtype: torch.dtype, monkeypatch) -> None:
+    """Make the kernel (float32 only for AVX2) come from ``build``; skip where this CPU cannot run it."""
+    if build == "avx2":
+        if dtype != torch.float32:
+            pytest.skip("the AVX2 build has float32 code only")
+        if not {"avx2", "fma"} <= kernel.cpu_flags():
+            pytest.skip("this CPU has no AVX2 with FMA")
+        monkeypatch.setattr(kernel, "isa", lambda cpuinfo=None: "avx2")
+    needs_kernel(dtype)
 
 
 def random_case(windows: int, heads: int, n: int, masks: int, seed: int, dtype: torch.dtype):
@@ -67,11 +85,14 @@ def pytorch_attention(qkv: torch.Tensor, heads: int, additive: torch.Tensor | No
         (CPUINFO_ZEN4, True, True),
         (CPUINFO_SKYLAKE, True, False),
         (CPUINFO_SAPPHIRE_RAPIDS, True, False),  # bf16 there: PyTorch's attention, on AMX tiles
-        (CPUINFO_AVX2, False, False),
+        (CPUINFO_AVX2, True, False),  # float32 in the AVX2 build
+        (CPUINFO_AVX2_NO_FMA, False, False),
         ("", False, False),
     ],
 )
 def test_each_precision_needs_its_cpu_features(cpuinfo, f32, bf16):
+    expected_build = "avx512" if "avx512f" in cpuinfo else "avx2" if f32 else None
+    assert kernel.isa(cpuinfo) == expected_build
     assert kernel.cpu_supports(torch.float32, cpuinfo) is f32
     assert kernel.cpu_supports(torch.bfloat16, cpuinfo) is bf16
     assert kernel.cpu_supports(torch.float16, cpuinfo) is False
@@ -92,10 +113,11 @@ def test_region_bits_set_one_bit_per_masked_key():
     assert kernel.region_bits(masks, SHIFT_MASK_VALUE) is None
 
 
+@pytest.mark.parametrize("build", BUILDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("windows,heads,n", [(6, 3, 392), (3, 2, 37), (4, 1, 16), (2, 2, 17), (3, 1, 1), (2, 4, 98)])
-def test_kernel_is_as_exact_as_pytorch_attention(dtype, windows, heads, n):
-    needs_kernel(dtype)
+def test_kernel_is_as_exact_as_pytorch_attention(build, dtype, windows, heads, n, monkeypatch):
+    use_build(build, dtype, monkeypatch)
     qkv, bias, shift, index = random_case(windows, heads, n, masks=3, seed=n, dtype=dtype)
     additive = bias[None] + shift[index.long()][:, None]
     want = pytorch_attention(qkv, heads, additive, torch.float64)
@@ -174,9 +196,10 @@ def small_model() -> VideoSwin:
     return model
 
 
+@pytest.mark.parametrize("build", BUILDS)
 @pytest.mark.parametrize("shape", [(2, 3, 16, 112, 112), (1, 3, 9, 50, 60)])
-def test_model_with_the_kernel_keeps_float32_exact_and_bf16_within_its_bound(small_model, shape, monkeypatch):
-    needs_kernel(torch.float32)
+def test_model_with_the_kernel_keeps_float32_exact_and_bf16_within_its_bound(small_model, shape, build, monkeypatch):
+    use_build(build, torch.float32, monkeypatch)
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
     calls = []
     real = kernel.window_attention
@@ -213,6 +236,7 @@ def fake_compiler(directory: Path, script: str) -> str:
 def pretend_avx512(monkeypatch) -> None:
     """Pass the CPU and OS checks (nothing here runs the kernel: its build fails or is absent)."""
     monkeypatch.setattr(kernel, "cpu_supports", lambda dtype, cpuinfo=None: True)
+    monkeypatch.setattr(kernel, "isa", lambda cpuinfo=None: "avx512")
     monkeypatch.setattr(kernel.sys, "platform", "linux")
     monkeypatch.setattr(kernel.platform, "machine", lambda: "x86_64")
 
@@ -259,9 +283,13 @@ def test_no_compiler_vswin_eager_and_other_cpus_turn_it_off(monkeypatch):
     kernel.reset()
     monkeypatch.delenv("VSWIN_EAGER")
     monkeypatch.setattr(kernel, "cpu_supports", lambda dtype, cpuinfo=None: False)
-    monkeypatch.setattr(kernel, "cpu_flags", lambda cpuinfo=None: frozenset({"avx2"}))
-    assert kernel.available(torch.bfloat16) is False and "lacks avx512_bf16" in kernel.status(torch.bfloat16)
+    monkeypatch.setattr(kernel, "isa", lambda cpuinfo=None: "avx2")
+    assert kernel.available(torch.bfloat16) is False and "lacks AVX-512 BF16" in kernel.status(torch.bfloat16)
     assert kernel.available(torch.float16) is False
+    kernel.reset()
+    monkeypatch.setattr(kernel, "isa", lambda cpuinfo=None: None)
+    assert kernel.available(torch.float32) is False
+    assert kernel.status(torch.float32) == "this CPU has neither AVX-512 nor AVX2 with FMA"
 
 
 def test_the_build_is_cached_and_reused(tmp_path, monkeypatch):

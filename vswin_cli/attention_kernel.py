@@ -1,10 +1,10 @@
-"""Window attention on CPUs with AVX-512, float32 and bfloat16: a small C kernel built here on first use.
+"""Window attention on x86-64 CPUs, float32 and bfloat16: a small C kernel built here on first use.
 
 PyTorch's CPU attention runs Swin's shapes, 392-token windows with 32-dim heads, at ~90 GFLOP/s
 in float32 and in bf16 on CPUs without AMX (oneDNN's batched matmuls do no better), so attention
 took a third of a float32 forward and over half of a bf16 one. ``kernels/window_attention.c``
-does one (window, head) at a time in cache: FMA in float32, ``vdpbf16ps`` in bf16 (CPUs with
-AVX-512 BF16); see benchmarks/README.md for the figures.
+does one (window, head) at a time in cache: FMA in float32 (AVX-512, or AVX2 with FMA),
+``vdpbf16ps`` in bf16 (AVX-512 BF16); see benchmarks/README.md for the figures.
 
 The kernel is compiled with the C compiler at hand (``$CC``, ``cc``, ``gcc`` or ``clang``) into
 ``$XDG_CACHE_HOME/vswin/kernels`` (``~/.cache/...``) the first time a forward needs it, then each
@@ -40,18 +40,17 @@ from torch import Tensor
 
 HEAD_DIM = 32
 SOURCE = Path(__file__).with_name("kernels") / "window_attention.c"
-FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-fPIC", "-shared", "-pthread")
+FLAGS = ("-O3", "-fPIC", "-shared", "-pthread")
+# The instruction sets the kernel has code for, best first: the flags that build it and the
+# /proc/cpuinfo features it needs. AVX2 has float32 code only.
+ISA_FLAGS = {"avx512": ("-mavx512f", "-mavx512bw", "-mavx512vl"), "avx2": ("-mavx2", "-mfma")}
+ISA_CPU_FLAGS = {"avx512": frozenset({"avx512f", "avx512bw", "avx512vl"}), "avx2": frozenset({"avx2", "fma"})}
 BF16_FLAG = "-mavx512bf16"  # compilers without it (GCC < 9) build the float32 code alone
 # Largest difference from float32 attention the first-use check accepts. float32: the kernel
 # measures ~1e-6, as PyTorch's does; bf16: ~0.01 on unit-variance inputs (probabilities are
 # rounded to bfloat16, as in PyTorch's bf16 attention).
 CHECK_TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 0.05}
 ENTRY_POINTS = {torch.float32: "vswin_window_attention_f32", torch.bfloat16: "vswin_window_attention_bf16"}
-# CPU features each precision's code uses (/proc/cpuinfo names).
-CPU_FLAGS = {
-    torch.float32: frozenset({"avx512f", "avx512bw", "avx512vl"}),
-    torch.bfloat16: frozenset({"avx512f", "avx512bw", "avx512vl", "avx512_bf16"}),
-}
 
 _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
@@ -75,16 +74,24 @@ def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
     return frozenset()
 
 
-def cpu_supports(dtype: torch.dtype, cpuinfo: str | None = None) -> bool:
-    """Whether the kernel's ``dtype`` code is for this CPU: it has the AVX-512 features the code uses.
-
-    bf16 is left to PyTorch on CPUs with AMX: its attention uses the AMX tiles there, which
-    this kernel does not, and no AMX machine was at hand to measure which is faster.
-    """
+def isa(cpuinfo: str | None = None) -> str | None:
+    """The kernel's build for this CPU: "avx512", "avx2" (float32 only), or None for neither."""
     flags = cpu_flags(cpuinfo)
-    if dtype == torch.bfloat16 and "amx_bf16" in flags:
-        return False
-    return dtype in CPU_FLAGS and CPU_FLAGS[dtype] <= flags
+    return next((name for name, needed in ISA_CPU_FLAGS.items() if needed <= flags), None)
+
+
+def cpu_supports(dtype: torch.dtype, cpuinfo: str | None = None) -> bool:
+    """Whether the kernel has ``dtype`` code for this CPU.
+
+    float32: AVX-512 (F, BW, VL) or AVX2 with FMA. bf16: AVX-512 BF16, and no AMX: on CPUs with
+    AMX, PyTorch's bf16 attention uses the AMX tiles, which this kernel does not, and no AMX
+    machine was at hand to measure which is faster.
+    """
+    build = isa(cpuinfo)
+    if dtype == torch.float32:
+        return build is not None
+    flags = cpu_flags(cpuinfo)
+    return dtype == torch.bfloat16 and build == "avx512" and "avx512_bf16" in flags and "amx_bf16" not in flags
 
 
 def cache_dir() -> Path:
@@ -100,16 +107,20 @@ def find_compiler() -> str | None:
     return None
 
 
-def build(compiler: str, directory: Path) -> Path:
-    """The compiled kernel in ``directory``: with bf16 code where the compiler can, else float32 alone.
+def build(compiler: str, directory: Path, target: str = "avx512") -> Path:
+    """The kernel for ``target`` (see :func:`isa`) compiled in ``directory``; for AVX-512 with bf16
+    code where the compiler can, else float32 alone.
 
     Raises RuntimeError with the compiler's message when neither builds.
     """
+    flags = (*FLAGS, *ISA_FLAGS[target])
+    if target != "avx512":
+        return _build(compiler, directory, flags)
     try:
-        return _build(compiler, directory, (*FLAGS, BF16_FLAG))
+        return _build(compiler, directory, (*flags, BF16_FLAG))
     except RuntimeError as with_bf16:
         try:
-            return _build(compiler, directory, FLAGS)
+            return _build(compiler, directory, flags)
         except RuntimeError:
             raise with_bf16 from None
 
@@ -149,10 +160,13 @@ def _load_library() -> ctypes.CDLL:
         compiler = find_compiler()
         if compiler is None:
             raise RuntimeError("no C compiler (cc, gcc, clang or $CC)")
+        target = isa()
+        if target is None:
+            raise RuntimeError("this CPU has neither AVX-512 nor AVX2 with FMA")
         try:
-            path = build(compiler, cache_dir())
+            path = build(compiler, cache_dir(), target)
         except OSError:  # the cache is not writable: build in a temporary folder
-            path = build(compiler, Path(tempfile.mkdtemp(prefix="vswin-kernels-")))
+            path = build(compiler, Path(tempfile.mkdtemp(prefix="vswin-kernels-")), target)
         _library = ctypes.CDLL(str(path))
     return _library
 
@@ -165,8 +179,12 @@ def _why_unavailable(dtype: torch.dtype) -> str | None:
     if not sys.platform.startswith("linux") or platform.machine().lower() not in ("x86_64", "amd64"):
         return "not Linux on x86-64"
     if not cpu_supports(dtype):
-        missing = CPU_FLAGS[dtype] - cpu_flags()
-        return f"this CPU lacks {', '.join(sorted(missing))}" if missing else "this CPU has AMX: PyTorch's attention uses it"
+        flags = cpu_flags()
+        if isa() is None:
+            return "this CPU has neither AVX-512 nor AVX2 with FMA"
+        if dtype == torch.bfloat16 and "amx_bf16" in flags:
+            return "this CPU has AMX: PyTorch's attention uses it"
+        return "this CPU lacks AVX-512 BF16"
     return None
 
 

@@ -15,7 +15,7 @@ How the forward spends its time on arithmetic (see benchmarks/README.md for the 
 - Attention is ``scaled_dot_product_attention`` with one additive mask: the relative position
   bias (cached per block) plus the shift mask. Shifted windows are grouped by shift pattern
   (at most 8) so each group's mask is a broadcast (1, heads, N, N) tensor. On CPUs with AVX-512
-  (and AVX-512 BF16 for bfloat16), 32-channel heads go through a small C kernel instead
+  or AVX2 + FMA (float32) and AVX-512 BF16 (bfloat16), 32-channel heads go through a small C kernel instead
   (:mod:`vswin_cli.attention_kernel`), which takes the shift masks as bits (``_Layout``).
 - On CPUs the linear layers go through oneDNN's fused kernels (bias + GELU, bias + residual
   add) where the build has them (:func:`fused_cpu_linear_available`).

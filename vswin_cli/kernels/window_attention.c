@@ -38,10 +38,7 @@
 
 #define HEAD_DIM 32
 #define PAIRS (HEAD_DIM / 2)
-/* Query rows per block and 16-key groups per Q K^T register tile (8 x 3 = 24 accumulators):
- * the fastest of 4x4, 4x5, 6x4, 8x2, 8x3, 12x2 and 16x1 measured on a Zen 4 core. */
-#define ROWS 8
-#define GROUP_TILE 3
+#define NO_KEY (-3.0e38f) /* the score of a key past n */
 
 typedef struct {
     const void *qkv; /* float or bfloat16 (uint16_t) */
@@ -60,6 +57,15 @@ typedef struct {
 /* GOMP_parallel's signature (libgomp, and the GOMP compatibility layer of LLVM's and Intel's
  * OpenMP runtimes): run fn(data) on a team of num_threads threads, the caller among them. */
 typedef void (*parallel_fn)(void (*fn)(void *), void *data, unsigned num_threads, unsigned flags);
+
+#if defined(__AVX512F__)
+/* Query rows per block and 16-key groups per Q K^T register tile (8 x 3 = 24 accumulators):
+ * the fastest of 4x4, 4x5, 6x4, 8x2, 8x3, 12x2 and 16x1 measured on a Zen 4 core. */
+#define LANES 16
+#define ROWS 8
+#define GROUP_TILE 3
+typedef __m512 vec_t;
+static inline vec_t vec_set1(float x) { return _mm512_set1_ps(x); }
 
 #ifdef __AVX512BF16__ /* defined by -mavx512bf16; a compiler without it builds the float32 code alone */
 static inline __m512bh as_bh(__m512i v) { return (__m512bh)v; }
@@ -85,8 +91,6 @@ static inline __m512 exp_nonpositive(__m512 x) {
 static inline __mmask16 lanes_below(int64_t left) {
     return left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1u);
 }
-
-#define NO_KEY (-3.0e38f)
 
 /* acc (Q K^T of ROWS rows and `tile` 16-key groups from `group`) -> scores * scale + bias +
  * shift mask in float32 into scores (row stride `stride`), keys past n set to NO_KEY; each
@@ -203,27 +207,145 @@ static inline float exp_row_f32(float *row, float top, int64_t n, int64_t groups
     return _mm512_reduce_add_ps(total);
 }
 
+#elif defined(__AVX2__) && defined(__FMA__) /* CPUs without AVX-512: float32 only, 8 lanes */
+/* 6 x 2 Q K^T tile: 12 accumulators, 2 key vectors and a broadcast query fit the 16 registers
+ * (4 x 3 measured slower on a Zen 4 core running this code). */
+#define LANES 8
+#define ROWS 6
+#define GROUP_TILE 2
+typedef __m256 vec_t;
+static inline vec_t vec_set1(float x) { return _mm256_set1_ps(x); }
+
+/* exp(x) for x <= 0 as in the AVX-512 code, with 2^integer put into the exponent bits; below
+ * 2^-126 it returns about 2^-126 instead of (nearly) zero, 1e-38 next to a row maximum of 1. */
+static inline __m256 exp_nonpositive(__m256 x) {
+    __m256 t = _mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f));
+    t = _mm256_max_ps(t, _mm256_set1_ps(-126.0f));
+    const __m256 k = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 f = _mm256_sub_ps(t, k);
+    __m256 p = _mm256_set1_ps(1.5403530393381606e-4f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.3333558146428443e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.6181291076284772e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.5504108664821580e-2f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.4022650695910071e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.9314718055994531e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+    const __m256i power = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(power));
+}
+
+/* All-ones lanes for the first `left` of 8. */
+static inline __m256i lanes_below(int64_t left) {
+    const int32_t count = left >= 8 ? 8 : left <= 0 ? 0 : (int32_t)left;
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* All-ones lanes where the 8 bits of `byte` are set (bit 0: lane 0). */
+static inline __m256 lanes_of_bits(unsigned byte) {
+    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    return _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)byte), bit), bit));
+}
+
+static inline float reduce_max(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+}
+
+static inline float reduce_add(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+/* k_packed holds each channel of 8 keys side by side; scores as in the AVX-512 store_scores. */
+static inline __attribute__((always_inline)) void score_tile_f32(const char *const q_rows[ROWS],
+                                                                 const float *const bias_rows[ROWS],
+                                                                 const uint16_t *const bit_rows[ROWS], float region_value,
+                                                                 const float *k_packed, float *scores, int64_t stride,
+                                                                 __m256 *row_max, int64_t group, int64_t n, float scale,
+                                                                 const int tile) {
+    __m256 acc[ROWS][GROUP_TILE];
+#pragma GCC unroll 16
+    for (int r = 0; r < ROWS; r++)
+#pragma GCC unroll 4
+        for (int g = 0; g < tile; g++) acc[r][g] = _mm256_setzero_ps();
+    for (int c = 0; c < HEAD_DIM; c++) {
+        __m256 keys[GROUP_TILE];
+#pragma GCC unroll 4
+        for (int g = 0; g < tile; g++) keys[g] = _mm256_load_ps(k_packed + ((group + g) * HEAD_DIM + c) * 8);
+#pragma GCC unroll 16
+        for (int r = 0; r < ROWS; r++) {
+            const __m256 query = _mm256_broadcast_ss((const float *)q_rows[r] + c);
+#pragma GCC unroll 4
+            for (int g = 0; g < tile; g++) acc[r][g] = _mm256_fmadd_ps(query, keys[g], acc[r][g]);
+        }
+    }
+    const __m256 scale_v = _mm256_set1_ps(scale), region_v = _mm256_set1_ps(region_value);
+#pragma GCC unroll 4
+    for (int g = 0; g < tile; g++) {
+        const int64_t col = (group + g) * 8;
+        const __m256i valid = lanes_below(n - col);
+        const int whole = n - col >= 8;
+#pragma GCC unroll 16
+        for (int r = 0; r < ROWS; r++) {
+            __m256 s;
+            if (bias_rows[r]) {
+                const __m256 b = whole ? _mm256_loadu_ps(bias_rows[r] + col) : _mm256_maskload_ps(bias_rows[r] + col, valid);
+                s = _mm256_fmadd_ps(acc[r][g], scale_v, b);
+            } else {
+                s = _mm256_mul_ps(acc[r][g], scale_v);
+            }
+            if (bit_rows[r]) {
+                const unsigned byte = (bit_rows[r][(group + g) / 2] >> (8 * ((group + g) % 2))) & 0xFFu;
+                s = _mm256_add_ps(s, _mm256_and_ps(lanes_of_bits(byte), region_v));
+            }
+            if (!whole) s = _mm256_blendv_ps(_mm256_set1_ps(NO_KEY), s, _mm256_castsi256_ps(valid));
+            _mm256_store_ps(scores + r * stride + col, s);
+            row_max[r] = _mm256_max_ps(row_max[r], s);
+        }
+    }
+}
+
+/* One row of scores -> exp(score - max) in place (zero past n); returns their sum. */
+static inline float exp_row_f32(float *row, float top, int64_t n, int64_t groups) {
+    const __m256 top_v = _mm256_set1_ps(top);
+    __m256 total = _mm256_setzero_ps();
+    for (int64_t g = 0; g < groups; g++) {
+        __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_load_ps(row + g * 8), top_v));
+        e = _mm256_and_ps(e, _mm256_castsi256_ps(lanes_below(n - g * 8)));
+        total = _mm256_add_ps(total, e);
+        _mm256_store_ps(row + g * 8, e);
+    }
+    return reduce_add(total);
+}
+
+#else
+#error "the attention kernel needs AVX-512 (F, BW, VL) or AVX2 with FMA"
+#endif
+
 /* The block of up to ROWS queries from i0 of (window, head): each row's query (as bytes), bias
  * row and shift-mask bits (rows past n repeat the last: computed, not kept), and its running
  * maximum reset. Returns how many rows are real. */
 static inline __attribute__((always_inline)) int start_block(const job_t *job, int64_t window, int64_t head,
                                                               int64_t i0, const char *q, int64_t token_bytes,
                                                               const char *q_rows[ROWS], const float *bias_rows[ROWS],
-                                                              const uint16_t *bit_rows[ROWS], __m512 row_max[ROWS]) {
-    const int64_t n = job->n, groups = (n + 15) / 16;
+                                                              const uint16_t *bit_rows[ROWS], vec_t row_max[ROWS]) {
+    const int64_t n = job->n, words = (n + 15) / 16; /* region_bits words per row */
     const float *bias = job->bias ? job->bias + head * n * n : NULL;
-    const uint16_t *bits = job->region_bits ? job->region_bits + (int64_t)job->region_index[window] * n * groups : NULL;
+    const uint16_t *bits = job->region_bits ? job->region_bits + (int64_t)job->region_index[window] * n * words : NULL;
     const int rows = n - i0 < ROWS ? (int)(n - i0) : ROWS;
     for (int r = 0; r < ROWS; r++) {
         const int64_t i = r < rows ? i0 + r : n - 1;
         q_rows[r] = q + i * token_bytes;
         bias_rows[r] = bias ? bias + i * n : NULL;
-        bit_rows[r] = bits ? bits + i * groups : NULL;
-        row_max[r] = _mm512_set1_ps(NO_KEY);
+        bit_rows[r] = bits ? bits + i * words : NULL;
+        row_max[r] = vec_set1(NO_KEY);
     }
     return rows;
 }
 
+#if defined(__AVX512F__)
 #ifdef __AVX512BF16__
 static void attend_one_bf16(const job_t *job, int64_t window, int64_t head, uint32_t *k_packed, uint32_t *v_packed,
                             float *scores, uint16_t *probs) {
@@ -359,15 +481,83 @@ static void attend_one_f32(const job_t *job, int64_t window, int64_t head, float
     }
 }
 
+#else /* AVX2 */
+
+static void attend_one_f32(const job_t *job, int64_t window, int64_t head, float *k_packed, float *v_packed,
+                           float *scores) {
+    const int64_t n = job->n, heads = job->heads;
+    const int64_t groups = (n + 7) / 8, row_len = groups * 8;
+    const int64_t token_stride = 3 * heads * HEAD_DIM;
+    const float *base = (const float *)job->qkv + window * n * token_stride + head * HEAD_DIM;
+    const float *q = base, *k = base + heads * HEAD_DIM, *v = base + 2 * heads * HEAD_DIM;
+
+    /* K: each channel of 8 keys side by side; zero keys past n. V: rows packed together. */
+    for (int64_t j = 0; j < row_len; j++) {
+        float *dst = k_packed + (j / 8) * HEAD_DIM * 8 + (j % 8);
+        if (j < n) {
+            const float *key = k + j * token_stride;
+            for (int c = 0; c < HEAD_DIM; c++) dst[c * 8] = key[c];
+        } else {
+            for (int c = 0; c < HEAD_DIM; c++) dst[c * 8] = 0.0f;
+        }
+    }
+    for (int64_t j = 0; j < n; j++) memcpy(v_packed + j * HEAD_DIM, v + j * token_stride, HEAD_DIM * sizeof(float));
+
+    for (int64_t i0 = 0; i0 < n; i0 += ROWS) {
+        const char *q_rows[ROWS];
+        const float *bias_rows[ROWS];
+        const uint16_t *bit_rows[ROWS];
+        __m256 row_max[ROWS];
+        const int rows = start_block(job, window, head, i0, (const char *)q, token_stride * 4, q_rows, bias_rows,
+                                     bit_rows, row_max);
+        int64_t g = 0;
+        for (; g + GROUP_TILE <= groups; g += GROUP_TILE)
+            score_tile_f32(q_rows, bias_rows, bit_rows, job->region_value, k_packed, scores, row_len, row_max, g, n,
+                           job->scale, GROUP_TILE);
+        for (; g < groups; g++)
+            score_tile_f32(q_rows, bias_rows, bit_rows, job->region_value, k_packed, scores, row_len, row_max, g, n,
+                           job->scale, 1);
+
+        float inv_total[ROWS];
+        for (int r = 0; r < rows; r++)
+            inv_total[r] = 1.0f / exp_row_f32(scores + r * row_len, reduce_max(row_max[r]), n, groups);
+        for (int r = rows; r < ROWS; r++) memset(scores + r * row_len, 0, row_len * sizeof(float));
+
+        /* Unnormalised probabilities times V, 16 channels at a time (12 accumulators). */
+        for (int half = 0; half < 2; half++) {
+            __m256 acc[ROWS][2];
+            for (int r = 0; r < ROWS; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+            for (int64_t j = 0; j < n; j++) {
+                const float *value = v_packed + j * HEAD_DIM + half * 16;
+                const __m256 v_lo = _mm256_load_ps(value), v_hi = _mm256_load_ps(value + 8);
+#pragma GCC unroll 16
+                for (int r = 0; r < ROWS; r++) {
+                    const __m256 p = _mm256_broadcast_ss(scores + r * row_len + j);
+                    acc[r][0] = _mm256_fmadd_ps(p, v_lo, acc[r][0]);
+                    acc[r][1] = _mm256_fmadd_ps(p, v_hi, acc[r][1]);
+                }
+            }
+            for (int r = 0; r < rows; r++) {
+                const __m256 inv = _mm256_set1_ps(inv_total[r]);
+                float *dst = (float *)job->out + ((window * n + i0 + r) * heads + head) * HEAD_DIM + half * 16;
+                _mm256_storeu_ps(dst, _mm256_mul_ps(acc[r][0], inv));
+                _mm256_storeu_ps(dst + 8, _mm256_mul_ps(acc[r][1], inv));
+            }
+        }
+    }
+}
+
+#endif
+
 static size_t rounded(size_t bytes) { return (bytes + 63) / 64 * 64; }
 
 /* One worker: takes tasks until none is left. Any thread may do any task; each task's result
  * depends only on its inputs, so the output is the same whichever threads run. */
 static void work(void *arg) {
     job_t *job = (job_t *)arg;
-    const int64_t n = job->n, groups = (n + 15) / 16, row_len = groups * 16, tasks = job->windows * job->heads;
+    const int64_t n = job->n, row_len = (n + LANES - 1) / LANES * LANES, tasks = job->windows * job->heads;
     /* Sized for either precision: float32 needs the larger K and V buffers. */
-    void *k_packed = aligned_alloc(64, rounded((size_t)(groups * 16 * HEAD_DIM * 4)));
+    void *k_packed = aligned_alloc(64, rounded((size_t)(row_len * HEAD_DIM * 4)));
     void *v_packed = aligned_alloc(64, rounded((size_t)((n + 1) * HEAD_DIM * 4)));
     float *scores = aligned_alloc(64, rounded((size_t)(ROWS * row_len * 4)));
     uint16_t *probs = aligned_alloc(64, rounded((size_t)(ROWS * row_len * 2)));
