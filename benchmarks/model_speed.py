@@ -182,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{gflop:.1f} GFLOP per view, batch {args.batch}", file=sys.stderr)
     if device.type == "cpu":
         kernel = ", ".join(f"{d}: {attention_kernel.status(d)}" for d in (torch.float32, torch.bfloat16))
+        kernel += (f" ({attention_kernel.isa()} build, on "
+                   f"{'PyTorch OpenMP threads' if attention_kernel.runs_on_pytorch_threads() else 'threads of its own'})")
     else:
         kernel = f"not used on {device.type}"
     print(f"freed memory kept in the process: {kept}; vswin's attention kernel: {kernel}", file=sys.stderr)

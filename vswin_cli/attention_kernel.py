@@ -258,6 +258,11 @@ def openmp_runtime(maps: str | None = None) -> str | None:
     return loaded.pop() if len(loaded) == 1 else None
 
 
+def runs_on_pytorch_threads() -> bool:
+    """Whether the kernel's workers are PyTorch's OpenMP threads (else threads of its own)."""
+    return _parallel_function() is not None
+
+
 def _parallel_function() -> int | None:
     """Address of GOMP_parallel in PyTorch's OpenMP runtime (looked up once), or None."""
     global _parallel

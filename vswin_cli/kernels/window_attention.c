@@ -1,4 +1,5 @@
-/* Window attention for CPUs with AVX-512, head dim 32: float32, and bfloat16 with AVX-512 BF16.
+/* Window attention for x86-64 CPUs, head dim 32: float32 (AVX-512, or AVX2 + FMA), and bfloat16
+ * with AVX-512 BF16.
  *
  * Why: PyTorch's fused CPU attention reaches ~90 GFLOP/s in float32 and in bf16 on Swin's shapes
  * (392-token windows, 32-dim heads) on CPUs without AMX, half of the float32 matmul rate and a
@@ -17,9 +18,10 @@
  *                                           shift mask adds region_value to key j; or NULL
  *   region_index (windows,)                 int32: each window's row of region_bits
  *
- * Compiled with AVX-512 F/BW/VL/BF16 enabled by vswin_cli/attention_kernel.py (float32 alone
- * where the compiler does not know BF16) and loaded with ctypes; the float32 entry point uses
- * no BF16 instruction, so it also runs on AVX-512 CPUs without BF16.
+ * Built by vswin_cli/attention_kernel.py for the CPU at hand and loaded with ctypes: with
+ * AVX-512 F/BW/VL/BF16 enabled (float32 alone where the compiler does not know BF16; the
+ * float32 entry point uses no BF16 instruction, so it also runs on AVX-512 CPUs without BF16),
+ * or with AVX2 + FMA on CPUs without AVX-512 (8-lane float32 code, no bf16 entry point).
  *
  * Threads: the (head, window) tasks, head-major so that neighbouring tasks share one head's bias
  * in cache, are handed out one at a time from an atomic counter to `threads` workers. Where the
