@@ -68,6 +68,11 @@ typedef void (*parallel_fn)(void (*fn)(void *), void *data, unsigned num_threads
 #define GROUP_TILE 3
 typedef __m512 vec_t;
 static inline vec_t vec_set1(float x) { return _mm512_set1_ps(x); }
+static inline vec_t vec_zero(void) { return _mm512_setzero_ps(); }
+static inline vec_t vec_load(const float *p) { return _mm512_load_ps(p); }
+static inline vec_t vec_fmadd(vec_t a, vec_t b, vec_t c) { return _mm512_fmadd_ps(a, b, c); }
+static inline void vec_store_scaled(float *p, vec_t v, float factor) { _mm512_storeu_ps(p, _mm512_mul_ps(v, _mm512_set1_ps(factor))); }
+static inline float vec_reduce_max(vec_t v) { return _mm512_reduce_max_ps(v); }
 
 #ifdef __AVX512BF16__ /* defined by -mavx512bf16; a compiler without it builds the float32 code alone */
 static inline __m512bh as_bh(__m512i v) { return (__m512bh)v; }
@@ -154,32 +159,6 @@ static inline __attribute__((always_inline)) void score_tile_bf16(const char *co
 
 #endif
 
-/* float32: k_packed holds each channel of 16 keys side by side. */
-static inline __attribute__((always_inline)) void score_tile_f32(const char *const q_rows[ROWS],
-                                                                 const float *const bias_rows[ROWS],
-                                                                 const uint16_t *const bit_rows[ROWS], float region_value,
-                                                                 const float *k_packed, float *scores, int64_t stride,
-                                                                 __m512 *row_max, int64_t group, int64_t n, float scale,
-                                                                 const int tile) {
-    __m512 acc[ROWS][GROUP_TILE];
-#pragma GCC unroll 16
-    for (int r = 0; r < ROWS; r++)
-#pragma GCC unroll 4
-        for (int g = 0; g < tile; g++) acc[r][g] = _mm512_setzero_ps();
-    for (int c = 0; c < HEAD_DIM; c++) {
-        __m512 keys[GROUP_TILE];
-#pragma GCC unroll 4
-        for (int g = 0; g < tile; g++) keys[g] = _mm512_load_ps(k_packed + ((group + g) * HEAD_DIM + c) * 16);
-#pragma GCC unroll 16
-        for (int r = 0; r < ROWS; r++) {
-            const __m512 query = _mm512_set1_ps(((const float *)q_rows[r])[c]);
-#pragma GCC unroll 4
-            for (int g = 0; g < tile; g++) acc[r][g] = _mm512_fmadd_ps(query, keys[g], acc[r][g]);
-        }
-    }
-    store_scores(acc, bias_rows, bit_rows, region_value, scores, stride, row_max, group, n, scale, tile);
-}
-
 #ifdef __AVX512BF16__
 /* One row of scores -> exp(score - max) as bfloat16 (zero past n); returns their float32 sum. */
 static inline float exp_row_bf16(const float *row, float top, uint16_t *probs, int64_t n, int64_t groups) {
@@ -217,6 +196,10 @@ static inline float exp_row_f32(float *row, float top, int64_t n, int64_t groups
 #define GROUP_TILE 2
 typedef __m256 vec_t;
 static inline vec_t vec_set1(float x) { return _mm256_set1_ps(x); }
+static inline vec_t vec_zero(void) { return _mm256_setzero_ps(); }
+static inline vec_t vec_load(const float *p) { return _mm256_load_ps(p); }
+static inline vec_t vec_fmadd(vec_t a, vec_t b, vec_t c) { return _mm256_fmadd_ps(a, b, c); }
+static inline void vec_store_scaled(float *p, vec_t v, float factor) { _mm256_storeu_ps(p, _mm256_mul_ps(v, _mm256_set1_ps(factor))); }
 
 /* exp(x) for x <= 0 as in the AVX-512 code, with 2^integer put into the exponent bits; below
  * 2^-126 it returns about 2^-126 instead of (nearly) zero, 1e-38 next to a row maximum of 1. */
@@ -248,7 +231,7 @@ static inline __m256 lanes_of_bits(unsigned byte) {
     return _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)byte), bit), bit));
 }
 
-static inline float reduce_max(__m256 v) {
+static inline float vec_reduce_max(__m256 v) {
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));
     return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
@@ -260,29 +243,13 @@ static inline float reduce_add(__m256 v) {
     return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
 
-/* k_packed holds each channel of 8 keys side by side; scores as in the AVX-512 store_scores. */
-static inline __attribute__((always_inline)) void score_tile_f32(const char *const q_rows[ROWS],
-                                                                 const float *const bias_rows[ROWS],
-                                                                 const uint16_t *const bit_rows[ROWS], float region_value,
-                                                                 const float *k_packed, float *scores, int64_t stride,
-                                                                 __m256 *row_max, int64_t group, int64_t n, float scale,
-                                                                 const int tile) {
-    __m256 acc[ROWS][GROUP_TILE];
-#pragma GCC unroll 16
-    for (int r = 0; r < ROWS; r++)
-#pragma GCC unroll 4
-        for (int g = 0; g < tile; g++) acc[r][g] = _mm256_setzero_ps();
-    for (int c = 0; c < HEAD_DIM; c++) {
-        __m256 keys[GROUP_TILE];
-#pragma GCC unroll 4
-        for (int g = 0; g < tile; g++) keys[g] = _mm256_load_ps(k_packed + ((group + g) * HEAD_DIM + c) * 8);
-#pragma GCC unroll 16
-        for (int r = 0; r < ROWS; r++) {
-            const __m256 query = _mm256_broadcast_ss((const float *)q_rows[r] + c);
-#pragma GCC unroll 4
-            for (int g = 0; g < tile; g++) acc[r][g] = _mm256_fmadd_ps(query, keys[g], acc[r][g]);
-        }
-    }
+/* As the AVX-512 store_scores, 8 keys per group; a group's shift-mask bits are one byte of a
+ * 16-bit word. */
+static inline __attribute__((always_inline)) void store_scores(__m256 acc[ROWS][GROUP_TILE],
+                                                               const float *const bias_rows[ROWS],
+                                                               const uint16_t *const bit_rows[ROWS], float region_value,
+                                                               float *scores, int64_t stride, __m256 *row_max,
+                                                               int64_t group, int64_t n, float scale, const int tile) {
     const __m256 scale_v = _mm256_set1_ps(scale), region_v = _mm256_set1_ps(region_value);
 #pragma GCC unroll 4
     for (int g = 0; g < tile; g++) {
@@ -326,6 +293,33 @@ static inline float exp_row_f32(float *row, float top, int64_t n, int64_t groups
 #error "the attention kernel needs AVX-512 (F, BW, VL) or AVX2 with FMA"
 #endif
 
+/* float32 Q K^T of ROWS rows and `tile` groups of LANES keys from `group` (k_packed: each channel
+ * of LANES keys side by side), then store_scores. */
+static inline __attribute__((always_inline)) void score_tile_f32(const char *const q_rows[ROWS],
+                                                                 const float *const bias_rows[ROWS],
+                                                                 const uint16_t *const bit_rows[ROWS], float region_value,
+                                                                 const float *k_packed, float *scores, int64_t stride,
+                                                                 vec_t *row_max, int64_t group, int64_t n, float scale,
+                                                                 const int tile) {
+    vec_t acc[ROWS][GROUP_TILE];
+#pragma GCC unroll 16
+    for (int r = 0; r < ROWS; r++)
+#pragma GCC unroll 4
+        for (int g = 0; g < tile; g++) acc[r][g] = vec_zero();
+    for (int c = 0; c < HEAD_DIM; c++) {
+        vec_t keys[GROUP_TILE];
+#pragma GCC unroll 4
+        for (int g = 0; g < tile; g++) keys[g] = vec_load(k_packed + ((group + g) * HEAD_DIM + c) * LANES);
+#pragma GCC unroll 16
+        for (int r = 0; r < ROWS; r++) {
+            const vec_t query = vec_set1(((const float *)q_rows[r])[c]);
+#pragma GCC unroll 4
+            for (int g = 0; g < tile; g++) acc[r][g] = vec_fmadd(query, keys[g], acc[r][g]);
+        }
+    }
+    store_scores(acc, bias_rows, bit_rows, region_value, scores, stride, row_max, group, n, scale, tile);
+}
+
 /* The block of up to ROWS queries from i0 of (window, head): each row's query (as bytes), bias
  * row and shift-mask bits (rows past n repeat the last: computed, not kept), and its running
  * maximum reset. Returns how many rows are real. */
@@ -347,7 +341,6 @@ static inline __attribute__((always_inline)) int start_block(const job_t *job, i
     return rows;
 }
 
-#if defined(__AVX512F__)
 #ifdef __AVX512BF16__
 static void attend_one_bf16(const job_t *job, int64_t window, int64_t head, uint32_t *k_packed, uint32_t *v_packed,
                             float *scores, uint16_t *probs) {
@@ -422,22 +415,23 @@ static void attend_one_bf16(const job_t *job, int64_t window, int64_t head, uint
 
 #endif
 
+/* float32, either instruction set: vectors of LANES keys or channels. */
 static void attend_one_f32(const job_t *job, int64_t window, int64_t head, float *k_packed, float *v_packed,
                            float *scores) {
     const int64_t n = job->n, heads = job->heads;
-    const int64_t groups = (n + 15) / 16, row_len = groups * 16;
+    const int64_t groups = (n + LANES - 1) / LANES, row_len = groups * LANES;
     const int64_t token_stride = 3 * heads * HEAD_DIM; /* floats between tokens in qkv */
     const float *base = (const float *)job->qkv + window * n * token_stride + head * HEAD_DIM;
     const float *q = base, *k = base + heads * HEAD_DIM, *v = base + 2 * heads * HEAD_DIM;
 
-    /* K: each channel of 16 keys side by side; zero keys past n. V: rows packed together. */
+    /* K: each channel of LANES keys side by side; zero keys past n. V: rows packed together. */
     for (int64_t j = 0; j < row_len; j++) {
-        float *dst = k_packed + (j / 16) * HEAD_DIM * 16 + (j % 16);
+        float *dst = k_packed + (j / LANES) * HEAD_DIM * LANES + (j % LANES);
         if (j < n) {
             const float *key = k + j * token_stride;
-            for (int c = 0; c < HEAD_DIM; c++) dst[c * 16] = key[c];
+            for (int c = 0; c < HEAD_DIM; c++) dst[c * LANES] = key[c];
         } else {
-            for (int c = 0; c < HEAD_DIM; c++) dst[c * 16] = 0.0f;
+            for (int c = 0; c < HEAD_DIM; c++) dst[c * LANES] = 0.0f;
         }
     }
     for (int64_t j = 0; j < n; j++) memcpy(v_packed + j * HEAD_DIM, v + j * token_stride, HEAD_DIM * sizeof(float));
@@ -446,7 +440,7 @@ static void attend_one_f32(const job_t *job, int64_t window, int64_t head, float
         const char *q_rows[ROWS];
         const float *bias_rows[ROWS];
         const uint16_t *bit_rows[ROWS];
-        __m512 row_max[ROWS];
+        vec_t row_max[ROWS];
         const int rows = start_block(job, window, head, i0, (const char *)q, token_stride * 4, q_rows, bias_rows,
                                      bit_rows, row_max);
         int64_t g = 0;
@@ -459,97 +453,32 @@ static void attend_one_f32(const job_t *job, int64_t window, int64_t head, float
 
         float inv_total[ROWS];
         for (int r = 0; r < rows; r++)
-            inv_total[r] = 1.0f / exp_row_f32(scores + r * row_len, _mm512_reduce_max_ps(row_max[r]), n, groups);
+            inv_total[r] = 1.0f / exp_row_f32(scores + r * row_len, vec_reduce_max(row_max[r]), n, groups);
         for (int r = rows; r < ROWS; r++) memset(scores + r * row_len, 0, row_len * sizeof(float));
 
-        /* Unnormalised probabilities times V, divided by the row's sum at the end. */
-        __m512 acc[ROWS][2];
-        for (int r = 0; r < ROWS; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-        for (int64_t j = 0; j < n; j++) {
-            const __m512 v_lo = _mm512_load_ps(v_packed + j * HEAD_DIM), v_hi = _mm512_load_ps(v_packed + j * HEAD_DIM + 16);
-#pragma GCC unroll 16
-            for (int r = 0; r < ROWS; r++) {
-                const __m512 p = _mm512_set1_ps(scores[r * row_len + j]);
-                acc[r][0] = _mm512_fmadd_ps(p, v_lo, acc[r][0]);
-                acc[r][1] = _mm512_fmadd_ps(p, v_hi, acc[r][1]);
-            }
-        }
-        for (int r = 0; r < rows; r++) {
-            const __m512 inv = _mm512_set1_ps(inv_total[r]);
-            float *dst = (float *)job->out + ((window * n + i0 + r) * heads + head) * HEAD_DIM;
-            _mm512_storeu_ps(dst, _mm512_mul_ps(acc[r][0], inv));
-            _mm512_storeu_ps(dst + 16, _mm512_mul_ps(acc[r][1], inv));
-        }
-    }
-}
-
-#else /* AVX2 */
-
-static void attend_one_f32(const job_t *job, int64_t window, int64_t head, float *k_packed, float *v_packed,
-                           float *scores) {
-    const int64_t n = job->n, heads = job->heads;
-    const int64_t groups = (n + 7) / 8, row_len = groups * 8;
-    const int64_t token_stride = 3 * heads * HEAD_DIM;
-    const float *base = (const float *)job->qkv + window * n * token_stride + head * HEAD_DIM;
-    const float *q = base, *k = base + heads * HEAD_DIM, *v = base + 2 * heads * HEAD_DIM;
-
-    /* K: each channel of 8 keys side by side; zero keys past n. V: rows packed together. */
-    for (int64_t j = 0; j < row_len; j++) {
-        float *dst = k_packed + (j / 8) * HEAD_DIM * 8 + (j % 8);
-        if (j < n) {
-            const float *key = k + j * token_stride;
-            for (int c = 0; c < HEAD_DIM; c++) dst[c * 8] = key[c];
-        } else {
-            for (int c = 0; c < HEAD_DIM; c++) dst[c * 8] = 0.0f;
-        }
-    }
-    for (int64_t j = 0; j < n; j++) memcpy(v_packed + j * HEAD_DIM, v + j * token_stride, HEAD_DIM * sizeof(float));
-
-    for (int64_t i0 = 0; i0 < n; i0 += ROWS) {
-        const char *q_rows[ROWS];
-        const float *bias_rows[ROWS];
-        const uint16_t *bit_rows[ROWS];
-        __m256 row_max[ROWS];
-        const int rows = start_block(job, window, head, i0, (const char *)q, token_stride * 4, q_rows, bias_rows,
-                                     bit_rows, row_max);
-        int64_t g = 0;
-        for (; g + GROUP_TILE <= groups; g += GROUP_TILE)
-            score_tile_f32(q_rows, bias_rows, bit_rows, job->region_value, k_packed, scores, row_len, row_max, g, n,
-                           job->scale, GROUP_TILE);
-        for (; g < groups; g++)
-            score_tile_f32(q_rows, bias_rows, bit_rows, job->region_value, k_packed, scores, row_len, row_max, g, n,
-                           job->scale, 1);
-
-        float inv_total[ROWS];
-        for (int r = 0; r < rows; r++)
-            inv_total[r] = 1.0f / exp_row_f32(scores + r * row_len, reduce_max(row_max[r]), n, groups);
-        for (int r = rows; r < ROWS; r++) memset(scores + r * row_len, 0, row_len * sizeof(float));
-
-        /* Unnormalised probabilities times V, 16 channels at a time (12 accumulators). */
-        for (int half = 0; half < 2; half++) {
-            __m256 acc[ROWS][2];
-            for (int r = 0; r < ROWS; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+        /* Unnormalised probabilities times V, divided by the row's sum at the end; two vectors
+         * of channels at a time (all 32 with AVX-512, 16 per pass with AVX2: 12 accumulators). */
+        for (int part = 0; part < HEAD_DIM; part += 2 * LANES) {
+            vec_t acc[ROWS][2];
+            for (int r = 0; r < ROWS; r++) acc[r][0] = acc[r][1] = vec_zero();
             for (int64_t j = 0; j < n; j++) {
-                const float *value = v_packed + j * HEAD_DIM + half * 16;
-                const __m256 v_lo = _mm256_load_ps(value), v_hi = _mm256_load_ps(value + 8);
+                const vec_t v_lo = vec_load(v_packed + j * HEAD_DIM + part);
+                const vec_t v_hi = vec_load(v_packed + j * HEAD_DIM + part + LANES);
 #pragma GCC unroll 16
                 for (int r = 0; r < ROWS; r++) {
-                    const __m256 p = _mm256_broadcast_ss(scores + r * row_len + j);
-                    acc[r][0] = _mm256_fmadd_ps(p, v_lo, acc[r][0]);
-                    acc[r][1] = _mm256_fmadd_ps(p, v_hi, acc[r][1]);
+                    const vec_t p = vec_set1(scores[r * row_len + j]);
+                    acc[r][0] = vec_fmadd(p, v_lo, acc[r][0]);
+                    acc[r][1] = vec_fmadd(p, v_hi, acc[r][1]);
                 }
             }
             for (int r = 0; r < rows; r++) {
-                const __m256 inv = _mm256_set1_ps(inv_total[r]);
-                float *dst = (float *)job->out + ((window * n + i0 + r) * heads + head) * HEAD_DIM + half * 16;
-                _mm256_storeu_ps(dst, _mm256_mul_ps(acc[r][0], inv));
-                _mm256_storeu_ps(dst + 8, _mm256_mul_ps(acc[r][1], inv));
+                float *dst = (float *)job->out + ((window * n + i0 + r) * heads + head) * HEAD_DIM + part;
+                vec_store_scaled(dst, acc[r][0], inv_total[r]);
+                vec_store_scaled(dst + LANES, acc[r][1], inv_total[r]);
             }
         }
     }
 }
-
-#endif
 
 static size_t rounded(size_t bytes) { return (bytes + 63) / 64 * 64; }
 
