@@ -87,11 +87,22 @@ def cpu_supports(dtype: torch.dtype, cpuinfo: str | None = None) -> bool:
     AMX, PyTorch's bf16 attention uses the AMX tiles, which this kernel does not, and no AMX
     machine was at hand to measure which is faster.
     """
+    return dtype in ENTRY_POINTS and _cpu_shortfall(dtype, cpuinfo) is None
+
+
+def _cpu_shortfall(dtype: torch.dtype, cpuinfo: str | None = None) -> str | None:
+    """Why this CPU gets no ``dtype`` code (float32 or bfloat16), or None when it does."""
     build = isa(cpuinfo)
+    if build is None:
+        return "this CPU has neither AVX-512 nor AVX2 with FMA"
     if dtype == torch.float32:
-        return build is not None
+        return None
     flags = cpu_flags(cpuinfo)
-    return dtype == torch.bfloat16 and build == "avx512" and "avx512_bf16" in flags and "amx_bf16" not in flags
+    if "amx_bf16" in flags:
+        return "this CPU has AMX: PyTorch's attention uses it"
+    if build != "avx512" or "avx512_bf16" not in flags:
+        return "this CPU lacks AVX-512 BF16"
+    return None
 
 
 def cache_dir() -> Path:
@@ -179,12 +190,7 @@ def _why_unavailable(dtype: torch.dtype) -> str | None:
     if not sys.platform.startswith("linux") or platform.machine().lower() not in ("x86_64", "amd64"):
         return "not Linux on x86-64"
     if not cpu_supports(dtype):
-        flags = cpu_flags()
-        if isa() is None:
-            return "this CPU has neither AVX-512 nor AVX2 with FMA"
-        if dtype == torch.bfloat16 and "amx_bf16" in flags:
-            return "this CPU has AMX: PyTorch's attention uses it"
-        return "this CPU lacks AVX-512 BF16"
+        return _cpu_shortfall(dtype) or "this CPU cannot run it"
     return None
 
 
