@@ -10,7 +10,9 @@ kernel skip, saying why, on CPUs without AVX-512 (BF16) or without a C compiler.
 
 from __future__ import annotations
 
+import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -290,25 +292,53 @@ def test_no_compiler_vswin_eager_and_other_cpus_turn_it_off(monkeypatch):
     assert kernel.status(torch.float32) == "this CPU has neither AVX-512 nor AVX2 with FMA"
 
 
-def test_the_build_is_cached_and_reused(tmp_path, monkeypatch):
+def test_the_build_is_cached_and_reused_and_unused_builds_are_pruned(tmp_path, monkeypatch):
     compiler = kernel.find_compiler()
     if compiler is None:
         pytest.skip("no C compiler here")
+    day = 86400
+    now = time.time()
+
+    def planted(name: str, age: float) -> Path:
+        path = tmp_path / name
+        path.write_bytes(b"\0")
+        os.utime(path, (now - age, now - age))
+        return path
+
+    # What earlier versions and runs left: a build unused for 31 days, one used yesterday, an
+    # interrupted build from two hours ago, one in progress now, and a file that is not ours.
+    unused = planted("window_attention-0123456789abcdef.so", 31 * day)
+    recent = planted("window_attention-fedcba9876543210.so", 1 * day)
+    interrupted = planted("tmpab12cd.so.partial", 2 * 3600)
+    in_progress = planted("tmpef34gh.so.partial", 60)
+    not_ours = planted("notes.txt", 400 * day)
+
     first = kernel.build(compiler, tmp_path)
     assert first.exists() and first.stat().st_size > 0
-    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no partial file left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        p.name for p in (first, recent, in_progress, not_ours)
+    )  # no partial file of this build left behind either
+    assert not unused.exists() and not interrupted.exists()
 
     def no_compiling(*args, **kwargs):
         raise AssertionError("compiled again")
 
+    # Reused as it is; using it renews its time, so a build in use is never pruned as unused.
+    os.utime(first, (now - 40 * day, now - 40 * day))
     monkeypatch.setattr(kernel.subprocess, "run", no_compiling)
     assert kernel.build(compiler, tmp_path) == first
+    assert first.stat().st_mtime > now - day
 
 
-def test_an_unwritable_cache_builds_in_a_temporary_folder(tmp_path, monkeypatch):
+def test_an_unwritable_cache_builds_in_a_temporary_folder_and_removes_it(tmp_path, monkeypatch):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(kernel.tempfile, "tempdir", str(scratch))
     needs_kernel(torch.float32)
     kernel.reset()
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     monkeypatch.setattr(kernel, "cache_dir", lambda: blocker / "kernels")
     assert kernel.available(torch.float32), kernel.status(torch.float32)
+    # The library stays loaded; the folder it was built in does not stay behind, run after run.
+    assert list(scratch.iterdir()) == []

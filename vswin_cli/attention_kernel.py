@@ -7,8 +7,9 @@ does one (window, head) at a time in cache: FMA in float32 (AVX-512, or AVX2 wit
 ``vdpbf16ps`` in bf16 (AVX-512 BF16); see benchmarks/README.md for the figures.
 
 The kernel is compiled with the C compiler at hand (``$CC``, ``cc``, ``gcc`` or ``clang``) into
-``$XDG_CACHE_HOME/vswin/kernels`` (``~/.cache/...``) the first time a forward needs it, then each
-precision is checked once against PyTorch's attention on small inputs (float32 within 1e-5).
+``$XDG_CACHE_HOME/vswin/kernels`` (``~/.cache/...``; builds unused for 30 days are pruned) the
+first time a forward needs it, then each precision is checked once against PyTorch's attention
+on small inputs (float32 within 1e-5).
 Where any of this is not possible (no compiler, another CPU or OS, a check fails,
 ``VSWIN_EAGER=1``) :func:`available` is False and the model uses
 ``scaled_dot_product_attention`` as before.
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,11 @@ BF16_FLAG = "-mavx512bf16"  # compilers without it (GCC < 9) build the float32 c
 # rounded to bfloat16, as in PyTorch's bf16 attention).
 CHECK_TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 0.05}
 ENTRY_POINTS = {torch.float32: "vswin_window_attention_f32", torch.bfloat16: "vswin_window_attention_bf16"}
+# Each source version, compiler and build gets its own library in the cache. A build that was
+# not used for this long is removed when another one is compiled (another installed version
+# that still wants it compiles it again, in seconds); leftovers of interrupted builds sooner.
+UNUSED_BUILD_DAYS = 30
+STALE_PARTIAL_HOURS = 1
 
 _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
@@ -140,12 +147,17 @@ def _build(compiler: str, directory: Path, flags: tuple[str, ...]) -> Path:
     """Compile unless this source's build with this compiler and flags is in ``directory``.
 
     Written to a temporary name and renamed, so concurrent first runs never load a half-written
-    library.
+    library. A cached library's time is renewed on each use; compiling a new one prunes the
+    unused ones (:data:`UNUSED_BUILD_DAYS`).
     """
     source = SOURCE.read_bytes()
     key = hashlib.sha256(source + compiler.encode() + " ".join(flags).encode()).hexdigest()[:16]
     target = directory / f"window_attention-{key}.so"
     if target.exists():
+        try:
+            os.utime(target)
+        except OSError:  # a read-only cache still serves its libraries
+            pass
         return target
     directory.mkdir(parents=True, exist_ok=True)
     handle, partial = tempfile.mkstemp(dir=directory, suffix=".so.partial")
@@ -161,7 +173,28 @@ def _build(compiler: str, directory: Path, flags: tuple[str, ...]) -> Path:
     finally:
         if os.path.exists(partial):
             os.unlink(partial)
+    prune(directory, keep=target)
     return target
+
+
+def prune(directory: Path, keep: Path, now: float | None = None) -> list[Path]:
+    """Remove the kernel libraries in ``directory`` unused for :data:`UNUSED_BUILD_DAYS` and the
+    partial files of interrupted builds; returns what was removed.
+
+    A process that has a library loaded keeps it mapped after the file is gone.
+    """
+    now = time.time() if now is None else now
+    stale = [(path, UNUSED_BUILD_DAYS * 86400) for path in directory.glob("window_attention-*.so")]
+    stale += [(path, STALE_PARTIAL_HOURS * 3600) for path in directory.glob("*.so.partial")]
+    removed = []
+    for path, max_age in stale:
+        try:
+            if path != keep and path.stat().st_mtime < now - max_age:
+                path.unlink()
+                removed.append(path)
+        except OSError:  # gone already (another process pruned it) or not ours to remove
+            pass
+    return removed
 
 
 def _load_library() -> ctypes.CDLL:
@@ -175,10 +208,14 @@ def _load_library() -> ctypes.CDLL:
         if target is None:
             raise RuntimeError("this CPU has neither AVX-512 nor AVX2 with FMA")
         try:
-            path = build(compiler, cache_dir(), target)
-        except OSError:  # the cache is not writable: build in a temporary folder
-            path = build(compiler, Path(tempfile.mkdtemp(prefix="vswin-kernels-")), target)
-        _library = ctypes.CDLL(str(path))
+            _library = ctypes.CDLL(str(build(compiler, cache_dir(), target)))
+        except OSError:  # an unwritable cache (or a library there that won't load): build in a
+            # temporary folder, removed once the library is loaded
+            scratch = Path(tempfile.mkdtemp(prefix="vswin-kernels-"))
+            try:
+                _library = ctypes.CDLL(str(build(compiler, scratch, target)))
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
     return _library
 
 
