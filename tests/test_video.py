@@ -5,6 +5,8 @@ made, never from the reader itself."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tracemalloc
 from pathlib import Path
 
@@ -281,6 +283,35 @@ def test_missing_file_and_special_files(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(VideoError, match="not a regular file"):  # and does not block on open
         probe(fifo)
+
+
+def test_a_file_name_that_is_not_utf8_reads_like_any_other(lib, tmp_path):
+    # Linux file names are bytes; OpenCV takes UTF-8 and used to crash the process on such a
+    # name, ending the whole batch. Run in a child process so that a crash fails this test alone.
+    odd = os.path.join(os.fsencode(tmp_path), b"clip \xff\xfe.mp4")
+    with open(odd, "wb") as f:
+        f.write(lib["h264"].read_bytes())
+    script = (
+        "import os, sys, hashlib\n"
+        "from vswin_cli.video import probe, read_video\n"
+        "from vswin_cli.sampling import plan_clips\n"
+        "from vswin_cli.protocol import KINETICS\n"
+        "for path in (os.fsdecode(sys.argv[1].encode('utf-8', 'surrogateescape')), sys.argv[2]):\n"
+        "    video = read_video(path, lambda i: plan_clips(i.frames, i.timestamps, i.fps, KINETICS))\n"
+        "    digest = hashlib.sha256(b''.join(f.tobytes() for f in video.clip_frames(video.clips[0])))\n"
+        "    print(probe(path).frames, len(video.clips), digest.hexdigest())\n"
+    )
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-c", script, os.fsdecode(odd), str(lib["h264"])],
+        capture_output=True, text=True, errors="surrogateescape", timeout=120,
+        cwd=Path(__file__).resolve().parents[1], env={**os.environ, "TMPDIR": str(scratch)},
+    )
+    assert result.returncode == 0, f"exit {result.returncode}: {result.stderr[-2000:]}"
+    odd_line, plain_line = result.stdout.splitlines()
+    assert odd_line == plain_line and odd_line.startswith("50 4 ")
+    assert list(scratch.iterdir()) == []  # the link it was opened through is gone
 
 
 def test_unreadable_file(lib, tmp_path):

@@ -38,6 +38,8 @@ import math
 import os
 from array import array
 import stat
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -233,12 +235,53 @@ def _image_kind(head: bytes) -> str | None:
 
 def _open(path: Path, head: bytes) -> cv2.VideoCapture:
     _quiet_opencv_warnings()
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    with _utf8_name(path) as name:
+        capture = cv2.VideoCapture(name, cv2.CAP_FFMPEG)
     if not capture.isOpened():
         capture.release()
         raise VideoError(f"{path}: {_why_unopenable(path, head)}")
     capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
     return capture
+
+
+@contextmanager
+def _utf8_name(path: Path) -> Iterator[str]:
+    """A name OpenCV can take for ``path``.
+
+    OpenCV takes file names as UTF-8 and crashes the process on a name that is not (bytes that
+    decode to nothing, kept by Python as surrogates). Such a file is opened through a symbolic
+    link with a plain name, in a private temporary folder, for as long as opening takes: FFmpeg
+    holds the file itself once it is open.
+    """
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        yield name
+        return
+    with tempfile.TemporaryDirectory(prefix="vswin-open-") as folder:
+        link = os.path.join(folder, "video" + _plain_suffix(path))
+        try:
+            os.symlink(os.path.abspath(path), link)
+        except OSError as error:
+            raise VideoError(
+                f"{_shown(path)}: its name is not valid UTF-8 and no link to it could be made "
+                f"({error.strerror or error}); rename the file"
+            ) from None
+        yield link
+
+
+def _plain_suffix(path: Path) -> str:
+    # FFmpeg guesses some formats from the extension as well as the content: keep it if plain.
+    suffix = path.suffix
+    return suffix if suffix.isascii() and suffix[1:].isalnum() else ""
+
+
+def _shown(path: Path) -> str:
+    """``path`` as printable text (undecodable bytes as \\x escapes)."""
+    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
 
 
 def _quiet_opencv_warnings() -> None:
