@@ -88,3 +88,16 @@ def test_missing_path_is_a_usage_error(vswin, tmp_path):
     done = vswin("probe", str(tmp_path / "nope.mp4"))
     assert done.returncode == 2
     assert done.stderr.strip() == f"error: no such file or folder: {tmp_path / 'nope.mp4'}"
+
+
+def test_the_table_shows_file_names_as_they_are(folder, tmp_path):
+    # Square brackets are Rich markup: a name could turn the table red, or end it with a traceback.
+    (tmp_path / "[").mkdir()
+    names = [tmp_path / "clip [red].mp4", tmp_path / "[" / "b]x.mp4"]  # the second one: ".../[/b]x.mp4"
+    for name in names:
+        name.write_bytes((folder / "good.mp4").read_bytes())
+    result = CliRunner().invoke(app, ["probe", *map(str, names), "--format", "table"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert any(line.startswith(f"{names[0]} ") for line in lines)
+    assert any(line.startswith(f"{tmp_path}/[/b]x.mp4 ") for line in lines)

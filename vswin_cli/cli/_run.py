@@ -76,7 +76,9 @@ def summary(done: int, failed: int, skipped: int, where: Path | None) -> None:
     parts = [f"{done - failed} ok", f"{failed} failed"]
     if skipped:
         parts.append(f"{skipped} already done (--resume)")
-    stderr_console().print(", ".join(parts) + (f"; results in {where}" if where is not None else ""), soft_wrap=True)
+    stderr_console().print(
+        ", ".join(parts) + (f"; results in {where}" if where is not None else ""), soft_wrap=True, markup=False
+    )
 
 
 @contextmanager

@@ -34,5 +34,6 @@ def convert(
     config = model.config
     stderr_console().print(
         f"wrote {destination} (embed {config.embed_dim}, depths {list(config.depths)}, "
-        f"window {list(config.window_size)}, {config.num_classes} classes)"
+        f"window {list(config.window_size)}, {config.num_classes} classes)",
+        markup=False,
     )

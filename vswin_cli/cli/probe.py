@@ -76,6 +76,7 @@ def probe_row(path: Path) -> dict[str, Any]:
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column, justify in (("path", "left"), ("frames", "right"), ("fps", "right"), ("duration", "right"),
@@ -83,15 +84,16 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         table.add_column(column, justify=justify, no_wrap=column != "problems")  # type: ignore[arg-type]
     for row in rows:
         if row["status"] == "error":
-            table.add_row(row["path"], "-", "-", "-", "-", "-", "-", f"error: {row['error']}")
-            continue
-        frames = str(row["frames"])
-        if row["container_frames"] not in (None, row["frames"]):
-            frames += f" (container {row['container_frames']})"
-        table.add_row(
-            row["path"], frames, f"{row['fps']:g}", f"{row['duration']:.2f}s", f"{row['width']}x{row['height']}",
-            str(row["rotation"]), row["codec"], "; ".join(row["problems"]) or "-",
-        )
+            cells = [row["path"], "-", "-", "-", "-", "-", "-", f"error: {row['error']}"]
+        else:
+            frames = str(row["frames"])
+            if row["container_frames"] not in (None, row["frames"]):
+                frames += f" (container {row['container_frames']})"
+            cells = [
+                row["path"], frames, f"{row['fps']:g}", f"{row['duration']:.2f}s", f"{row['width']}x{row['height']}",
+                str(row["rotation"]), row["codec"], "; ".join(row["problems"]) or "-",
+            ]
+        table.add_row(*(Text(cell) for cell in cells))  # as they are: "[" in a file name is not markup
     console = _output.stdout_console()
     if not console.is_terminal:
         console.width = 200  # a pipe or file has room for whole rows
