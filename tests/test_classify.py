@@ -176,7 +176,9 @@ def test_killed_jsonl_batch_resumes_without_redoing(many, tiny_checkpoint, tmp_p
     proc.send_signal(sig)
     proc.wait(timeout=60)
     if sig == signal.SIGINT:
-        assert proc.returncode == 130 and "Traceback" not in proc.stderr.read()
+        stderr = proc.stderr.read()
+        assert proc.returncode == 130 and "Traceback" not in stderr
+        assert stderr.splitlines()[-1].startswith("error: interrupted") and "--resume" in stderr
     lines = out.read_bytes().split(b"\n")
     finished = [json.loads(line) for line in lines if line.strip() and line.endswith(b"}")]
     assert 2 <= len(finished) < 10, "the run was not interrupted mid-way"

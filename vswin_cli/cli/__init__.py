@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
@@ -43,13 +44,35 @@ def _register() -> None:
 _register()
 
 
+INTERRUPTED = (
+    "interrupted; the videos finished so far are kept (with -o, in the output file): "
+    "run the same command with --resume to do the rest"
+)
+
+
 def main() -> None:
     """Console-script entry point: user errors become one line on stderr and an exit code."""
+    interrupted = False
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        nonlocal interrupted
+        interrupted = True
+        raise KeyboardInterrupt
+
+    # Typer turns Ctrl-C into a silent exit 130; the handler lets us say what was kept.
+    previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
         app(prog_name="vswin")
     except VswinError as error:
         _output.error_line(str(error))
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
-        _output.error_line("interrupted")
+        interrupted = True
+    except SystemExit:
+        if not interrupted:
+            raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:
+        _output.error_line(INTERRUPTED)
         sys.exit(130)
