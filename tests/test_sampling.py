@@ -124,3 +124,59 @@ def test_plan_clips_with_stride_gives_window_times():
 def test_invalid_arguments_raise(call):
     with pytest.raises(ValueError):
         call()
+
+
+def _windows_grid_time_by_grid_time(times, clip_len, frame_interval, stride):
+    """The windows' definition taken literally: every grid time k * stride, one after another."""
+    last_offset = (clip_len - 1) * frame_interval
+    latest_start = len(times) - 1 - last_offset
+    starts, k = [], 0
+    while k == 0 or times[0] + k * stride <= times[-1] + 1e-6:
+        showing = max(i for i, t in enumerate(times) if t <= times[0] + k * stride + 1e-6)
+        start = min(showing, latest_start)
+        if not starts or start != starts[-1]:
+            starts.append(start)
+        if start == latest_start:
+            break
+        k += 1
+    return [[s + i * frame_interval for i in range(clip_len)] for s in starts]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sliding_windows_match_their_definition_on_irregular_times(seed):
+    import random
+
+    rng = random.Random(seed)
+    times, t = [], rng.uniform(0, 2)  # streams need not start at 0
+    for _ in range(rng.randint(20, 120)):
+        times.append(round(t, 3))
+        t += rng.choice([1 / 30, 1 / 25, 0.5, 0.001, 2.0])
+    for stride in (0.01, 1 / 30, 0.1, 0.37, 1.0, 5.0):
+        expected = _windows_grid_time_by_grid_time(times, 4, 2, stride)
+        assert sliding_window_indices(times, clip_len=4, frame_interval=2, stride=stride) == expected, stride
+
+
+def test_a_stride_far_below_a_frame_costs_a_step_per_frame(monkeypatch):
+    # Stepping through every grid time made --stride 1e-9 take 10^10 steps on a 10 s video; at
+    # 1e-4 that would be 10^5 lookups here.
+    import vswin_cli.sampling as sampling
+
+    times = [i / 30 for i in range(300)]
+    lookups = 0
+    real = sampling.bisect.bisect_right
+
+    def counted(*args, **kwargs):
+        nonlocal lookups
+        lookups += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sampling.bisect, "bisect_right", counted)
+    windows = sliding_window_indices(times, clip_len=4, frame_interval=2, stride=1e-4)
+    assert [w[0] for w in windows] == list(range(300 - 6))  # one window at every frame that fits
+    assert lookups <= 2 * 300
+
+
+@pytest.mark.parametrize("stride", [float("inf"), float("nan"), -1.0])
+def test_a_stride_that_is_not_a_finite_positive_number_is_refused(stride):
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        sliding_window_indices([0.0, 1.0, 2.0], 2, 1, stride)

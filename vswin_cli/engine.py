@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import copy
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -53,7 +54,7 @@ class RunOptions:
             (self.crops in (None, 1, 3), "--crops must be 1 or 3"),
             (self.clip_len is None or self.clip_len >= 1, "--clip-len must be at least 1"),
             (self.frame_interval is None or self.frame_interval >= 1, "--frame-interval must be at least 1"),
-            (self.stride is None or self.stride > 0, "--stride must be a positive number of seconds"),
+            (self.stride is None or (self.stride > 0 and math.isfinite(self.stride)), "--stride must be a positive number of seconds"),
             (self.top_k >= 1, "--top-k must be at least 1"),
             (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"), "--device must be auto, cpu, cuda or mps"),
             (self.precision in ("auto", "fp32", "fp16", "bf16"), "--precision must be auto, fp32, fp16 or bf16"),

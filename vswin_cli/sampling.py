@@ -16,6 +16,7 @@ Three ways to place clips:
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -95,7 +96,7 @@ def sliding_window_indices(
     """
     num_frames = len(timestamps)
     _check_positive(num_frames=num_frames, clip_len=clip_len, frame_interval=frame_interval)
-    if not stride > 0:
+    if not (stride > 0 and math.isfinite(stride)):
         raise ValueError(f"stride must be a positive number of seconds, got {stride}")
     last_offset = (clip_len - 1) * frame_interval
     if num_frames <= last_offset:
@@ -115,7 +116,10 @@ def sliding_window_indices(
             starts.append(start)
         if start == latest_start:
             break
-        k += 1
+        # Grid times before the next frame's stamp show this same frame: jump past them, so a
+        # stride far shorter than a frame costs one step per frame, not one per grid time.
+        # floor() never skips a grid time (at worst one more step shows this frame again).
+        k = max(k + 1, math.floor((timestamps[showing + 1] - _TIME_TOLERANCE - origin) / stride))
     return [[start + i * frame_interval for i in range(clip_len)] for start in starts]
 
 
