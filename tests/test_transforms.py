@@ -144,3 +144,21 @@ def test_output_layout_and_errors():
         preprocess_clip([frame.astype(np.float32)], KINETICS)
     with pytest.raises(ValueError):
         preprocess_clip([], KINETICS)
+
+
+def test_slivers_fail_alone_and_elongated_frames_within_16_to_1_still_classify(tmp_path, tiny_checkpoint, invoke):
+    # A 640x16 sliver (40:1): its short side scaled to 224 would make rows of 8,960 pixels, and a
+    # 2x4000 one rows of 448,000 (gigabytes for a clip). It fails as one video, the batch goes on.
+    import media  # tests/media.py
+
+    media.encode_cv2(tmp_path / "sliver.avi", frames=20, size=(640, 16))
+    media.encode_cv2(tmp_path / "wide.avi", frames=20, size=(256, 16))  # 16:1 exactly
+    media.encode_cv2(tmp_path / "tall.avi", frames=20, size=(16, 400))  # 25:1 standing up
+    code, out, err = invoke("classify", tmp_path, "-m", tiny_checkpoint, "--clips", "1", "--crops", "3",
+                            "--clip-len", "4", "--format", "json")
+    assert code == 1, err
+    records = {Path(r["path"]).name: r for r in json.loads(out)}
+    assert records["wide.avi"]["status"] == "ok" and records["wide.avi"]["predictions"]
+    for name, size in (("sliver.avi", "640x16 (40:1)"), ("tall.avi", "16x400 (25:1)")):
+        assert records[name]["status"] == "error"
+        assert records[name]["error"].startswith(f"frames of {size} are beyond the 16:1 aspect ratio")

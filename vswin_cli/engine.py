@@ -205,6 +205,7 @@ class Engine:
         protocol, stride = self.protocol, self.options.stride
 
         def plan(info: video.VideoInfo) -> list[sampling.Clip]:
+            transforms.check_aspect_ratio(info.width, info.height)  # before any frame is kept
             return sampling.plan_clips(info.frames, info.timestamps, info.fps, protocol, stride=stride)
 
         # Frames are resized once as they are decoded, however many clips share them.
