@@ -122,3 +122,11 @@ def test_missing_override_file_says_so(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv(WEIGHTS_TOML_ENV, str(tmp_path / "nope.toml"))
     with pytest.raises(VswinError, match=WEIGHTS_TOML_ENV):
         list_specs()
+
+
+def test_a_labels_file_saved_by_windows_notepad_gives_clean_names(tmp_path) -> None:
+    from vswin_cli.loading import read_labels_file
+
+    path = tmp_path / "labels.txt"
+    path.write_bytes("\ufeffabseiling\r\nair drumming\r\nanswering questions\r\n".encode("utf-8"))
+    assert read_labels_file(path) == ["abseiling", "air drumming", "answering questions"]

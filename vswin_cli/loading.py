@@ -25,7 +25,7 @@ _LABEL_SET_BY_CLASSES = {400: "kinetics400", 600: "kinetics600", 174: "sthv2"}
 def read_labels_file(path: str | Path) -> list[str]:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # editors on Windows start files with a BOM
     except FileNotFoundError as error:
         raise VswinError(f"labels file not found: {path}") from error
     except (OSError, UnicodeDecodeError) as error:
