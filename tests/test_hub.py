@@ -6,10 +6,13 @@ The registry comes from VSWIN_WEIGHTS_TOML (a test weights.toml whose URLs point
 
 from __future__ import annotations
 
+import builtins
+import errno
 import hashlib
 import io
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -18,7 +21,7 @@ import torch
 from hub_server import FakeHub, Fault
 
 from vswin_cli.errors import VswinError
-from vswin_cli.hub import download_model, is_cached, resolve_checkpoint, url_cache_path
+from vswin_cli.hub import cache_state, download_model, is_cached, resolve_checkpoint, url_cache_path
 from vswin_cli.protocol import KINETICS
 from vswin_cli.registry import load_labels
 
@@ -425,3 +428,195 @@ def test_cli_download_and_models(url_model: str, env: Path, tmp_path, monkeypatc
     code, out, err = vswin("download", "--all")
     assert code == 1
     assert out.startswith("ok  m  ") and "error: gone:" in err and "HTTP 404" in err
+
+
+# ----------------------------------------------------------------------------- read-only caches
+
+
+@pytest.fixture
+def read_only(monkeypatch: pytest.MonkeyPatch):
+    """``read_only(folder)``: as after ``chmod -R a-w folder``; where modes do not bind (root), writes fail anyway."""
+    folders: list[Path] = []
+
+    def make(folder: Path) -> None:
+        for path in [folder, *folder.rglob("*")]:
+            if not path.is_symlink():
+                path.chmod(path.stat().st_mode & ~0o222)
+        folders.append(folder)
+        probe = folder / ".probe"
+        try:
+            probe.touch()
+        except PermissionError:
+            return  # the modes are enough
+        probe.unlink()
+        refuse_writes_under(monkeypatch, [str(f) for f in folders])
+
+    yield make
+    for folder in folders:  # writable again, so that tmp_path can be cleaned up
+        for path in [folder, *folder.rglob("*")]:
+            if not path.is_symlink():
+                path.chmod(path.stat().st_mode | 0o200)
+
+
+def refuse_writes_under(monkeypatch: pytest.MonkeyPatch, folders: list[str]) -> None:
+    """What the kernel does for a user without write permission, done for every way Python writes files."""
+
+    def inside(path: object) -> bool:
+        if isinstance(path, int):
+            return False
+        path = os.path.abspath(os.fsdecode(path))  # type: ignore[arg-type]
+        return any(path == f or path.startswith(f + os.sep) for f in folders)
+
+    def refuse(path: object) -> None:
+        if inside(path):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(path))  # type: ignore[arg-type]
+
+    def guard(function, *path_args: int):
+        def guarded(*args, **kwargs):
+            for index in path_args:
+                refuse(args[index])
+            return function(*args, **kwargs)
+
+        return guarded
+
+    real_open, real_os_open = builtins.open, os.open
+
+    def open_(file, mode="r", *args, **kwargs):
+        if any(c in mode for c in "wax+"):
+            refuse(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    def os_open(path, flags, *args, **kwargs):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND):
+            refuse(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", open_)
+    monkeypatch.setattr(io, "open", open_)
+    monkeypatch.setattr(os, "open", os_open)
+    for name in ("mkdir", "unlink", "remove", "rmdir", "utime"):
+        monkeypatch.setattr(os, name, guard(getattr(os, name), 0))
+    for name in ("replace", "rename", "link"):
+        monkeypatch.setattr(os, name, guard(getattr(os, name), 0, 1))
+    monkeypatch.setattr(os, "symlink", guard(os.symlink, 1))
+
+
+def copy_like_cp_r(source: Path, target: Path) -> None:
+    """`cp -r`: links stay links, files get new modification times."""
+
+    def copy(src: str, dst: str) -> None:
+        shutil.copy(src, dst)
+        later = os.stat(src).st_mtime_ns + 10**9  # a whole second: some file systems keep no finer times
+        os.utime(dst, ns=(later, later))
+
+    shutil.copytree(source, target, symlinks=True, copy_function=copy)
+
+
+@pytest.fixture
+def two_models(url_model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub: FakeHub) -> str:
+    """Registry models `m` (a release URL) and `h` (a Hub file pinned to a commit); returns that commit."""
+    commit = hub.add_commit("me/swin", {"model.pth": WEIGHTS, "labels.txt": b"cat\ndog\n"})
+    source = f'hub = "me/swin"\nfilename = "model.pth"\nrevision = "{commit}"'
+    use_registry(
+        tmp_path,
+        monkeypatch,
+        entry("m", f'url = "{url_model}"', sha=sha256(WEIGHTS)),
+        entry("h", source, sha=sha256(WEIGHTS)),
+    )
+    return commit
+
+
+def test_copied_read_only_cache_is_used_offline_and_online(
+    two_models: str, env: Path, tmp_path, monkeypatch, hub: FakeHub, capsys, read_only
+) -> None:
+    for name in ("m", "h", "hf://me/swin"):
+        resolve_checkpoint(name)
+    copy = tmp_path / "hfcopy"
+    copy_like_cp_r(env, copy)
+    read_only(copy)
+    before = files_under(copy)
+    monkeypatch.setenv("HF_HOME", str(copy))
+    hub.log.clear()
+
+    # New mtimes: the records no longer match, so the files count as unverified until hashed.
+    code, out, err = run_vswin(capsys, monkeypatch, "models", "--format", "json")
+    assert code == 0, err
+    assert [(r["name"], r["cached"], r["cache_state"]) for r in json.loads(out)] == [
+        ("m", True, "unverified"),
+        ("h", True, "unverified"),
+    ]
+    code, out, err = run_vswin(capsys, monkeypatch, "models")
+    rows = {line.split()[0]: line.rstrip() for line in out.splitlines()[1:]}
+    assert code == 0 and rows["m"].endswith("yes (unverified)") and rows["h"].endswith("yes (unverified)")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for name in ("m", "h"):
+        checkpoint = resolve_checkpoint(name)
+        assert checkpoint.path.is_relative_to(copy) and checkpoint.path.read_bytes() == WEIGHTS
+        assert checkpoint.sha256 == sha256(WEIGHTS)
+    offline = resolve_checkpoint("hf://me/swin")
+    assert offline.path.is_relative_to(copy) and offline.labels == ["cat", "dog"]
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    code, out, err = run_vswin(capsys, monkeypatch, "download", "m", "h", "hf://me/swin")
+    assert code == 0 and err == ""
+    assert [line.split()[:2] for line in out.splitlines()] == [["ok", "m"], ["ok", "h"], ["ok", "hf://me/swin"]]
+    assert hub.requests_for("/files/w.pth") == [] and not any("resolve" in r.path for r in hub.log)
+    assert files_under(copy) == before  # nothing was written, not even a lock
+    assert cache_state("m") == "unverified"
+
+
+@pytest.mark.parametrize("name", ["m", "h", "hf://me/swin"])
+def test_download_into_a_read_only_cache_is_one_line_saying_what_to_do(
+    two_models: str, env: Path, monkeypatch, capsys, read_only, name: str
+) -> None:
+    env.mkdir()
+    read_only(env)
+    code, out, err = run_vswin(capsys, monkeypatch, "download", name)
+    assert code == 1 and out == ""
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"the cache folder {env}" in err and "not writable" in err
+    assert "make it writable or point HF_HOME at a writable folder" in err
+    assert files_under(env) == []
+
+
+def test_read_only_cache_that_does_not_exist_yet(url_model: str, env: Path, tmp_path, monkeypatch, read_only) -> None:
+    home = tmp_path / "ro" / "hf"
+    (tmp_path / "ro").mkdir()
+    read_only(tmp_path / "ro")
+    monkeypatch.setenv("HF_HOME", str(home))
+    with pytest.raises(VswinError, match=f"cannot download m: the cache folder {home} is not writable") as caught:
+        resolve_checkpoint("m")
+    assert "\n" not in str(caught.value) and "HF_HOME" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["m", "h"])
+def test_corrupted_copy_in_a_read_only_cache_is_refused_with_one_line(
+    two_models: str, env: Path, tmp_path, monkeypatch, read_only, name: str
+) -> None:
+    path = resolve_checkpoint(name).path
+    copy = tmp_path / "hfcopy"
+    copy_like_cp_r(env, copy)
+    copied = copy / path.relative_to(env)
+    Path(os.path.realpath(copied)).write_bytes(OTHER)  # same size: only the hash can tell
+    read_only(copy)
+    monkeypatch.setenv("HF_HOME", str(copy))
+    assert cache_state(name) == "unverified"
+    with pytest.raises(VswinError, match="cannot be replaced") as caught:
+        resolve_checkpoint(name)
+    message = str(caught.value)
+    assert str(copied) in message and f"the cache folder {copy}" in message and "make it writable" in message
+    assert copied.read_bytes() == OTHER  # never loaded, and left where it was
+
+
+def test_models_tells_verified_unverified_and_missing(two_models: str, env: Path) -> None:
+    assert cache_state("m") == "missing"
+    path = resolve_checkpoint("m").path
+    assert cache_state("m") == "verified" and is_cached("m")
+    later = path.stat().st_mtime_ns + 10**9
+    os.utime(path, ns=(later, later))
+    assert cache_state("m") == "unverified" and not is_cached("m")
+    resolve_checkpoint("m")  # hashed again and recorded
+    assert cache_state("m") == "verified"
+    path.write_bytes(WEIGHTS[:1000])  # another size: cannot be the verified file
+    assert cache_state("m") == "missing"

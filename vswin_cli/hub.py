@@ -25,10 +25,16 @@ sha1 of small files); a mismatch deletes the blob and its snapshot link. Later l
 file's size and mtime with its record and rehash it only when they changed; a file that no longer
 matches is deleted and downloaded again (or reported, offline). Corruption that keeps both size
 and mtime is not caught by that fast check: delete the file or run `vswin download` to refetch.
+
+Read-only caches (a shared mount, or a cache copied to an offline machine, which also changes the
+mtimes): reading needs no lock and no write; a verification that cannot be recorded still counts
+for this run (the file is hashed again next time). What must write (a download, replacing a
+corrupted file) fails with one line naming the cache folder.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import json
@@ -39,7 +45,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,19 +178,31 @@ def resolve_checkpoint_strict(name: str) -> ResolvedCheckpoint:
 
 def is_cached(name: str) -> bool:
     """Whether a registry model has a verified copy in the cache (cheap: no hashing, no network)."""
+    return cache_state(name) == "verified"
+
+
+def cache_state(name: str) -> str:
+    """What the cache holds of a registry model, cheaply (no hashing, no network):
+
+    "verified"    unchanged since it was verified: used as it is
+    "unverified"  present with the expected size, but changed since verified or never verified (a
+                  copied cache gets new mtimes): hashed on first use, and replaced if it does not match
+    "missing"     nothing usable: a download is needed
+    """
     spec = get_spec(name)
+    state = "missing"
     for source in spec.sources:
-        if source.is_hub:
-            pointer = _hub_pointer_path(source.hub_repo, source.hub_revision, source.hub_filename)  # type: ignore[arg-type]
-            if pointer.exists():
-                record = _read_record(_hub_record_path(pointer))
-                if record is not None and _fast_ok(pointer, record):
-                    return True
-        else:
-            final = url_cache_path(source.url, spec.filename)  # type: ignore[arg-type]
-            if final.exists() and _fast_ok(final, _read_record(_record_path(final))):
-                return True
-    return False
+        path = _source_path(spec, source)
+        if not path.exists():
+            continue
+        record = _read_record(_hub_record_path(path) if source.is_hub else _record_path(path))
+        if _fast_ok(path, record):
+            return "verified"
+        # Hashing a multi-GB file just to list it would be too slow; a size that differs is certain to fail.
+        size = record.get("size") if record is not None else spec.size
+        if size is None or path.stat().st_size == size:
+            state = "unverified"
+    return state
 
 
 def url_cache_path(url: str, filename: str) -> Path:
@@ -195,7 +213,10 @@ def url_cache_path(url: str, filename: str) -> Path:
 
 def cache_path_for(spec: ModelSpec) -> Path:
     """The cache path of a registry model's preferred source (for messages and listings)."""
-    source = spec.sources[0]
+    return _source_path(spec, spec.sources[0])
+
+
+def _source_path(spec: ModelSpec, source: Source) -> Path:
     if source.is_hub:
         return _hub_pointer_path(source.hub_repo, source.hub_revision, source.hub_filename)  # type: ignore[arg-type]
     return url_cache_path(source.url, spec.filename)  # type: ignore[arg-type]
@@ -291,9 +312,49 @@ def _write_record(path: Path, file: Path, sha256: str, **extra: Any) -> dict[str
     record = {"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "verified_at": time.time(), **extra}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)  # half written (disk full): never leave it behind
+        raise
     return record
+
+
+def _try_record(path: Path, file: Path, sha256: str, **extra: Any) -> None:
+    """Record the verification of a file already in place, if the cache can be written."""
+    try:
+        _write_record(path, file, sha256, **extra)
+    except OSError:
+        pass  # a read-only cache: the verification still holds for this run, the next one hashes again
+
+
+def _cannot_write(error: BaseException) -> bool:
+    """A permission problem (or a read-only mount), not a broken connection or a missing file."""
+    return isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _read_only_message(problem: str, folder: Path, error: OSError) -> str:
+    detail = f"{error.strerror}: {error.filename}" if error.strerror and error.filename else _first_line(error)
+    variable = "HF_HOME"
+    if folder == hub_cache_dir() and (os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")):
+        variable = "HF_HUB_CACHE"
+    return (
+        f"{problem}: the cache folder {folder} is not writable ({detail}); "
+        f"make it writable or point {variable} at a writable folder"
+    )
+
+
+@contextmanager
+def _writing(problem: str, folder: Path) -> Iterator[None]:
+    """Around writes to the cache: a cache that cannot be written becomes one line saying what to do."""
+    try:
+        yield
+    except OSError as error:
+        if not _cannot_write(error):
+            raise
+        raise VswinError(_read_only_message(problem, folder, error)) from None
 
 
 def _fast_ok(file: Path, record: dict[str, Any] | None) -> bool:
@@ -354,15 +415,12 @@ class _Unavailable(Exception):
 
 
 def _cached_source(spec: ModelSpec, source: Source) -> tuple[Path, str] | None:
-    if source.is_hub:
-        pointer = _hub_pointer_path(source.hub_repo, source.hub_revision, source.hub_filename)  # type: ignore[arg-type]
-        if not pointer.exists():
-            return None
-        return _verify_hub_cached(spec.name, pointer, _spec_expected(spec))
-    final = url_cache_path(source.url, spec.filename)  # type: ignore[arg-type]
-    if not final.exists():
+    path = _source_path(spec, source)
+    if not path.exists():
         return None
-    return _verify_url_cached(spec, source, final)
+    if source.is_hub:
+        return _verify_hub_cached(spec.name, path, _spec_expected(spec))
+    return _verify_url_cached(spec, source, path)
 
 
 def _or_recorded(expected: _Expected, record: dict[str, Any] | None) -> _Expected:
@@ -386,13 +444,14 @@ def _verify_url_cached(spec: ModelSpec, source: Source, final: Path) -> tuple[Pa
     actual = file_sha256(final)
     if expected.matches(final, actual):
         origin = expected.origin or "first download (trusted)"
-        _write_record(record_path, final, actual, url=source.url, verified_against=origin)
+        _try_record(record_path, final, actual, url=source.url, verified_against=origin)
         return final, actual
-    final.unlink(missing_ok=True)
-    _warn(
-        f"cached copy of {spec.name} at {final} is corrupted (sha256 {actual[:16]}..., expected "
-        f"{expected.describe()}); removed it"
+    problem = (
+        f"cached copy of {spec.name} at {final} is corrupted (sha256 {actual[:16]}..., expected {expected.describe()})"
     )
+    with _writing(f"{problem} and cannot be replaced", hf_home()):
+        final.unlink(missing_ok=True)
+    _warn(f"{problem}; removed it")
     return None
 
 
@@ -401,7 +460,7 @@ def _fetch_url(spec: ModelSpec, source: Source) -> tuple[Path, str]:
     assert url is not None
     final = url_cache_path(url, spec.filename)
     partial = final.with_name(final.name + ".incomplete")
-    with _lock(final.parent):
+    with _writing(f"cannot download {spec.name}", hf_home()), _lock(final.parent):
         if final.exists():  # another process may have finished it while we waited
             found = _verify_url_cached(spec, source, final)
             if found is not None:
@@ -484,7 +543,9 @@ def _download_resumable(url: str, partial: Path, expected_size: int | None, labe
             if total is not None and size > total:
                 partial.unlink()
                 raise _Unavailable(f"{url} sent more bytes than announced")
-        except (OSError, http.client.HTTPException):
+        except (OSError, http.client.HTTPException) as error:
+            if _cannot_write(error):
+                raise
             complete = False  # the connection broke mid-file: what arrived stays in the partial file
         if complete:
             return
@@ -566,10 +627,12 @@ def _verify_hub_cached(name: str, pointer: Path, expected: _Expected) -> tuple[P
     wanted = _or_recorded(_hub_expected(pointer, expected), record)
     actual = file_sha256(pointer)
     if wanted.matches(pointer, actual):
-        _write_record(record_path, pointer, actual, verified_against=wanted.origin or "first download (trusted)")
+        _try_record(record_path, pointer, actual, verified_against=wanted.origin or "first download (trusted)")
         return pointer, actual
-    _remove_hub_file(pointer)
-    _warn(f"the copy of {name} at {pointer} does not match its {wanted.describe()}; removed it")
+    problem = f"the copy of {name} at {pointer} does not match its {wanted.describe()}"
+    with _writing(f"{problem} and cannot be replaced", hub_cache_dir()):
+        _remove_hub_file(pointer)
+    _warn(f"{problem}; removed it")
     return None
 
 
@@ -627,6 +690,8 @@ def _hf_download(name: str, repo_id: str, filename: str, revision: str) -> str:
         status = error.response.status_code if error.response is not None else "?"
         raise VswinError(f"{where}: the Hub answered HTTP {status}; try again later") from None
     except Exception as error:  # network errors of the HTTP client, interrupted downloads, disk full
+        if _cannot_write(error):
+            raise VswinError(_read_only_message(f"cannot download {name} ({where})", hub_cache_dir(), error)) from None
         raise VswinError(f"download of {where} failed: {type(error).__name__}: {_first_line(error)}") from None
 
 

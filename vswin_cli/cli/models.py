@@ -25,14 +25,19 @@ def models(
         ModelsFormat, typer.Option("--format", help="A table for people, or JSON (every field of every entry).")
     ] = ModelsFormat.table,
 ) -> None:
-    """List the pretrained checkpoints: name, architecture, dataset, top-1, size, cached or not."""
-    from ..hub import cache_path_for, is_cached
+    """List the pretrained checkpoints: name, architecture, dataset, top-1, size, cached or not.
+
+    "yes (unverified)": the file is there but changed since it was verified (a copied cache gets new
+    modification times); it is hashed when first used, not here.
+    """
+    from ..hub import cache_path_for, cache_state
     from ..registry import default_model_name, list_specs
 
     default = default_model_name()
     rows: list[dict[str, Any]] = []
     for spec in list_specs():
-        cached = is_cached(spec.name)
+        state = cache_state(spec.name)
+        cached = state != "missing"
         path = cache_path_for(spec)
         size = path.stat().st_size if cached and path.exists() else spec.size
         rows.append(
@@ -40,6 +45,7 @@ def models(
                 **spec.as_dict(),
                 "default": spec.name == default,
                 "cached": cached,
+                "cache_state": state,
                 "cache_path": str(path),
                 "cached_size": size if cached else None,
             }
@@ -69,7 +75,7 @@ def models(
             row["label_set"],
             "-" if row["top1"] is None else f"{row['top1']:.1f}",
             _size_text(row),
-            "yes" if row["cached"] else "no",
+            {"verified": "yes", "unverified": "yes (unverified)"}.get(row["cache_state"], "no"),
         )
     console = _output.stdout_console()
     # In a pipe Rich assumes 80 columns and would cut names short; a file has room for the whole row.
