@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -127,6 +129,22 @@ def test_stride_gives_a_timeline(folder, tiny_checkpoint, invoke):
     assert len(starts) >= 3 and starts == sorted(starts) and starts[0] == 0.0
     assert record["views"]["stride"] == 0.5
     assert all(c["end"] > c["start"] and c["predictions"] for c in record["clips"])
+
+
+@pytest.mark.parametrize("command", ["classify", "extract-features"])
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--stride", "1", "--clips", "2"], "--clips and --stride exclude each other"),
+    (["--stride", "inf"], "--stride must be a positive number of seconds"),
+    (["--ray-address", "ray://head:10001"], "--ray-address is for --engine ray"),
+])
+def test_options_that_cannot_hold_together_are_refused(folder, tiny_checkpoint, invoke, tmp_path, command, extra, message):
+    # Once silently ignored (--clips with --stride, --ray-address without ray) or turned into
+    # invalid JSON ("stride": Infinity).
+    code, out, err = invoke(command, folder / "a.avi", "-m", tiny_checkpoint, "-o", tmp_path / "out.json"
+                            if command == "classify" else tmp_path / "feats", *extra)
+    assert code == 2 and out == ""
+    assert err.startswith(f"error: {message}") and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_python_api_gives_the_cli_records(folder, tiny_checkpoint, invoke):
@@ -252,3 +270,147 @@ def test_peak_memory_does_not_grow_with_video_length_or_count(tmp_path, tiny_che
     assert stride_peak < short_peak + 40_000, (short_peak, stride_peak)
     few_peak, lots_peak = _peak_kib(few, *common), _peak_kib(lots, *common)
     assert lots_peak < few_peak + 40_000, (few_peak, lots_peak)
+
+
+# --- where -o may write ------------------------------------------------------------------------
+
+
+def test_output_through_a_symlink_writes_its_target(folder, tiny_checkpoint, invoke, tmp_path):
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "target.csv"
+    target.write_text("old\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    code, _, err = invoke("classify", folder / "a.avi", "-m", tiny_checkpoint, *FAST, "-o", link)
+    assert code == 0, err
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    rows = list(csv.reader(io.StringIO(target.read_text(encoding="utf-8"))))
+    assert rows[0][:2] == ["path", "status"] and rows[1][:2] == [str(folder / "a.avi"), "ok"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.csv", "real"]
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["target.csv"]
+
+
+def _special_outputs(tmp_path: Path) -> list[Path]:
+    """A named pipe and (as root, who may make one) a copy of the /dev/null device, in tmp_path."""
+    pipe = tmp_path / "pipe.csv"
+    os.mkfifo(pipe)
+    made = [pipe]
+    if os.geteuid() == 0:
+        device = tmp_path / "null.csv"
+        os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        made.append(device)
+    return made
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_pipe_or_device_output_is_refused_and_left_alone(folder, tiny_checkpoint, invoke, tmp_path):
+    for special in _special_outputs(tmp_path):
+        kind = os.stat(special).st_mode
+        code, out, err = invoke("classify", folder / "a.avi", "-m", tiny_checkpoint, *FAST, "-o", special)
+        assert code == 2 and out == ""
+        assert err.splitlines() == [
+            f"error: -o {special} is {'a pipe' if stat.S_ISFIFO(kind) else 'a device'}, not a file; "
+            "for results on stdout give --format json|jsonl|csv without -o"
+        ]
+        assert os.lstat(special).st_mode == kind  # still the pipe or device it was
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith((".lock", ".jsonl"))]
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_second_run_on_the_same_output_is_refused(many, tiny_checkpoint, tmp_path, invoke, suffix):
+    out = tmp_path / f"out{suffix}"
+    journal = out if suffix == ".jsonl" else tmp_path / f"out{suffix}.partial.jsonl"
+    first = _start(["classify", many, "-m", tiny_checkpoint, "-o", out, "--batch-size", "1", "--clip-len", "8"])
+    _wait_for_lines(journal, 1, first)
+    assert first.poll() is None, "the first run ended before the second started"
+    code, _, err = invoke("classify", many, "-m", tiny_checkpoint, *FAST, "-o", out)
+    assert code == 2
+    assert err.splitlines() == [f"error: another vswin run is writing {out}; wait for it to finish or choose another output"]
+    _, first_err = first.communicate(timeout=300)
+    assert first.returncode == 0, first_err
+    records = json.loads(out.read_text()) if suffix == ".json" else records_of(out.read_text())
+    assert len(records) == 10 and all(r["status"] == "ok" for r in records)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no journal nor lock left
+
+
+def test_output_that_is_an_input_video_is_refused(folder, tiny_checkpoint, invoke, tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    data = (folder / "a.avi").read_bytes()
+    (videos / "a.avi").write_bytes(data)
+    (videos / "b.avi").write_bytes(data)
+    for output in (videos / "a.avi", tmp_path / "videos" / ".." / "videos" / "b.avi"):
+        code, out, err = invoke("classify", videos, "-m", tiny_checkpoint, *FAST, "-o", output, "--format", "csv")
+        assert code == 2 and out == ""
+        assert len(err.splitlines()) == 1 and "would overwrite the input" in err and "choose another output" in err
+    assert (videos / "a.avi").read_bytes() == data and (videos / "b.avi").read_bytes() == data
+
+
+def test_csv_has_no_columns_beyond_the_model_classes(folder, tiny_checkpoint, invoke, tmp_path):
+    out_csv = tmp_path / "labels.csv"
+    header = ["path", "status", *[f"{c}_{i}" for i in range(1, 11) for c in ("label", "score")], "error"]
+    code, _, err = invoke("classify", folder / "a.avi", "-m", tiny_checkpoint, *FAST, "-o", out_csv, "--top-k", "10000")
+    assert code == 0, err
+    rows = list(csv.reader(io.StringIO(out_csv.read_text(encoding="utf-8"))))
+    assert rows[0] == header and len(rows[1]) == len(header)  # the tiny model has 10 classes
+    assert sorted(rows[1][3:22:2], key=float, reverse=True) == rows[1][3:22:2]  # all 10 scores, ranked
+    code, _, err = invoke("classify", folder / "a.avi", folder / "sub" / "c.avi", "-m", tiny_checkpoint, *FAST, "-o", out_csv, "--top-k", "10000", "--resume")
+    assert code == 0, err
+    resumed = list(csv.reader(io.StringIO(out_csv.read_text(encoding="utf-8"))))
+    assert resumed[0] == header and resumed[1] == rows[1] and len(resumed) == 3
+    code, out, _ = invoke("classify", folder / "a.avi", "-m", tiny_checkpoint, *FAST, "--format", "csv", "--top-k", "10000")
+    assert code == 0 and out.splitlines()[0] == ",".join(header)
+
+
+def test_full_disk_is_one_line_and_the_jsonl_resumes(many, tiny_checkpoint, invoke, tmp_path, monkeypatch):
+    out = tmp_path / "out.jsonl"
+    real_write = os.write
+
+    def disk_full_after_two_lines(fd, data):
+        # Only the output's writes: the third line is half written when the disk fills up.
+        if out.exists() and os.path.samestat(os.fstat(fd), os.stat(out)) and out.read_bytes().count(b"\n") >= 2:
+            real_write(fd, bytes(data[: len(data) // 2]))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", disk_full_after_two_lines)
+    code, _, err = invoke("classify", many, "-m", tiny_checkpoint, *FAST, "-o", out)
+    monkeypatch.setattr(os, "write", real_write)
+    assert code == 1
+    assert err.splitlines() == [f"error: cannot write {out}: no space left on device; free some space or choose another output"]
+    assert len(records_of(out.read_text())) == 2 and out.read_bytes().endswith(b"}\n")  # whole lines only
+    code, _, err = invoke("classify", many, "-m", tiny_checkpoint, *FAST, "-o", out, "--resume")
+    assert code == 0, err
+    assert "8 ok, 0 failed, 2 already done" in err
+    assert sorted(Path(r["path"]).name for r in records_of(out.read_text())) == sorted(p.name for p in many.iterdir())
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_read_only_output_folder_is_one_line(folder, tiny_checkpoint, invoke, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("this user (root) may write into read-only folders")
+        code, _, err = invoke("classify", folder / "a.avi", "-m", tiny_checkpoint, *FAST, "-o", locked / "out.csv")
+    finally:
+        locked.chmod(0o755)
+    assert code == 1
+    assert err.splitlines() == [f"error: cannot write {locked / 'out.csv'}: permission denied; choose an output in a folder you can write to"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/fd/1"), reason="needs /dev/fd")
+def test_output_to_its_own_stdout_is_refused(folder, tiny_checkpoint, tmp_path, vswin):
+    # Through a pipe, and through a file the shell appends to (a rename would replace that file).
+    result = vswin("classify", folder / "a.avi", "-m", tiny_checkpoint, *FAST, "-o", "/dev/fd/1", "--format", "csv")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == ["error: -o /dev/fd/1 is a pipe, not a file; for results on stdout give --format json|jsonl|csv without -o"]
+    log = tmp_path / "log.txt"
+    log.write_text("earlier lines\n")
+    with log.open("a") as stdout:
+        args = [sys.executable, "-m", "vswin_cli", "classify", str(folder / "a.avi"), "-m", str(tiny_checkpoint), *FAST, "-o", "/dev/fd/1", "--format", "csv"]
+        result = subprocess.run(args, stdout=stdout, stderr=subprocess.PIPE, text=True, env={**os.environ, **SUBPROCESS_ENV}, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["error: -o /dev/fd/1 is this run's own stdout or stderr; for results on stdout give --format json|jsonl|csv without -o"]
+    assert log.read_text() == "earlier lines\n" and sorted(p.name for p in tmp_path.iterdir()) == ["log.txt"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -163,3 +164,90 @@ def test_python_api_yields_the_same_arrays(tree, tiny_checkpoint, invoke, tmp_pa
     assert len(results) == 1 and results[0][0] == str(video)
     invoke("extract-features", video, "-o", tmp_path, "-m", tiny_checkpoint, *FAST)
     np.testing.assert_array_equal(results[0][1], np.load(tmp_path / "x.avi.npy"))
+
+
+# --- where the features go ---------------------------------------------------------------------
+
+
+def _videos(folder: Path, count: int) -> Path:
+    folder.mkdir()
+    for i in range(count):
+        media.encode_cv2(folder / f"v{i}.avi", frames=40, size=(64, 48))
+    return folder
+
+
+def test_second_run_into_the_same_folder_is_refused(tmp_path, tiny_checkpoint, invoke):
+    videos = _videos(tmp_path / "videos", 6)
+    out = tmp_path / "feats"
+    env = {**os.environ, **SUBPROCESS_ENV}
+    first = subprocess.Popen([sys.executable, "-m", "vswin_cli", "extract-features", str(videos), "-o", str(out), "-m", str(tiny_checkpoint), "--batch-size", "1", "--clip-len", "8"], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and first.poll() is None and not list(out.glob("*.npy")):
+        time.sleep(0.02)
+    assert first.poll() is None, "the first run ended before the second started"
+    code, _, err = invoke("extract-features", videos, "-o", out, "-m", tiny_checkpoint, *FAST)
+    assert code == 2
+    assert err.splitlines() == [f"error: another vswin run is writing {out}; wait for it to finish or choose another output"]
+    _, first_err = first.communicate(timeout=300)
+    assert first.returncode == 0, first_err
+    index = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+    assert sorted(Path(e["path"]).name for e in index) == [f"v{i}.avi" for i in range(6)]
+    assert sorted(p.name for p in out.iterdir() if not p.name.endswith((".npy", ".json"))) == ["index.jsonl"]
+
+
+def test_full_disk_while_writing_features_is_one_line_and_resumes(tmp_path, tiny_checkpoint, invoke, monkeypatch):
+    videos = _videos(tmp_path / "videos", 3)
+    out = tmp_path / "feats"
+    real_save = np.save
+    saved = []
+
+    def disk_full_on_the_second(file, array, **kwargs):
+        saved.append(1)
+        if len(saved) == 2:
+            file.write(b"\x93NUMPY half an array")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(file, array, **kwargs)
+
+    monkeypatch.setattr(np, "save", disk_full_on_the_second)
+    code, _, err = invoke("extract-features", videos, "-o", out, "-m", tiny_checkpoint, *FAST)
+    monkeypatch.setattr(np, "save", real_save)
+    assert code == 1
+    assert err.splitlines() == [f"error: cannot write {out / 'v1.avi.npy'}: no space left on device; free some space or choose another output"]
+    assert sorted(p.name for p in out.iterdir()) == ["index.jsonl", "v0.avi.json", "v0.avi.npy"]  # no temp files
+    code, _, err = invoke("extract-features", videos, "-o", out, "-m", tiny_checkpoint, *FAST, "--resume")
+    assert code == 0, err
+    assert sorted(p.name for p in out.glob("*.npy")) == ["v0.avi.npy", "v1.avi.npy", "v2.avi.npy"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_read_only_output_folder_is_one_line(tree, tiny_checkpoint, invoke, tmp_path):
+    out = tmp_path / "feats"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        if os.access(out, os.W_OK):
+            pytest.skip("this user (root) may write into read-only folders")
+        code, _, err = invoke("extract-features", tree / "a" / "x.avi", "-o", out, "-m", tiny_checkpoint, *FAST)
+    finally:
+        out.chmod(0o755)
+    assert code == 1
+    assert err.splitlines() == [f"error: cannot write {out}: permission denied; choose an output in a folder you can write to"]
+
+
+def test_features_that_would_overwrite_an_input_are_refused(tree, tiny_checkpoint, invoke, tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    data = (tree / "a" / "x.avi").read_bytes()
+    (videos / "x.avi").write_bytes(data)
+    # A video (found by its bytes) whose name is the sidecar that x.avi's features would get.
+    (videos / "x.avi.json").write_bytes(data)
+    code, _, err = invoke("extract-features", videos, "-o", videos, "-m", tiny_checkpoint, *FAST)
+    assert code == 2
+    assert err.splitlines() == [f"error: -o {videos} would overwrite the input {videos / 'x.avi.json'}; choose another output"]
+    assert sorted(p.name for p in videos.iterdir()) == ["x.avi", "x.avi.json"]
+    assert (videos / "x.avi.json").read_bytes() == data
+    # The input folder itself is a fine output when no file lands on a video.
+    (videos / "x.avi.json").unlink()
+    code, _, err = invoke("extract-features", videos, "-o", videos, "-m", tiny_checkpoint, *FAST)
+    assert code == 0, err
+    assert sorted(p.name for p in videos.iterdir()) == ["index.jsonl", "x.avi", "x.avi.json", "x.avi.npy"]

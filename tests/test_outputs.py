@@ -7,10 +7,12 @@ readers), never produced by the code under test.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -22,6 +24,7 @@ import pytest
 from vswin_cli.errors import VswinError
 from vswin_cli.outputs import (
     FeatureEntry,
+    claim_output,
     journal_path,
     open_feature_index,
     open_sink,
@@ -153,6 +156,12 @@ def test_output_that_is_a_folder_is_a_usage_error(tmp_path):
     (tmp_path / "out.json").mkdir()
     with pytest.raises(VswinError, match="folder"):
         open_sink(tmp_path / "out.json", None)
+
+
+def test_folder_without_format_is_named_a_folder(tmp_path):
+    with pytest.raises(VswinError, match=r"is a folder; give a file name") as caught:
+        select_format(None, tmp_path, False)
+    assert "extension" not in str(caught.value)
 
 
 # --------------------------------------------------------------------------- round trips
@@ -501,6 +510,56 @@ def test_unwritable_output_is_one_clear_error(tmp_path):
         sink.add(ok_record("a.mp4"))
 
 
+@pytest.mark.parametrize(
+    ("code", "reason", "advice"),
+    [
+        (errno.ENOSPC, "no space left on device", "free some space"),
+        (errno.EACCES, "permission denied", "a folder you can write to"),
+        (errno.EIO, "input/output error", "check the path"),
+    ],
+)
+def test_io_errors_say_the_reason_and_advice_that_fits(tmp_path, monkeypatch, code, reason, advice):
+    out = tmp_path / "out.csv"
+    sink = open_sink(out, None, model="m", views=VIEWS)
+    sink.add(ok_record("a.mp4", model="m"))
+
+    def fail(*args):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(VswinError) as caught:
+        sink.close()
+    message = str(caught.value)
+    assert message.startswith(f"cannot write {out}: {reason}; ") and advice in message
+    assert caught.value.exit_code == 1  # the run failed; the options were fine
+
+
+def test_disk_full_mid_line_keeps_whole_lines_and_resumes(tmp_path, monkeypatch):
+    out = tmp_path / "out.jsonl"
+    sink = open_sink(out, None, model="m", views=VIEWS)
+    sink.add(ok_record("a.mp4", model="m"))
+    real_write = os.write
+
+    def half_then_full(fd, data):
+        if os.path.samestat(os.fstat(fd), os.stat(out)):
+            real_write(fd, bytes(data[: len(data) // 2]))  # what fitted on the disk
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", half_then_full)
+    with pytest.raises(VswinError, match="no space left on device") as caught:
+        with sink:  # closing after the failure must not raise a second error
+            sink.add(ok_record("b.mp4", model="m"))
+    assert caught.value.exit_code == 1
+    monkeypatch.undo()
+    assert [json.loads(line)["path"] for line in out.read_text(encoding="utf-8").splitlines()] == ["a.mp4"]
+    assert out.read_bytes().endswith(b"}\n")
+    sink = open_sink(out, None, resume=True, model="m", views=VIEWS)
+    assert sink.done("a.mp4") and not sink.done("b.mp4")
+    add_all(sink, [ok_record("b.mp4", model="m")])
+    assert [r.path for r in read_records(out)] == ["a.mp4", "b.mp4"]
+
+
 def test_without_resume_an_old_output_is_replaced(tmp_path):
     out = tmp_path / "out.jsonl"
     write_lines(out, [ok_record("old.mp4")])
@@ -686,3 +745,98 @@ def test_feature_output_that_is_a_file_is_a_usage_error(tmp_path):
     (tmp_path / "feats").write_text("x", encoding="utf-8")
     with pytest.raises(VswinError, match="folder"):
         open_feature_index(tmp_path / "feats")
+
+
+# --------------------------------------------------------------------------- links, pipes, locks
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl", ".csv"])
+def test_symlinked_output_writes_its_target_and_journals_beside_it(tmp_path, suffix):
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / f"target{suffix}"
+    target.write_text("old\n", encoding="utf-8")
+    link = tmp_path / f"link{suffix}"
+    link.symlink_to(Path("real") / target.name)
+    with pytest.raises(KeyboardInterrupt):
+        with open_sink(link, None, model="m", views=VIEWS) as sink:
+            sink.add(ok_record("a.mp4", model="m"))
+            raise KeyboardInterrupt
+    assert link.is_symlink() and os.readlink(link) == str(Path("real") / target.name)
+    assert [r.path for r in read_records(target)] == ["a.mp4"]
+    if suffix != ".jsonl":
+        assert journal_path(target).exists() and not journal_path(link).exists()
+    sink = open_sink(link, None, resume=True, model="m", views=VIEWS)
+    assert sink.done("a.mp4")
+    add_all(sink, [ok_record("b.mp4", model="m"), ok_record("a.mp4", model="m")])  # a retried: compacted
+    assert link.is_symlink() and [r.path for r in read_records(target)] == ["a.mp4", "b.mp4"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_pipe_output_is_refused_and_left_alone(tmp_path):
+    pipe = tmp_path / "out.csv"
+    os.mkfifo(pipe)
+    with pytest.raises(VswinError, match=r"out.csv is a pipe, not a file; .*--format json\|jsonl\|csv without -o") as caught:
+        open_sink(pipe, None)
+    assert caught.value.exit_code == 2
+    with pytest.raises(VswinError, match="is a pipe"):
+        write_text_atomic(pipe, "results")  # the atomic writer never renames over one either
+    assert stat.S_ISFIFO(os.lstat(pipe).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
+
+
+def test_a_second_claim_on_the_same_output_is_refused(tmp_path):
+    out = tmp_path / "out.json"
+    (tmp_path / "link.json").symlink_to(out)
+    with claim_output(out, None) as target:
+        assert target == out
+        for spelling in (out, tmp_path / "link.json", tmp_path / "." / "out.json"):
+            with pytest.raises(VswinError, match=r"another vswin run is writing .*; wait for it") as caught:
+                with claim_output(spelling, None):
+                    pass
+            assert caught.value.exit_code == 2
+        with claim_output(tmp_path / "other.json", None):
+            pass  # other outputs are free
+    with claim_output(out, None):
+        pass  # released with the first claim
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json"]  # no lock file left
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_a_killed_run_does_not_keep_its_output_locked(tmp_path):
+    process = run_until_ready(
+        """
+        import time
+        from pathlib import Path
+        from vswin_cli.outputs import claim_output
+        with claim_output(Path("out.csv"), None):
+            print("READY", flush=True)
+            time.sleep(60)
+        """,
+        tmp_path,
+    )
+    with pytest.raises(VswinError, match="another vswin run"):
+        with claim_output(tmp_path / "out.csv", None):
+            pass
+    kill(process)
+    with claim_output(tmp_path / "out.csv", None):
+        pass
+
+
+def test_claim_refuses_an_output_that_is_an_input(tmp_path):
+    video = tmp_path / "a.mp4"
+    video.write_bytes(b"video bytes")
+    (tmp_path / "link.mp4").symlink_to(video)
+    named_like_a_journal = journal_path(tmp_path / "b.csv")
+    named_like_a_journal.write_bytes(b"a video named like a journal")
+    cases = [
+        (video, "csv", tmp_path / "." / "a.mp4"),  # the same file, spelled otherwise
+        (tmp_path / "link.mp4", "json", video),  # through a link
+        (tmp_path / "b.csv", None, named_like_a_journal),  # the journal would land on the input
+    ]
+    for output, fmt, video_input in cases:
+        with pytest.raises(VswinError, match=r"would overwrite the input .*; choose another output") as caught:
+            with claim_output(output, fmt, [tmp_path / "other.mp4", video_input]):
+                pass
+        assert caught.value.exit_code == 2
+    assert video.read_bytes() == b"video bytes"
+    assert named_like_a_journal.read_bytes() == b"a video named like a journal"

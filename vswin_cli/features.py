@@ -10,12 +10,22 @@ import numpy as np
 
 from .engine import Engine, VideoOutcome
 from .inputs import InputVideo
-from .outputs import FeatureEntry, open_feature_index, plan_feature_paths, sidecar_path, write_json_atomic, write_npy_atomic
+from .outputs import (
+    FeatureEntry, open_feature_index, plan_feature_paths, sidecar_path, user_io, write_json_atomic, write_npy_atomic,
+)
 
 
 def scores_path(npy_path: Path) -> Path:
     """``x.mp4.npy`` -> ``x.mp4.scores.npy``."""
     return npy_path.with_name(npy_path.name[: -len(".npy")] + ".scores.npy")
+
+
+def feature_files(out_dir: Path, videos: Sequence[InputVideo], with_scores: bool = False) -> list[Path]:
+    """Every file a run may write for ``videos`` in ``out_dir``: each .npy, its sidecar and scores."""
+    files = []
+    for npy in plan_feature_paths([(v.path, v.root) for v in videos], Path(out_dir)):
+        files += [npy, sidecar_path(npy)] + ([scores_path(npy)] if with_scores else [])
+    return files
 
 
 class FeatureWriter:
@@ -40,7 +50,8 @@ class FeatureWriter:
         self.views = {**engine.views, "per_clip": per_clip, "dtype": self.dtype.name, "with_logits": with_scores}
         paths = plan_feature_paths([(v.path, v.root) for v in videos], self.out_dir)
         self._targets = {str(v.path): p for v, p in zip(videos, paths)}
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with user_io(self.out_dir):
+            self.out_dir.mkdir(parents=True, exist_ok=True)
         self.index = open_feature_index(self.out_dir, resume=resume, model=engine.model_name, views=self.views)
 
     def done(self, item: InputVideo) -> bool:
@@ -54,15 +65,18 @@ class FeatureWriter:
                                         model=self.engine.model_name, views=self.views))
             return False
         target = self._targets[str(outcome.item.path)]
-        target.parent.mkdir(parents=True, exist_ok=True)
         array = outcome.clip_features if self.per_clip else outcome.features
         array = np.ascontiguousarray(array, dtype=self.dtype)
-        write_npy_atomic(target, array)
+        with user_io(target):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_npy_atomic(target, array)
         if self.with_scores:
             scores = outcome.clip_scores if self.per_clip else outcome.scores
-            write_npy_atomic(scores_path(target), np.ascontiguousarray(scores, dtype=np.float32))
+            with user_io(scores_path(target)):
+                write_npy_atomic(scores_path(target), np.ascontiguousarray(scores, dtype=np.float32))
         sidecar = sidecar_path(target)
-        write_json_atomic(sidecar, self._sidecar(outcome, array))
+        with user_io(sidecar):
+            write_json_atomic(sidecar, self._sidecar(outcome, array))
         self.index.add(FeatureEntry(
             path=record.path, status="ok", warnings=record.warnings, model=self.engine.model_name, views=self.views,
             output=self.index.relative(target), sidecar=self.index.relative(sidecar),

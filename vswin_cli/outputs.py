@@ -19,15 +19,23 @@ Rules users rely on (DESIGN.md, "Behaviour"):
   without its journal cannot prove what made it: its rows are kept but recomputed.
 - Without ``--resume`` an existing output is replaced; nothing is touched before the first
   record arrives (or before a successful end with no records).
+- ``-o`` through a symbolic link writes the link's target (the link stays); the journal sits beside
+  the target. Pipes, devices and sockets are refused: they cannot be replaced atomically nor hold
+  a journal beside them.
+- A run holds an advisory lock (``flock`` on ``<output>.lock``, or ``DIR/index.jsonl.lock`` for
+  features) so that a second run on the same output stops at once instead of both sharing one
+  journal. The OS drops the lock when a process dies: a killed run never blocks the next one.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import json
 import os
+import stat
 import sys
 import tempfile
 from contextlib import contextmanager, suppress
@@ -44,9 +52,15 @@ from rich.text import Text
 from .errors import VswinError
 from .records import Prediction, Status, VideoRecord
 
+try:
+    import fcntl
+except ImportError:  # Windows: runs on one output are not guarded against each other
+    fcntl = None  # type: ignore[assignment]
+
 FORMATS = ("table", "json", "jsonl", "csv")
 EXTENSION_FORMATS = {".json": "json", ".jsonl": "jsonl", ".csv": "csv"}
 JOURNAL_SUFFIX = ".partial.jsonl"
+LOCK_SUFFIX = ".lock"
 INDEX_NAME = "index.jsonl"
 
 # Read once: files made by mkstemp are 0600, the final files get the usual umask permissions.
@@ -67,6 +81,8 @@ def select_format(fmt: str | None, output: Path | None, stdout_is_terminal: bool
             raise VswinError("--format table is for the terminal; with -o use json, jsonl or csv")
         return fmt
     if output is not None:
+        if Path(output).is_dir():
+            raise VswinError(f"-o {output} is a folder; give a file name such as results.csv")
         by_extension = EXTENSION_FORMATS.get(Path(output).suffix.lower())
         if by_extension is None:
             raise VswinError(
@@ -192,10 +208,37 @@ def _record_from(entry: Mapping[str, Any], path: Path) -> VideoRecord:
 # --------------------------------------------------------------------------- atomic files
 
 
+def _special_kind(path: Path) -> str | None:
+    """What ``path`` is when it exists but is neither a regular file nor a folder ("a pipe" ...)."""
+    try:
+        mode = os.stat(path).st_mode  # follows links: /dev/stdout is the pipe or terminal behind it
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
+
+
+def _link_target(path: Path) -> Path:
+    """``path`` with symbolic links followed, so that a rename replaces the target, not the link."""
+    return Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
+
+
 @contextmanager
 def _atomic_file(path: Path, mode: str = "wb", **open_args: Any) -> Iterator[IO[Any]]:
-    """Write to a temporary file beside ``path``; fsync; rename over ``path`` only on success."""
-    path = Path(path)
+    """Write to a temporary file beside ``path``; fsync; rename over ``path`` only on success.
+
+    A symbolic link is followed (its target is replaced); a pipe or device is refused, since a
+    rename would put a regular file in its place.
+    """
+    kind = _special_kind(path)
+    if kind is not None:
+        raise VswinError(f"{path} is {kind}, not a file; vswin only replaces regular files")
+    path = _link_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -288,10 +331,11 @@ def _parse_line(line: bytes) -> dict[str, Any] | None:
 
 
 class _Journal:
-    """An append-only JSONL file: each entry is written, flushed and fsynced before add returns.
+    """An append-only JSONL file: each entry is written and fsynced before add returns.
 
     With ``keep`` the existing lines are read (and a truncated last line cut off) and new ones are
-    appended; without it the file is emptied, but only when the first entry arrives.
+    appended; without it the file is emptied, but only when the first entry arrives. A write that
+    fails (a full disk) is cut off again, so the file keeps whole lines only.
     """
 
     def __init__(self, path: Path, keep: bool) -> None:
@@ -302,9 +346,10 @@ class _Journal:
         if self.path.is_dir():
             raise VswinError(f"{self.path} is a folder; give a file name")
         if keep and self.path.exists():
-            contents = _read_journal(self.path)
-            self.entries = contents.entries
-            self._repair(contents)
+            with user_io(self.path, "open"):
+                contents = _read_journal(self.path)
+                self.entries = contents.entries
+                self._repair(contents)
 
     def _repair(self, contents: _JournalContents) -> None:
         if contents.good_end < contents.size:
@@ -317,35 +362,61 @@ class _Journal:
 
     def _open(self) -> IO[bytes]:
         if self._file is None:
-            with _user_io(self.path):
+            with user_io(self.path):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = self.path.open("ab" if self._keep else "wb")
+                # Unbuffered: nothing is left in memory to fail again when the file is closed.
+                self._file = self.path.open("ab" if self._keep else "wb", buffering=0)
+            self._keep = True  # emptied once; opened again (after a failed write) it is appended to
         return self._file
 
     def append(self, entry: Mapping[str, Any]) -> None:
+        data = (_dumps(dict(entry)) + "\n").encode("utf-8")
         file = self._open()
-        with _user_io(self.path):
-            file.write((_dumps(dict(entry)) + "\n").encode("utf-8"))
-            file.flush()
-            os.fsync(file.fileno())
+        with user_io(self.path):
+            fd = file.fileno()
+            start = os.fstat(fd).st_size
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except OSError:
+                # Cut the part of the line that did reach the disk (freeing space, not taking it).
+                with suppress(OSError):
+                    os.ftruncate(fd, start)
+                self.close()
+                raise
 
     def touch(self) -> None:
         self._open()
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            with suppress(OSError):  # unbuffered and fsynced after each line: nothing is lost here
+                file.close()
+
+
+_ADVICE = {
+    errno.ENOSPC: "free some space or choose another output",
+    errno.EACCES: "choose an output in a folder you can write to",
+    errno.EPERM: "choose an output in a folder you can write to",
+    errno.EROFS: "choose an output on a writable disk",
+}
+if hasattr(errno, "EDQUOT"):
+    _ADVICE[errno.EDQUOT] = "free some space or choose another output"
 
 
 @contextmanager
-def _user_io(path: Path) -> Iterator[None]:
-    """A full disk or a read-only folder is the user's to fix: one line, not a traceback."""
+def user_io(path: Path, action: str = "write") -> Iterator[None]:
+    """A full disk or a read-only folder is the user's to fix: one line (exit 1), not a traceback."""
     try:
         yield
     except OSError as error:
         reason = error.strerror or str(error)
-        raise VswinError(f"cannot write {path}: {reason}; free space or choose another output") from error
+        reason = reason[:1].lower() + reason[1:]
+        advice = _ADVICE.get(error.errno, "check the path or choose another output")
+        raise VswinError(f"cannot {action} {path}: {reason}; {advice}", exit_code=1) from error
 
 
 def _path_key(path: str | os.PathLike[str]) -> str:
@@ -523,8 +594,8 @@ class JsonlFileSink(ResultSink):
             self._journal.touch()  # a finished run with no videos still leaves its (empty) file
         self._journal.close()
         if self._compact:
-            entries = _newest_by_path(_read_journal(self.path).entries).values()
-            with _user_io(self.path):
+            with user_io(self.path):
+                entries = _newest_by_path(_read_journal(self.path).entries).values()
                 write_text_atomic(self.path, "".join(_dumps(e) + "\n" for e in entries))
 
 
@@ -547,8 +618,9 @@ class SnapshotFileSink(ResultSink):
         self._journal.entries = []  # _entries() reads the repaired journal itself
         self._added = 0
         # Without resume a journal left by an older run is stale: emptied at the first record.
-        for entry in self._entries() if resume else []:
-            self._update_done(entry)
+        with user_io(self.path, "open"):
+            for entry in self._entries() if resume else []:
+                self._update_done(entry)
 
     def _entries(self) -> list[dict[str, Any]]:
         """With resume: the previous output's records, then the journal's; else the journal's."""
@@ -568,8 +640,8 @@ class SnapshotFileSink(ResultSink):
             return  # nothing new: leave the previous output and journal exactly as they were
         self._journal.touch()  # without resume this empties a stale journal of an older run
         self._journal.close()
-        records = [VideoRecord.from_dict(e) for e in _newest_by_path(self._entries()).values()]
-        with _user_io(self.path):
+        with user_io(self.path):
+            records = [VideoRecord.from_dict(e) for e in _newest_by_path(self._entries()).values()]
             if self.format == "json":
                 write_text_atomic(self.path, records_to_json(records))
             else:
@@ -607,9 +679,129 @@ def open_sink(
         if timeline is None:
             timeline = bool((views or {}).get("stride"))
         return StreamSink(stream, chosen, top_k, timeline=timeline, model=model, views=views)
+    target = output_target(output, chosen)
     if chosen == "jsonl":
-        return JsonlFileSink(Path(output), resume, model, views)
-    return SnapshotFileSink(Path(output), chosen, resume, top_k, model, views)
+        return JsonlFileSink(target, resume, model, views)
+    return SnapshotFileSink(target, chosen, resume, top_k, model, views)
+
+
+def output_target(output: Path, fmt: str) -> Path:
+    """The file ``-o output`` writes: symbolic links followed. A folder, pipe, device, socket or the
+    file this run's stdout goes to is refused (a usage error): the output is replaced by a rename and
+    needs a journal beside it."""
+    if Path(output).is_dir():
+        raise VswinError(f"-o {output} is a folder; give a file name such as results.{fmt}")
+    kind = _special_kind(output)
+    if kind is not None:
+        what = f"{kind}, not a file"
+    elif _is_own_stream(output):
+        what = "this run's own stdout or stderr"  # -o /dev/stdout > file: that file would be replaced
+    else:
+        return Path(os.path.realpath(output))
+    raise VswinError(f"-o {output} is {what}; for results on stdout give --format json|jsonl|csv without -o")
+
+
+def _is_own_stream(path: Path) -> bool:
+    """True when ``path`` is the file this process's stdout or stderr is writing."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return False
+    for fd in (1, 2):
+        with suppress(OSError):
+            if os.path.samestat(status, os.fstat(fd)):
+                return True
+    return False
+
+
+def lock_path(output: Path) -> Path:
+    """The file a run locks while it writes ``output``: ``<output>.lock``."""
+    output = Path(output)
+    return output.with_name(output.name + LOCK_SUFFIX)
+
+
+@contextmanager
+def claim_output(output: Path | None, fmt: str | None, inputs: Iterable[Path] = ()) -> Iterator[Path | None]:
+    """Check ``-o output`` before any work and hold it for the run; yields the file to write
+    (None for stdout). Usage errors: a name without a format, a folder, a pipe or device, a file
+    that is one of ``inputs``, another run writing the same output."""
+    if output is None:
+        yield None
+        return
+    chosen = select_format(fmt, output, False)
+    target = output_target(output, chosen)
+    written = [target, lock_path(target)] + ([] if chosen == "jsonl" else [journal_path(target)])
+    refuse_overwriting_inputs(output, written, inputs)
+    with run_lock(lock_path(target), output):
+        yield target
+
+
+@contextmanager
+def claim_folder(out_dir: Path, written: Iterable[Path] = (), inputs: Iterable[Path] = ()) -> Iterator[Path]:
+    """The same for an extract-features folder (made if missing): ``written`` are the files the run
+    may write in it besides ``index.jsonl``."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise VswinError(f"-o {out_dir} is a file; extract-features writes into a folder")
+    lock = Path(os.path.realpath(out_dir)) / (INDEX_NAME + LOCK_SUFFIX)
+    refuse_overwriting_inputs(out_dir, [*written, out_dir / INDEX_NAME, lock], inputs)
+    with run_lock(lock, out_dir):
+        yield out_dir
+
+
+def refuse_overwriting_inputs(output: Path, written: Iterable[Path], inputs: Iterable[Path]) -> None:
+    """A usage error when a file the run writes is one of its input videos (inputs may come from a
+    folder, through links or spelled otherwise: files are compared, not names)."""
+    ids: set[tuple[int, int]] = set()
+    for path in written:
+        with suppress(OSError):
+            status = os.stat(path)
+            ids.add((status.st_dev, status.st_ino))
+    if not ids:
+        return  # nothing there yet: no input can be overwritten
+    for path in inputs:
+        with suppress(OSError):
+            status = os.stat(path)
+            if (status.st_dev, status.st_ino) in ids:
+                raise VswinError(f"-o {output} would overwrite the input {path}; choose another output")
+
+
+@contextmanager
+def run_lock(path: Path, output: Path) -> Iterator[None]:
+    """Hold an advisory lock on ``path`` (made if missing) for the block; VswinError at once when
+    another process holds it. ``output`` names what is being written in messages."""
+    fd = _lock(path, output) if fcntl is not None else None
+    try:
+        yield
+    finally:
+        if fd is not None:
+            # Removed while still held: a run that opened it meanwhile sees that it is gone (_lock).
+            with suppress(OSError):
+                os.unlink(path)
+            os.close(fd)
+
+
+def _lock(path: Path, output: Path) -> int:
+    while True:
+        with user_io(output):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Read-only: locking needs no write access to a lock file left by another user.
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise VswinError(
+                f"another vswin run is writing {output}; wait for it to finish or choose another output"
+            ) from None
+        except OSError:
+            return fd  # a file system without locks (some network mounts): run unguarded
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the run that held it removed it as we opened it: lock the new one
 
 
 # --------------------------------------------------------------------------- table
@@ -841,8 +1033,8 @@ class FeatureIndex:
             self._journal.touch()
         self._journal.close()
         if self._compact:
-            entries = _newest_by_path(_read_journal(self.path).entries).values()
-            with _user_io(self.path):
+            with user_io(self.path):
+                entries = _newest_by_path(_read_journal(self.path).entries).values()
                 write_text_atomic(self.path, "".join(_dumps(e) + "\n" for e in entries))
 
     def __enter__(self) -> FeatureIndex:

@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..outputs import open_sink
+from ..outputs import claim_output, open_sink
 from ._options import (
     BatchSizeOpt, ClipLenOpt, ClipsOpt, CropsOpt, DeviceOpt, EngineChoice, EngineOpt, FormatOpt, FrameIntervalOpt,
     LabelsOpt, ModelOpt, PathsArg, PrecisionOpt, RayAddressOpt, RecursiveOpt, ResumeOpt, StrideOpt,
@@ -48,18 +48,22 @@ def classify(
         device=device, precision=precision, batch_size=batch_size, top_k=top_k,
     )
     fmt = format.value if format is not None else None
-    check_engine(engine)
+    check_engine(engine, ray_address)
     found = find_inputs(paths, recursive)
-    runner = build_engine(model, labels, options)
     failed = done = 0
-    with open_sink(output, fmt, resume=resume, top_k=top_k, model=runner.model_name, views=runner.views) as sink:
-        todo = [item for item in found.videos if not sink.done(item.path)]
-        with progress(len(todo), "classifying", results_on_terminal=output is None and sys.stdout.isatty()) as advance:
-            for outcome in outcomes(engine, ray_address, runner, todo):
-                sink.add(outcome.record)
-                failed += outcome.record.status != "ok"
-                done += 1
-                advance()
+    # The output is checked and locked before the model loads: a mistake there costs no waiting.
+    with claim_output(output, fmt, [item.path for item in found.videos]) as target:
+        runner = build_engine(model, labels, options)
+        # Records hold at most one label per class; the CSV has no columns beyond them.
+        top_k = min(top_k, len(runner.labels))
+        with open_sink(target, fmt, resume=resume, top_k=top_k, model=runner.model_name, views=runner.views) as sink:
+            todo = [item for item in found.videos if not sink.done(item.path)]
+            with progress(len(todo), "classifying", results_on_terminal=output is None and sys.stdout.isatty()) as advance:
+                for outcome in outcomes(engine, ray_address, runner, todo):
+                    sink.add(outcome.record)
+                    failed += outcome.record.status != "ok"
+                    done += 1
+                    advance()
     summary(done, failed, len(found.videos) - len(todo), output)
     if failed:
         sys.exit(1)

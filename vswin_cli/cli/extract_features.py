@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import VswinError
+from ..outputs import claim_folder
 from ._options import (
     BatchSizeOpt, ClipLenOpt, ClipsOpt, CropsOpt, DeviceOpt, EngineChoice, EngineOpt, FrameIntervalOpt, LabelsOpt,
     ModelOpt, PathsArg, PrecisionOpt, RayAddressOpt, RecursiveOpt, ResumeOpt, StrideOpt,
@@ -53,21 +53,22 @@ def extract_features(
         clips=clips, crops=crops, clip_len=clip_len, frame_interval=frame_interval, stride=stride,
         device=device, precision=precision, batch_size=batch_size,
     )
-    from ..features import FeatureWriter
+    from ..features import FeatureWriter, feature_files
 
-    check_engine(engine)
-    if output.exists() and not output.is_dir():
-        raise VswinError(f"-o {output} is a file; extract-features writes into a folder")
+    check_engine(engine, ray_address)
     found = find_inputs(paths, recursive)
-    runner = build_engine(model, labels, options)
     failed = done = 0
-    with FeatureWriter(output, found.videos, runner, resume=resume, per_clip=per_clip, dtype=dtype.value, with_scores=with_logits) as writer:
-        todo = [item for item in found.videos if not writer.done(item)]
-        with progress(len(todo), "extracting") as advance:
-            for outcome in outcomes(engine, ray_address, runner, todo):
-                failed += not writer.add(outcome)
-                done += 1
-                advance()
+    written = feature_files(output, found.videos, with_scores=with_logits)
+    # The folder is checked and locked before the model loads: a mistake there costs no waiting.
+    with claim_folder(output, written, [item.path for item in found.videos]):
+        runner = build_engine(model, labels, options)
+        with FeatureWriter(output, found.videos, runner, resume=resume, per_clip=per_clip, dtype=dtype.value, with_scores=with_logits) as writer:
+            todo = [item for item in found.videos if not writer.done(item)]
+            with progress(len(todo), "extracting") as advance:
+                for outcome in outcomes(engine, ray_address, runner, todo):
+                    failed += not writer.add(outcome)
+                    done += 1
+                    advance()
     summary(done, failed, len(found.videos) - len(todo), output)
     if failed:
         sys.exit(1)
