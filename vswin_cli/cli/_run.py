@@ -22,6 +22,9 @@ def run_options(
 ) -> "RunOptions":
     from ..engine import RunOptions
 
+    if clips is not None and stride is not None:
+        raise VswinError("--clips and --stride exclude each other: --stride gives a window every SECONDS "
+                         "over the whole video, --clips that many uniform clips")
     size: int | str = batch_size
     if batch_size != "auto":
         try:
@@ -47,7 +50,9 @@ def find_inputs(paths: Sequence[Path], recursive: bool) -> Discovery:
     return found
 
 
-def check_engine(engine: EngineChoice) -> None:
+def check_engine(engine: EngineChoice, ray_address: str | None = None) -> None:
+    if ray_address is not None and engine != EngineChoice.ray:
+        raise VswinError("--ray-address is for --engine ray; add --engine ray to run on that cluster")
     if engine == EngineChoice.ray:
         try:
             import ray  # noqa: F401
