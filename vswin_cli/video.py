@@ -267,7 +267,7 @@ def _utf8_name(path: Path) -> Iterator[str]:
             os.symlink(os.path.abspath(path), link)
         except OSError as error:
             raise VideoError(
-                f"{_shown(path)}: its name is not valid UTF-8 and no link to it could be made "
+                f"{path}: its name is not valid UTF-8 and no link to it could be made "
                 f"({error.strerror or error}); rename the file"
             ) from None
         yield link
@@ -277,11 +277,6 @@ def _plain_suffix(path: Path) -> str:
     # FFmpeg guesses some formats from the extension as well as the content: keep it if plain.
     suffix = path.suffix
     return suffix if suffix.isascii() and suffix[1:].isalnum() else ""
-
-
-def _shown(path: Path) -> str:
-    """``path`` as printable text (undecodable bytes as \\x escapes)."""
-    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
 
 
 def _quiet_opencv_warnings() -> None:
