@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import builtins
+import errno
+import io
 import os
 import subprocess
 import sys
@@ -74,3 +77,74 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
     save_native(model, path, labels=TINY_LABELS)
     return path
+
+
+# --- read-only folders, also for root (whom file modes do not stop) ------------------------------
+
+
+@pytest.fixture
+def read_only(monkeypatch: pytest.MonkeyPatch):
+    """``read_only(folder)``: as after ``chmod -R a-w folder``; where modes do not bind (root), writes fail anyway."""
+    folders: list[Path] = []
+
+    def make(folder: Path) -> None:
+        for path in [folder, *folder.rglob("*")]:
+            if not path.is_symlink():
+                path.chmod(path.stat().st_mode & ~0o222)
+        folders.append(folder)
+        probe = folder / ".probe"
+        try:
+            probe.touch()
+        except PermissionError:
+            return  # the modes are enough
+        probe.unlink()
+        refuse_writes_under(monkeypatch, [str(f) for f in folders])
+
+    yield make
+    for folder in folders:  # writable again, so that tmp_path can be cleaned up
+        for path in [folder, *folder.rglob("*")]:
+            if not path.is_symlink():
+                path.chmod(path.stat().st_mode | 0o200)
+
+
+def refuse_writes_under(monkeypatch: pytest.MonkeyPatch, folders: list[str]) -> None:
+    """What the kernel does for a user without write permission, done for every way Python writes files."""
+
+    def inside(path: object) -> bool:
+        if isinstance(path, int):
+            return False
+        path = os.path.abspath(os.fsdecode(path))  # type: ignore[arg-type]
+        return any(path == f or path.startswith(f + os.sep) for f in folders)
+
+    def refuse(path: object) -> None:
+        if inside(path):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(path))  # type: ignore[arg-type]
+
+    def guard(function, *path_args: int):
+        def guarded(*args, **kwargs):
+            for index in path_args:
+                refuse(args[index])
+            return function(*args, **kwargs)
+
+        return guarded
+
+    real_open, real_os_open = builtins.open, os.open
+
+    def open_(file, mode="r", *args, **kwargs):
+        if any(c in mode for c in "wax+"):
+            refuse(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    def os_open(path, flags, *args, **kwargs):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND):
+            refuse(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", open_)
+    monkeypatch.setattr(io, "open", open_)
+    monkeypatch.setattr(os, "open", os_open)
+    for name in ("mkdir", "unlink", "remove", "rmdir", "utime"):
+        monkeypatch.setattr(os, name, guard(getattr(os, name), 0))
+    for name in ("replace", "rename", "link"):
+        monkeypatch.setattr(os, name, guard(getattr(os, name), 0, 1))
+    monkeypatch.setattr(os, "symlink", guard(os.symlink, 1))

@@ -386,16 +386,11 @@ def test_full_disk_is_one_line_and_the_jsonl_resumes(many, tiny_checkpoint, invo
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
-def test_read_only_output_folder_is_one_line(folder, tiny_checkpoint, invoke, tmp_path):
+def test_read_only_output_folder_is_one_line(folder, tiny_checkpoint, invoke, tmp_path, read_only):
     locked = tmp_path / "locked"
     locked.mkdir()
-    locked.chmod(0o555)
-    try:
-        if os.access(locked, os.W_OK):
-            pytest.skip("this user (root) may write into read-only folders")
-        code, _, err = invoke("classify", folder / "a.avi", "-m", tiny_checkpoint, *FAST, "-o", locked / "out.csv")
-    finally:
-        locked.chmod(0o755)
+    read_only(locked)
+    code, _, err = invoke("classify", folder / "a.avi", "-m", tiny_checkpoint, *FAST, "-o", locked / "out.csv")
     assert code == 1
     assert err.splitlines() == [f"error: cannot write {locked / 'out.csv'}: permission denied; choose an output in a folder you can write to"]
 

@@ -220,16 +220,11 @@ def test_full_disk_while_writing_features_is_one_line_and_resumes(tmp_path, tiny
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
-def test_read_only_output_folder_is_one_line(tree, tiny_checkpoint, invoke, tmp_path):
+def test_read_only_output_folder_is_one_line(tree, tiny_checkpoint, invoke, tmp_path, read_only):
     out = tmp_path / "feats"
     out.mkdir()
-    out.chmod(0o555)
-    try:
-        if os.access(out, os.W_OK):
-            pytest.skip("this user (root) may write into read-only folders")
-        code, _, err = invoke("extract-features", tree / "a" / "x.avi", "-o", out, "-m", tiny_checkpoint, *FAST)
-    finally:
-        out.chmod(0o755)
+    read_only(out)
+    code, _, err = invoke("extract-features", tree / "a" / "x.avi", "-o", out, "-m", tiny_checkpoint, *FAST)
     assert code == 1
     assert err.splitlines() == [f"error: cannot write {out}: permission denied; choose an output in a folder you can write to"]
 
