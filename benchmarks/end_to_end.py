@@ -4,7 +4,8 @@
     python benchmarks/end_to_end.py --clips 4 --crops 3      # the full Kinetics protocol
     python benchmarks/end_to_end.py --folder my_videos/ --model swin-t-k400
 
-Without ``--folder`` it writes short 1280x720 videos (moving shapes, OpenCV's mp4v) into a
+Without ``--folder`` it writes short 1280x720 videos (moving shapes, OpenCV's mp4v; with
+``--codec h264``, re-encoded by ffmpeg's libx264 as phones and most downloads are) into a
 temporary folder; without ``--model`` it writes a native safetensors checkpoint of Swin-T with
 the parity tests' generated weights and loads it the way the CLI does. It then measures, in
 this order:
@@ -26,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import resource
+import shutil
+import subprocess
 import statistics
 import sys
 import tempfile
@@ -71,6 +74,17 @@ def write_videos(folder: Path, count: int, seconds: float, width: int, height: i
     return paths
 
 
+def reencode_h264(paths: list[Path]) -> None:
+    """Re-encode each video in place with libx264 (CRF 23, yuv420p: ffmpeg's defaults for the web)."""
+    if shutil.which("ffmpeg") is None:
+        raise SystemExit("--codec h264 needs ffmpeg on PATH")
+    for path in paths:
+        encoded = path.with_suffix(".h264.mp4")
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(path), "-c:v", "libx264", "-crf", "23",
+                        "-pix_fmt", "yuv420p", str(encoded)], check=True)
+        encoded.replace(path)
+
+
 def generated_checkpoint(folder: Path) -> Path:
     return save_native(parity_weights.load_generated(swin_t()), folder / "swin_t_generated.safetensors")
 
@@ -85,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folder", type=Path, help="videos to use (default: write --videos short 720p clips)")
     parser.add_argument("--videos", type=int, default=4, help="how many videos to write (default 4)")
     parser.add_argument("--seconds", type=float, default=4.0, help="length of the written videos (default 4 s)")
+    parser.add_argument("--codec", choices=("mp4v", "h264"), default="mp4v",
+                        help="codec of the written videos (default mp4v; h264 needs ffmpeg)")
     parser.add_argument("--model", help="model reference (default: generated Swin-T weights)")
     parser.add_argument("--clips", type=int, default=1)
     parser.add_argument("--crops", type=int, choices=(1, 3), default=1)
@@ -101,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="vswin-e2e-") as tmp:
         work = Path(tmp)
         if args.folder is None:
-            write_videos(work / "videos", args.videos, args.seconds, 1280, 720, 30.0)
+            written = write_videos(work / "videos", args.videos, args.seconds, 1280, 720, 30.0)
+            if args.codec == "h264":
+                reencode_h264(written)
             folder = work / "videos"
         else:
             folder = args.folder

@@ -53,10 +53,10 @@ class CrashOn:
         self.engine, self.marker = engine, marker
         self.model_name, self.views = engine.model_name, engine.views
 
-    def prepare(self, item: InputVideo):
+    def prepare(self, item: InputVideo, decoder_threads: int = 0):
         if self.marker in item.path.name:
             os._exit(3)
-        return self.engine.prepare(item)
+        return self.engine.prepare(item, decoder_threads)
 
 
 @pytest.mark.parametrize("position", [0, 2, 5])
@@ -92,3 +92,47 @@ def test_decoders_choice(tiny_checkpoint: Path) -> None:
         RunOptions(decoders="fibers")
     with pytest.raises(VswinError, match="--decode-workers must be at least 1"):
         RunOptions(decode_workers=0)
+
+
+
+def test_several_decoders_share_the_cores(tiny_checkpoint: Path, folder: Path, monkeypatch) -> None:
+    # Each decoder would otherwise start one FFmpeg thread per core (8 decoders on 16 cores: 128).
+    from vswin_cli import video
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    model = load_model(str(tiny_checkpoint))
+    real_open = video._open
+    for workers, expected in ((2, 3), (4, 1), (1, 0)):
+        opened: list[int] = []
+        monkeypatch.setattr(video, "_open", lambda path, head, threads=0: opened.append(threads) or real_open(path, head, threads))
+        engine = Engine(model, RunOptions(**{**OPTIONS, "decode_workers": workers, "decoders": "threads"}))
+        outcomes = list(engine.run(discover([folder]).videos))
+        assert [o.record.status for o in outcomes].count("ok") == 4
+        assert opened and set(opened) == {expected}, workers
+
+
+class ReportsThreads:
+    """A preparer that notes, in each record, the decoder threads its worker process was given."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.model_name, self.views = engine.model_name, engine.views
+
+    def prepare(self, item: InputVideo, decoder_threads: int = 0):
+        prepared = self.engine.prepare(item, decoder_threads)
+        prepared.record.warnings.append(f"decoder threads {decoder_threads}")
+        return prepared
+
+
+def test_worker_processes_get_their_share_of_the_cores(tiny_checkpoint: Path, folder: Path, monkeypatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    engine = Engine(load_model(str(tiny_checkpoint)), RunOptions(**{**OPTIONS, "decoders": "processes"}))
+    given = {}
+    monkeypatch.setattr(prefetch, "in_processes", lambda preparer, items, workers, threads: given.update(workers=workers, threads=threads) or iter(()))
+    list(engine.run(discover([folder]).videos))
+    assert given == {"workers": 2, "threads": 3}
+
+    monkeypatch.undo()
+    items = discover([folder]).videos
+    prepared = list(prefetch.in_processes(ReportsThreads(engine.without_model()), items, workers=2, decoder_threads=3))
+    assert [p.record.warnings[-1] for p in prepared] == ["decoder threads 3"] * len(items)

@@ -17,6 +17,7 @@ import pytest
 import media  # tests/media.py (pytest puts tests/ on sys.path)
 from vswin_cli.protocol import KINETICS, Protocol
 from vswin_cli.sampling import plan_clips
+from vswin_cli import video as video_module
 from vswin_cli.video import VideoError, iter_clips, probe, read_video
 
 VFR_TIMES = [0.0, 0.04, 0.08, 0.12, 0.5, 0.6, 1.5, 1.54, 1.58, 2.4, 2.44, 3.0]
@@ -125,6 +126,35 @@ def test_read_video_keeps_exactly_the_planned_frames(lib, name):
     for index, frame in video.frames.items():
         assert frame.dtype == np.uint8 and frame.shape == expected[index].shape
         assert np.array_equal(frame, expected[index]), index
+
+
+@pytest.mark.parametrize("name", ["h264", "hevc", "vp9", "mpeg4", "ten_bit", "corrupt", "trunc50"])
+def test_frames_do_not_depend_on_decoder_threads(lib, name):
+    # The engine gives each of several decoders a share of the cores; results must not change.
+    default = read_video(lib[name], kinetics_plan)
+    for threads in (1, 3):
+        video = read_video(lib[name], kinetics_plan, decoder_threads=threads)
+        assert video.info.frames == default.info.frames
+        assert [c.frames for c in video.clips] == [c.frames for c in default.clips]
+        assert video.frames.keys() == default.frames.keys()
+        for index, frame in video.frames.items():
+            assert np.array_equal(frame, default.frames[index]), (threads, index)
+
+
+def test_decoder_threads_reach_ffmpeg(lib, monkeypatch):
+    counts = []
+    real_open = video_module._open
+
+    def spying_open(*args, **kwargs):
+        capture = real_open(*args, **kwargs)
+        counts.append(capture.get(cv2.CAP_PROP_N_THREADS))
+        return capture
+
+    monkeypatch.setattr(video_module, "_open", spying_open)
+    read_video(lib["h264"], kinetics_plan, decoder_threads=3)
+    _, _, stream = iter_clips(lib["h264"], kinetics_plan, decoder_threads=1)
+    list(stream)
+    assert counts == [3.0, 1.0, 1.0]  # read_video: one pass; iter_clips: probe, then stream
 
 
 def test_frames_are_rgb(lib):

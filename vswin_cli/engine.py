@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import copy
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,8 +196,11 @@ class Engine:
         self.model_name = model.name
 
     # decoding + preprocessing (runs in worker threads, or in Ray tasks)
-    def prepare(self, item: InputVideo) -> PreparedVideo:
-        """Decode and preprocess one video; any failure becomes an error record, never an exception."""
+    def prepare(self, item: InputVideo, decoder_threads: int = 0) -> PreparedVideo:
+        """Decode and preprocess one video; any failure becomes an error record, never an exception.
+
+        ``decoder_threads``: FFmpeg's threads for the file (0: one per core; see ``prefetch.decoder_threads``).
+        """
         from . import sampling, transforms, video
 
         record = VideoRecord(path=str(item.path), status="ok", error=None, warnings=[], model=self.model_name,
@@ -212,14 +216,14 @@ class Engine:
         resize = transforms.short_side_resizer(protocol)
         try:
             if stride is None:
-                decoded = video.read_video(item.path, plan, frame_transform=resize)
+                decoded = video.read_video(item.path, plan, frame_transform=resize, decoder_threads=decoder_threads)
                 info, clips = decoded.info, decoded.clips
                 views: list[torch.Tensor] = []
                 for clip in clips:
                     views.extend(transforms.crop_clip(decoded.clip_frames(clip), protocol).unbind(0))
                 prepared.views = views
             else:
-                info, clips, stream = video.iter_clips(item.path, plan, frame_transform=resize)
+                info, clips, stream = video.iter_clips(item.path, plan, frame_transform=resize, decoder_threads=decoder_threads)
                 prepared.views = self._lazy_views(stream, record)
             if not clips:
                 raise VswinError("no clip could be planned for this video")
@@ -269,9 +273,10 @@ class Engine:
     def _prefetch(self, items: Sequence[InputVideo]) -> Iterator[PreparedVideo]:
         processes = self.decodes_in_processes(len(items))
         workers = self.options.decode_workers or prefetch.default_workers(processes, gpu=self.device.type != "cpu")
+        threads = prefetch.decoder_threads(workers)
         if processes:
-            return prefetch.in_processes(self.without_model(), items, workers)
-        return prefetch.in_threads(self.prepare, items, workers)
+            return prefetch.in_processes(self.without_model(), items, workers, threads)
+        return prefetch.in_threads(functools.partial(self.prepare, decoder_threads=threads), items, workers)
 
     # the model (runs on the calling thread)
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:

@@ -42,6 +42,19 @@ def default_workers(processes: bool, gpu: bool) -> int:
     return max(1, min(8 if gpu else 4, cpus // 2))
 
 
+def decoder_threads(workers: int) -> int:
+    """FFmpeg threads per file when ``workers`` decoders run at once: a share of the cores each.
+
+    0 (OpenCV's default: one per core) for a single decoder. Several decoders each starting one
+    thread per core crowd the cores (8 decoders on 16 cores: 128 threads): on 2 cores, two
+    decoders of one thread each decoded 15-20% more videos per second than with two threads
+    each (benchmarks/README.md).
+    """
+    if workers <= 1:
+        return 0
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def in_threads(prepare: Callable[[InputVideo], "PreparedVideo"], items: Iterable[InputVideo], workers: int) -> Iterator["PreparedVideo"]:
     """``prepare(item)`` for each item, in order, ``workers`` at a time in threads."""
     with futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vswin-decode") as pool:
@@ -62,21 +75,22 @@ def in_threads(prepare: Callable[[InputVideo], "PreparedVideo"], items: Iterable
 # --- worker processes -------------------------------------------------------------------------
 
 _preparer: "Engine | None" = None
+_decoder_threads = 0
 
 
-def _start_worker(preparer: "Engine") -> None:
-    global _preparer
+def _start_worker(preparer: "Engine", threads: int) -> None:
+    global _preparer, _decoder_threads
     import cv2
 
     # Many decoders share the machine: one thread each, not one pool of all cores each.
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-    _preparer = preparer
+    _preparer, _decoder_threads = preparer, threads
 
 
 def _prepare_in_worker(item: InputVideo) -> "PreparedVideo":
     assert _preparer is not None, "worker not started"
-    prepared = _preparer.prepare(item)
+    prepared = _preparer.prepare(item, _decoder_threads)
     # NumPy arrays pickle into the pipe; torch tensors would go through shared memory.
     prepared.views = [view.numpy() for view in prepared.views]
     return prepared
@@ -93,15 +107,17 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
-def in_processes(preparer: "Engine", items: Iterable[InputVideo], workers: int) -> Iterator["PreparedVideo"]:
-    """``preparer.prepare(item)`` for each item, in order, in ``workers`` processes.
+def in_processes(
+    preparer: "Engine", items: Iterable[InputVideo], workers: int, decoder_threads: int = 0
+) -> Iterator["PreparedVideo"]:
+    """``preparer.prepare(item, decoder_threads)`` for each item, in order, in ``workers`` processes.
 
     ``preparer`` is an engine without its model (it is pickled to each worker once).
     """
     context = _context()
 
     def new_pool(size: int) -> futures.ProcessPoolExecutor:
-        return futures.ProcessPoolExecutor(size, mp_context=context, initializer=_start_worker, initargs=(preparer,))
+        return futures.ProcessPoolExecutor(size, mp_context=context, initializer=_start_worker, initargs=(preparer, decoder_threads))
 
     def submit(item: InputVideo) -> futures.Future[PreparedVideo]:
         try:

@@ -139,7 +139,8 @@ def _code_env() -> dict[str, Any]:
 def _prepare_row(row: dict[str, Any], preparer: Engine) -> dict[str, Any]:
     """Decode + preprocess one video with the local engine's own code; never raises for a bad file."""
     item = InputVideo(Path(row["path"]), Path(row["root"]))
-    prepared = preparer.prepare(item)
+    # Each task holds one CPU (``num_cpus=1`` below) and Ray runs one per CPU: one FFmpeg thread each.
+    prepared = preparer.prepare(item, decoder_threads=1)
     views = list(prepared.views)  # first: lazily read windows may still add warnings to the record
     protocol = preparer.protocol
     if views:

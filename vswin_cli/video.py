@@ -131,11 +131,11 @@ Plan = Callable[[VideoInfo], Sequence[Clip]]
 FrameTransform = Callable[[np.ndarray], np.ndarray]
 
 
-def probe(path: str | os.PathLike[str]) -> VideoInfo:
+def probe(path: str | os.PathLike[str], decoder_threads: int = 0) -> VideoInfo:
     """Decode the whole file once (without colour conversion) and describe it."""
     path = Path(path)
     head = check_file(path)
-    capture = _open(path, head)
+    capture = _open(path, head, decoder_threads)
     try:
         scan = _scan(capture, path, head, keep=frozenset())
     finally:
@@ -144,16 +144,17 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
 
 
 def read_video(
-    path: str | os.PathLike[str], plan: Plan, frame_transform: FrameTransform | None = None
+    path: str | os.PathLike[str], plan: Plan, frame_transform: FrameTransform | None = None, decoder_threads: int = 0
 ) -> DecodedVideo:
     """Decode a file and keep the frames of ``plan(info)`` (RGB uint8, upright).
 
     ``frame_transform`` (e.g. ``transforms.short_side_resizer(protocol)``) is applied once to each
-    kept frame as it is decoded.
+    kept frame as it is decoded. ``decoder_threads``: FFmpeg's threads for this file (0: OpenCV's
+    default, one per core); the frames are the same for any count.
     """
     path = Path(path)
     head = check_file(path)
-    capture = _open(path, head)
+    capture = _open(path, head, decoder_threads)
     try:
         guess = _container_guess(capture, path)
         wanted = _frames_of(plan(guess)) if guess is not None else frozenset()
@@ -166,21 +167,21 @@ def read_video(
     frames = {index: frame for index, frame in scan.kept.items() if index in needed}
     missing = needed - frames.keys()
     if missing:
-        frames.update(_fetch(path, head, missing, info.frames, frame_transform))
+        frames.update(_fetch(path, head, missing, info.frames, frame_transform, decoder_threads))
     return DecodedVideo(info=info, clips=clips, frames=frames, warnings=list(info.warnings))
 
 
 def iter_clips(
-    path: str | os.PathLike[str], plan: Plan, frame_transform: FrameTransform | None = None
+    path: str | os.PathLike[str], plan: Plan, frame_transform: FrameTransform | None = None, decoder_threads: int = 0
 ) -> tuple[VideoInfo, list[Clip], Iterator[tuple[Clip, list[np.ndarray]]]]:
     """Probe, plan, then stream: yield each clip with its frames as soon as they are decoded.
 
     Two passes (count, then retrieve), and a frame is released as soon as no later clip uses it,
     so memory stays bounded by the clips that overlap, however long the video.
     """
-    info = probe(path)
+    info = probe(path, decoder_threads)
     clips = list(plan(info))
-    return info, clips, _stream(Path(path), info, clips, frame_transform)
+    return info, clips, _stream(Path(path), info, clips, frame_transform, decoder_threads)
 
 
 # --------------------------------------------------------------------------------------------
@@ -233,10 +234,13 @@ def _image_kind(head: bytes) -> str | None:
     return None
 
 
-def _open(path: Path, head: bytes) -> cv2.VideoCapture:
+def _open(path: Path, head: bytes, threads: int = 0) -> cv2.VideoCapture:
     _quiet_opencv_warnings()
+    # Several decoders at once each get a share of the cores; by default each would start one
+    # FFmpeg thread per core. FFmpeg's threaded decoding gives the same frames as one thread.
+    params = [cv2.CAP_PROP_N_THREADS, threads] if threads > 0 else []
     with _utf8_name(path) as name:
-        capture = cv2.VideoCapture(name, cv2.CAP_FFMPEG)
+        capture = cv2.VideoCapture(name, cv2.CAP_FFMPEG, params)
     if not capture.isOpened():
         capture.release()
         raise VideoError(f"{path}: {_why_unopenable(path, head)}")
@@ -519,10 +523,11 @@ def _frames_of(clips: Sequence[Clip]) -> frozenset[int]:
 
 
 def _fetch(
-    path: Path, head: bytes, wanted: set[int] | frozenset[int], count: int, transform: FrameTransform | None
+    path: Path, head: bytes, wanted: set[int] | frozenset[int], count: int, transform: FrameTransform | None,
+    threads: int = 0,
 ) -> dict[int, np.ndarray]:
     """Second sequential pass: retrieve the ``wanted`` frames (no seeking, see the module doc)."""
-    capture = _open(path, head)
+    capture = _open(path, head, threads)
     frames: dict[int, np.ndarray] = {}
     last = max(wanted)
     try:
@@ -539,7 +544,7 @@ def _fetch(
 
 
 def _stream(
-    path: Path, info: VideoInfo, clips: list[Clip], transform: FrameTransform | None
+    path: Path, info: VideoInfo, clips: list[Clip], transform: FrameTransform | None, threads: int = 0
 ) -> Iterator[tuple[Clip, list[np.ndarray]]]:
     # The last clip (in yield order) that needs each frame: after it, the frame can go.
     last_use: dict[int, int] = {}
@@ -551,7 +556,7 @@ def _stream(
     ready_at: list[int] = []
     for clip in clips:
         ready_at.append(max([max(clip.frames), *ready_at[-1:]]))
-    capture = _open(path, check_file(path))
+    capture = _open(path, check_file(path), threads)
     held: dict[int, np.ndarray] = {}
     next_clip = 0
     try:
