@@ -191,6 +191,74 @@ def test_code_carrying_checkpoint_is_refused_with_its_reason(tmp_path, tiny):
         ck.load_checkpoint(files["image-model"])
 
 
+class _TrainingLog:
+    """Stands for a training tool's class (mmengine's HistoryBuffer): pickled beside the weights."""
+
+    marker = ""
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        self.history = np.array([0.5, 0.25])
+
+    def __setstate__(self, state: dict) -> None:  # would run if the loader built this class
+        Path(_TrainingLog.marker).touch()
+        self.__dict__.update(state)
+
+
+@pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy"])
+def test_checkpoints_of_training_tools_load_without_running_their_classes(tmp_path, tiny, clip, monkeypatch, zipped):
+    # mmcv (official releases) keeps the best score in meta as a NumPy float; mmengine (mmaction2
+    # 1.x) pickles its own log classes. The weights load; the other objects are never built.
+    import sys
+    import types
+
+    import numpy as np
+
+    official = ck.native_to_official(tiny.state_dict())
+    module = types.ModuleType("trainer_tool.logging")
+    monkeypatch.setitem(sys.modules, "trainer_tool", types.ModuleType("trainer_tool"))
+    monkeypatch.setitem(sys.modules, "trainer_tool.logging", module)
+    _TrainingLog.__module__ = module.__name__
+    module._TrainingLog = _TrainingLog
+    _TrainingLog.marker = str(tmp_path / "BUILT")
+    files = {
+        "mmcv": {"meta": {"hook_msgs": {"best_score": np.float64(0.788), "last_ckpt": "x.pth"}, "epoch": 30}, "state_dict": official},
+        "mmengine": {"meta": {"epoch": 3, "seed": np.int64(0)}, "state_dict": official,
+                     "message_hub": {"log_scalars": {"loss": _TrainingLog()}, "history": np.arange(3.0)}},
+    }
+    for name, content in files.items():
+        torch.save(content, tmp_path / f"{name}.pth", _use_new_zipfile_serialization=zipped)
+    for name in files:
+        loaded = ck.load_checkpoint(tmp_path / f"{name}.pth")
+        assert loaded.layout == "official"
+        assert torch.equal(outputs(loaded.model, clip), outputs(tiny, clip)), name
+    assert not (tmp_path / "BUILT").exists(), "a class named in the checkpoint was built"
+
+
+@pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy"])
+def test_a_checkpoint_that_names_code_to_run_is_refused_and_nothing_runs(tmp_path, tiny, zipped):
+    _Exploit.marker = str(tmp_path / "PWNED")
+    path = tmp_path / "exploit.pth"
+    torch.save({"meta": {"x": _Exploit()}, "state_dict": ck.native_to_official(tiny.state_dict())}, path,
+               _use_new_zipfile_serialization=zipped)
+    with pytest.raises(ck.CheckpointError, match=r"refusing .*: it asks to run code \((os|posix)\.system\)"):
+        ck.load_checkpoint(path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_other_files_are_not_called_unsafe(tmp_path, tiny):
+    text = tmp_path / "clip.mp4"
+    text.write_bytes(b"\x00\x00\x00\x18ftypmp42 not a checkpoint at all")
+    with pytest.raises(ck.CheckpointError) as caught:
+        ck.load_checkpoint(text)
+    assert "refusing" not in str(caught.value) and "not a" in str(caught.value)
+    whole = tmp_path / "whole.pth"
+    torch.save(tiny, whole)  # the module itself, not its state_dict
+    with pytest.raises(ck.CheckpointError, match=r"whole pickled object \(vswin_cli\.model\.VideoSwin\).*state_dict\(\)"):
+        ck.load_checkpoint(whole)
+
+
 @pytest.mark.parametrize("name", ["empty", "truncated", "text", "image-model", "code", "random-pickle"])
 def test_cli_bad_checkpoint_exits_2_with_one_line(tmp_path, tiny, vswin, name):
     path = _bad_files(tmp_path, tiny)[name]
@@ -200,3 +268,83 @@ def test_cli_bad_checkpoint_exits_2_with_one_line(tmp_path, tiny, vswin, name):
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out.safetensors").exists()
+
+
+# --- convert: what the native file carries, where it can go --------------------------------------
+
+
+def test_converted_torchvision_port_keeps_its_test_protocol(tmp_path, tiny, clip, vswin):
+    src = tmp_path / "swin3d_t.pth"
+    torch.save(ck.native_to_torchvision(tiny.state_dict()), src)
+    dst = tmp_path / "swin3d_t.safetensors"
+    result = vswin("convert", src, dst)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(f"wrote {dst} ")
+    loaded = ck.load_checkpoint(dst)
+    # torchvision's evaluation: 12 clips of 32 frames 2 apart, short side 256, one centre crop 224.
+    protocol = loaded.protocol
+    assert protocol is not None
+    assert (protocol.sampling, protocol.clip_len, protocol.frame_interval, protocol.num_clips) == ("clips", 32, 2, 12)
+    assert (protocol.num_crops, protocol.short_side, protocol.crop_size) == (1, 256, 224)
+    assert torch.equal(outputs(loaded.model, clip), outputs(tiny, clip))
+    # ... and the model loaded from it runs that protocol, as the source file's does.
+    from vswin_cli.loading import load_model
+
+    assert load_model(str(dst)).protocol == load_model(str(src)).protocol == protocol
+    # A file saved without one says so.
+    assert ck.load_checkpoint(ck.save_native(tiny, tmp_path / "plain.safetensors")).protocol is None
+
+
+@pytest.mark.parametrize("wrap", ["encoder", "teacher-backbone", "ema-model"])
+def test_a_wrapper_prefix_of_any_name_is_removed(tmp_path, tiny, clip, wrap):
+    official = ck.native_to_official(tiny.state_dict())
+    if wrap == "encoder":
+        saved = {"encoder." + k: v for k, v in official.items()}
+    elif wrap == "teacher-backbone":
+        saved = {"state_dict": {"teacher.net." + k: v for k, v in tiny.state_dict().items()}, "epoch": 3}
+    else:
+        saved = {"model": {"ema_model.module." + k: v for k, v in ck.native_to_torchvision(tiny.state_dict()).items()}}
+    torch.save(saved, tmp_path / "wrapped.pth")
+    loaded = ck.load_checkpoint(tmp_path / "wrapped.pth")
+    assert loaded.model.config == TINY
+    assert torch.equal(outputs(loaded.model, clip), outputs(tiny, clip))
+
+
+def test_keys_under_several_unknown_prefixes_are_still_refused(tmp_path, tiny):
+    native = tiny.state_dict()
+    torch.save({**{"a." + k: v for k, v in native.items()}, "b.extra": torch.zeros(1)}, tmp_path / "two.pth")
+    with pytest.raises(ck.CheckpointError, match="unknown layout"):
+        ck.load_checkpoint(tmp_path / "two.pth")
+
+
+def test_convert_destination_problems_are_one_line(tmp_path, tiny, invoke, read_only):
+    src = tmp_path / "official.pth"
+    torch.save({"state_dict": ck.native_to_official(tiny.state_dict())}, src)
+    (tmp_path / "folder.safetensors").mkdir()
+    code, _, err = invoke("convert", src, tmp_path / "folder.safetensors")
+    assert code == 2
+    assert err.splitlines() == [f"error: the destination {tmp_path / 'folder.safetensors'} is a folder; give a file name ending in .safetensors"]
+    assert list((tmp_path / "folder.safetensors").iterdir()) == []
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    read_only(locked)
+    code, _, err = invoke("convert", src, locked / "x.safetensors")
+    assert code == 1
+    assert err.splitlines() == [f"error: cannot write {locked / 'x.safetensors'}: permission denied"]
+    assert list(locked.iterdir()) == []
+    # The extension is matched whatever its case; nothing but the file is left beside it.
+    code, _, err = invoke("convert", src, tmp_path / "X.SafeTensors")
+    assert code == 0, err
+    assert ck.load_checkpoint(tmp_path / "X.SafeTensors").model.config == TINY
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["X.SafeTensors", "folder.safetensors", "locked", "official.pth"]
+
+
+def test_converting_a_checkpoint_without_head_prints_one_line(tmp_path, tiny, clip, vswin):
+    src = tmp_path / "backbone.pth"
+    torch.save({k: v for k, v in tiny.state_dict().items() if not k.startswith("head.")}, src)
+    result = vswin("convert", src, tmp_path / "backbone.safetensors")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [f"wrote {tmp_path / 'backbone.safetensors'} (embed 16, depths [2, 2, 2, 2], window [4, 7, 7], 0 classes)"]
+    loaded = ck.load_checkpoint(tmp_path / "backbone.safetensors")
+    with torch.inference_mode():
+        assert torch.equal(loaded.model.forward_features(clip), tiny.forward_features(clip))

@@ -21,6 +21,7 @@ import pickle
 import re
 import warnings
 import zipfile
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -31,6 +32,7 @@ from torch import Tensor
 from .errors import VswinError
 from .hub import file_sha256
 from .model import SwinConfig, VideoSwin
+from .protocol import Protocol
 
 StateDict = dict[str, Tensor]
 
@@ -52,6 +54,7 @@ class LoadedCheckpoint:
     sha256: str
     labels: list[str] | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    protocol: Protocol | None = None  # the test protocol a converted file carries (save_native)
 
 
 # --- reading files ----------------------------------------------------------------------------
@@ -69,8 +72,10 @@ def _is_safetensors(path: Path) -> bool:
 def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
     """The raw mapping stored in a checkpoint file, and its safetensors metadata (if any).
 
-    Pickle files are read with ``weights_only=True``: a file that needs any other object
-    (code, classes) is refused.
+    Pickle files are read with ``weights_only=True``: only tensors and plain data are built.
+    Objects of other classes that training tools store beside the weights (a NumPy score in
+    mmcv's ``meta``, mmengine's log buffers) become inert stand-ins: their code is never imported
+    or run. A file that names code to run (``os.system``, ``eval``...) is refused.
     """
     path = Path(path)
     if not path.exists():
@@ -102,21 +107,92 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
         raise CheckpointError(f"{path} is not a readable safetensors file (corrupted or truncated?)") from error
 
 
-def _read_pickle(path: Path) -> dict[str, Any]:
+# Modules a checkpoint has no reason to name except to run code while it is unpickled.
+_CODE_MODULES = frozenset({
+    "builtins", "os", "posix", "nt", "sys", "subprocess", "importlib", "runpy", "pickle", "_pickle", "marshal",
+    "ctypes", "shutil", "socket", "pty", "code", "webbrowser", "types", "operator", "_operator", "functools",
+    "inspect", "pydoc",
+})
+_STAND_IN_ROUNDS = 64  # distinct foreign names one file may carry (legacy files find them one per load)
+
+
+class _StandIn:
+    """What an object of a class we do not import becomes: its pickled arguments and state, inert."""
+
+    pickled_name = ""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "_StandIn":
+        instance = super().__new__(cls)
+        instance.args = args
+        return instance
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"<{self.pickled_name}, not loaded>"
+
+
+def _stand_in(name: str) -> tuple[type, str]:
+    return type(name.rsplit(".", 1)[-1], (_StandIn,), {"pickled_name": name}), name
+
+
+def _runs_code(name: str) -> bool:
+    return "." not in name or name.split(".", 1)[0] in _CODE_MODULES  # no dot: a builtin, as torch reports it
+
+
+def _refuse_code(path: Path, name: str) -> CheckpointError:
+    return CheckpointError(
+        f"refusing {path}: it asks to run code ({name}) when loaded; only tensors and plain data are read from checkpoints"
+    )
+
+
+def _foreign_names(path: Path) -> list[str]:
+    """The globals a zip checkpoint names beyond torch's safe ones, found without unpickling."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch's notes on pickle protocols are not the user's business
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        text = str(error)
-        if "Weights only load failed" in text or "Unsupported global" in text or "GLOBAL" in text:
-            raise CheckpointError(
-                f"refusing {path}: it is not a plain tensor checkpoint (it needs Python objects or code to load); "
-                "convert it where you trust it, or use a safetensors file"
-            ) from error
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint (unreadable pickle: corrupted or another kind of file)") from error
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, IndexError, KeyError, TypeError) as error:
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (corrupted or truncated?)") from error
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # a legacy (pre-zip) file, or not a checkpoint at all: the load below finds out
+        return []
+
+
+def _read_pickle(path: Path) -> dict[str, Any]:
+    names = _foreign_names(path)
+    for name in names:
+        if _runs_code(name):
+            raise _refuse_code(path, name)
+    stand_ins = [_stand_in(name) for name in names]
+    for _ in range(_STAND_IN_ROUNDS):
+        try:
+            with warnings.catch_warnings(), torch.serialization.safe_globals(stand_ins):
+                warnings.simplefilter("ignore")  # torch's notes on pickle protocols are not the user's business
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+            break
+        except pickle.UnpicklingError as error:
+            text = str(error)
+            named = re.search(r"GLOBAL (\S+) (?:was not an allowed global|whose module)", text)
+            if named is None:
+                if "Weights only load failed" in text and "Unsupported operand" not in text:
+                    raise CheckpointError(
+                        f"refusing {path}: it is not a plain tensor checkpoint (it needs Python objects to load); "
+                        "convert it where you trust it, or use a safetensors file"
+                    ) from None
+                raise CheckpointError(f"{path} is not a PyTorch checkpoint (unreadable pickle: corrupted or another kind of file)") from None
+            name = named.group(1)
+            if _runs_code(name) or "whose module" in text or any(name == known for _, known in stand_ins):
+                raise _refuse_code(path, name) from None
+            stand_ins.append(_stand_in(name))  # a legacy file: found one name at a time
+        except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, IndexError, KeyError, TypeError) as error:
+            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (corrupted or truncated?)") from error
+    else:
+        raise CheckpointError(f"refusing {path}: it names more than {_STAND_IN_ROUNDS} kinds of Python objects beside its tensors")
+    if isinstance(obj, _StandIn):  # torch.save(model): the weights sit inside objects we do not build
+        raise CheckpointError(
+            f"{path} holds a whole pickled object ({obj.pickled_name}), not a state dict: "
+            "save its state_dict() where you trust the file, or use a safetensors file"
+        )
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path} does not hold a state dict (found {type(obj).__name__})")
     return dict(obj)
@@ -237,9 +313,31 @@ _TO_NATIVE: dict[str, Callable[[Mapping[str, Tensor]], StateDict]] = {
 
 
 def to_native(state: Mapping[str, Tensor]) -> tuple[StateDict, str]:
-    """Any known layout -> (native state dict, layout name)."""
-    layout = detect_layout(state)
+    """Any known layout -> (native state dict, layout name).
+
+    Keys that all start with one prefix no layout uses (``encoder.``, ``teacher.``: a wrapper
+    we do not know by name) are tried without it, up to three levels."""
+    try:
+        layout = detect_layout(state)
+    except CheckpointError:
+        inner = _strip_common_prefix(state)
+        for _ in range(3):
+            if inner is None:
+                break
+            with suppress(CheckpointError):
+                layout = detect_layout(inner)
+                return _drop_derived(_TO_NATIVE[layout](inner)), layout
+            inner = _strip_common_prefix(inner)
+        raise
     return _drop_derived(_TO_NATIVE[layout](state)), layout
+
+
+def _strip_common_prefix(state: Mapping[str, Tensor]) -> StateDict | None:
+    """``state`` without the first dotted component when every key has the same one, else None."""
+    firsts = {key.split(".", 1)[0] for key in state}
+    if len(firsts) != 1 or not all("." in key for key in state):
+        return None
+    return {key.split(".", 1)[1]: value for key, value in state.items()}
 
 
 # --- architecture -----------------------------------------------------------------------------
@@ -314,7 +412,9 @@ def _index_len(state: Mapping[str, Tensor]) -> int | None:
 
 def build_model(native: Mapping[str, Tensor], config: SwinConfig) -> VideoSwin:
     """A model of ``config`` holding exactly the tensors of ``native`` (every key placed, every shape right)."""
-    model = VideoSwin(config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's note on initialising a 0-class head: not the user's business
+        model = VideoSwin(config)
     if config.num_classes == 0:
         model.head = torch.nn.Identity()  # type: ignore[assignment]
     expected = model.state_dict()
@@ -357,7 +457,17 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
     model = build_model(native, config or infer_config(native, _index_len(tensors)))
     labels = json.loads(metadata["labels"]) if metadata.get("labels") else None
     model.labels = labels
-    return LoadedCheckpoint(model=model, layout=layout, sha256=file_sha256(path), labels=labels, metadata=metadata)
+    protocol = None
+    if metadata.get("format") == NATIVE_FORMAT and metadata.get("protocol"):
+        from .registry import parse_protocol
+
+        try:
+            protocol = parse_protocol(json.loads(metadata["protocol"]), f"{path} metadata")
+        except (ValueError, TypeError, AttributeError) as error:
+            raise CheckpointError(f"{path} has a protocol in its metadata that is not one ({error})") from None
+    return LoadedCheckpoint(
+        model=model, layout=layout, sha256=file_sha256(path), labels=labels, metadata=metadata, protocol=protocol
+    )
 
 
 def save_native(
@@ -365,9 +475,18 @@ def save_native(
     destination: str | Path,
     labels: list[str] | None = None,
     source_sha256: str | None = None,
+    protocol: Protocol | None = None,
 ) -> Path:
-    """Write the native layout as safetensors, with architecture, labels and source hash as metadata."""
+    """Write the native layout as safetensors, with architecture, labels, test protocol and source
+    hash as metadata. The file appears whole or not at all (a temporary file beside it, renamed);
+    a destination that cannot be written is a VswinError (exit 1)."""
+    import os
+    import tempfile
+
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
+
+    from .outputs import _UMASK
 
     destination = Path(destination)
     metadata = {"format": NATIVE_FORMAT, "config": json.dumps(model.config.as_dict())}
@@ -375,8 +494,24 @@ def save_native(
         metadata["labels"] = json.dumps(list(labels), ensure_ascii=False)
     if source_sha256:
         metadata["source_sha256"] = source_sha256
+    if protocol is not None:
+        metadata["protocol"] = json.dumps(protocol.as_dict())
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = destination.with_name(destination.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(destination)
+    if destination.is_dir():
+        raise VswinError(f"{destination} is a folder; give a file name ending in .safetensors")
+    temp: str | None = None
+    try:
+        fd, temp = tempfile.mkstemp(prefix=f".{destination.name[:100]}.", suffix=".tmp", dir=destination.parent)
+        os.close(fd)
+        save_file(tensors, temp, metadata=metadata)
+        os.chmod(temp, 0o666 & ~_UMASK)  # as any new file, not mkstemp's 0600
+        os.replace(temp, destination)
+        temp = None
+    except (OSError, SafetensorError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise VswinError(f"cannot write {destination}: {reason[:1].lower() + reason[1:]}", exit_code=1) from None
+    finally:
+        if temp is not None:
+            with suppress(OSError):
+                os.unlink(temp)
     return destination

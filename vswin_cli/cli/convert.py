@@ -25,15 +25,19 @@ def convert(
     from ..checkpoints import save_native
     from ..loading import load_model
 
-    if destination.suffix != ".safetensors":
+    if not destination.name.lower().endswith(".safetensors"):
         raise VswinError(f"the destination must end in .safetensors (got {destination.name})")
-    if not destination.parent.exists():
+    if destination.is_dir():
+        raise VswinError(f"the destination {destination} is a folder; give a file name ending in .safetensors")
+    if not destination.parent.is_dir():
         raise VswinError(f"the destination folder {destination.parent} does not exist")
     model = load_model(source, labels=labels)
-    save_native(model, destination, labels=model.labels, source_sha256=model.checkpoint_sha256)
+    # The protocol goes with the weights: a torchvision port keeps its own (short side 256, one crop).
+    save_native(model, destination, labels=model.labels, source_sha256=model.checkpoint_sha256, protocol=model.protocol)
     config = model.config
     stderr_console().print(
         f"wrote {destination} (embed {config.embed_dim}, depths {list(config.depths)}, "
         f"window {list(config.window_size)}, {config.num_classes} classes)",
         markup=False,
+        soft_wrap=True,  # one line, also in a log file
     )
