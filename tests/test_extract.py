@@ -246,3 +246,103 @@ def test_features_that_would_overwrite_an_input_are_refused(tree, tiny_checkpoin
     code, _, err = invoke("extract-features", videos, "-o", videos, "-m", tiny_checkpoint, *FAST)
     assert code == 0, err
     assert sorted(p.name for p in videos.iterdir()) == ["index.jsonl", "x.avi", "x.avi.json", "x.avi.npy"]
+
+
+# --- names, earlier runs and sidecars ------------------------------------------------------------
+
+
+def test_names_near_the_file_name_limit_are_cut_and_do_not_stop_the_batch(tree, tiny_checkpoint, invoke, tmp_path):
+    from vswin_cli.checkpoints import load_checkpoint
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    data = (tree / "a" / "x.avi").read_bytes()
+    long_ascii = "x" * 246 + ".avi"  # 250 bytes: .npy fits, .scores.npy and a temporary name do not
+    long_utf8 = "é" * 125 + ".avi"  # 254 bytes in 129 characters
+    for name in (long_ascii, long_utf8, "short.avi"):
+        (videos / name).write_bytes(data)
+    out = tmp_path / "feats"
+    code, _, err = invoke("extract-features", videos, "-o", out, "-m", tiny_checkpoint, *FAST, "--with-logits")
+    assert code == 0, err
+    names = sorted(p.name for p in out.iterdir())
+    assert all(len(os.fsencode(name)) <= 255 for name in names), names
+    assert len(names) == 3 * 3 + 1  # .npy, .json and .scores.npy per video, and the index
+    index = [json.loads(line) for line in (out / "index.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert sorted(Path(e["path"]).name for e in index) == sorted([long_ascii, long_utf8, "short.avi"])
+    assert [e["status"] for e in index] == ["ok"] * 3
+    outputs = {e["output"] for e in index}
+    assert len(outputs) == 3 and "short.avi.npy" in outputs
+    pooled, _ = reference_features(load_checkpoint(tiny_checkpoint).model, videos / "short.avi", 8, 2, 2, 3)
+    for entry in index:
+        np.testing.assert_allclose(np.load(out / entry["output"], allow_pickle=False), pooled, atol=1e-5)
+        assert json.loads((out / entry["sidecar"]).read_text(encoding="utf-8"))["source"]["path"] == entry["path"]
+    for name in (long_ascii, long_utf8):  # the cut names still start like the video's
+        assert any(o.startswith(name[:50]) for o in outputs)
+
+
+def test_resume_into_a_folder_never_hands_one_videos_file_to_another(tree, tiny_checkpoint, invoke, tmp_path):
+    from vswin_cli.checkpoints import load_checkpoint
+
+    out = tmp_path / "feats"
+    # Two runs into one folder, over two roots that both hold x.avi.
+    code, _, err = invoke("extract-features", tree / "b" / "x.avi", "-o", out, "-m", tiny_checkpoint, *FAST)
+    assert code == 0, err
+    first = (out / "x.avi.npy").read_bytes()
+    code, _, err = invoke("extract-features", tree / "a" / "x.avi", "-o", out, "-m", tiny_checkpoint, *FAST, "--resume")
+    assert code == 0, err
+    assert (out / "x.avi.npy").read_bytes() == first  # b's features stay b's
+    index = {Path(e["path"]).parent.name: e for e in map(json.loads, (out / "index.jsonl").read_text().splitlines())}
+    assert sorted(index) == ["a", "b"] and index["b"]["output"] == "x.avi.npy"
+    assert index["a"]["output"] != "x.avi.npy" and index["a"]["sidecar"] != "x.avi.json"
+    model = load_checkpoint(tiny_checkpoint).model
+    for folder, entry in index.items():
+        pooled, _ = reference_features(model, tree / folder / "x.avi", 8, 2, 2, 3)
+        np.testing.assert_allclose(np.load(out / entry["output"]), pooled, atol=1e-5)
+        assert json.loads((out / entry["sidecar"]).read_text())["source"]["path"] == entry["path"]
+    # b again: done, nothing rewritten.
+    code, _, err = invoke("extract-features", tree / "b" / "x.avi", "-o", out, "-m", tiny_checkpoint, *FAST, "--resume")
+    assert code == 0 and "1 already done" in err
+    assert (out / "x.avi.npy").read_bytes() == first
+
+
+def test_a_video_that_fails_now_keeps_no_features_from_an_earlier_run(tree, tiny_checkpoint, invoke, tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "v.avi").write_bytes((tree / "a" / "x.avi").read_bytes())
+    (videos / "w.avi").write_bytes((tree / "a" / "x.avi").read_bytes())
+    out = tmp_path / "feats"
+    code, _, err = invoke("extract-features", videos, "-o", out, "-m", tiny_checkpoint, *FAST, "--with-logits")
+    assert code == 0, err
+    (videos / "v.avi").write_text("not a video any more")
+    code, _, err = invoke("extract-features", videos, "-o", out, "-m", tiny_checkpoint, *FAST, "--with-logits")
+    assert code == 1
+    assert sorted(p.name for p in out.iterdir()) == ["index.jsonl", "w.avi.json", "w.avi.npy", "w.avi.scores.npy"]
+    index = {Path(e["path"]).name: e for e in map(json.loads, (out / "index.jsonl").read_text().splitlines())}
+    assert index["v.avi"]["status"] == "error" and index["v.avi"]["output"] is None
+
+
+def test_resume_with_other_options_leaves_only_files_of_the_new_ones(tree, tiny_checkpoint, invoke, tmp_path):
+    video = tree / "a" / "x.avi"
+    code, _, err = invoke("extract-features", video, "-o", tmp_path, "-m", tiny_checkpoint, *FAST, "--with-logits")
+    assert code == 0, err
+    assert (tmp_path / "x.avi.scores.npy").is_file()
+    code, _, err = invoke("extract-features", video, "-o", tmp_path, "-m", tiny_checkpoint, *FAST, "--resume", "--per-clip", "--dtype", "float16")
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.jsonl", "x.avi.json", "x.avi.npy"]  # no scores of the old views
+    array = np.load(tmp_path / "x.avi.npy")
+    assert array.dtype == np.float16 and array.shape == (2, 16 * 8)
+    sidecar = json.loads((tmp_path / "x.avi.json").read_text())
+    assert sidecar["dtype"] == "float16" and sidecar["shape"] == [2, 128] and sidecar["labels"] is None
+
+
+def test_sidecar_of_sliding_windows_describes_the_windows(tree, tiny_checkpoint, invoke, tmp_path):
+    video = tree / "a" / "x.avi"  # 40 frames at 25 fps: 1.6 s
+    code, _, err = invoke("extract-features", video, "-o", tmp_path, "-m", tiny_checkpoint, "--clip-len", "8",
+                          "--frame-interval", "1", "--crops", "1", "--stride", "0.4", "--per-clip")
+    assert code == 0, err
+    array = np.load(tmp_path / "x.avi.npy")
+    sidecar = json.loads((tmp_path / "x.avi.json").read_text())
+    starts = [clip["frames"][0] for clip in sidecar["clips"]]
+    assert starts == [0, 10, 20, 30][: len(starts)] and len(starts) >= 3  # one window every 0.4 s = 10 frames
+    assert array.shape[0] == len(sidecar["clips"]) == sidecar["protocol"]["num_clips"]
+    assert sidecar["protocol"]["sampling"] == "windows" and sidecar["protocol"]["stride"] == 0.4

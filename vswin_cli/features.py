@@ -11,7 +11,8 @@ import numpy as np
 from .engine import Engine, VideoOutcome
 from .inputs import InputVideo
 from .outputs import (
-    FeatureEntry, open_feature_index, plan_feature_paths, sidecar_path, user_io, write_json_atomic, write_npy_atomic,
+    FeatureEntry, feature_path, open_feature_index, plan_feature_paths, sidecar_path, user_io, write_json_atomic,
+    write_npy_atomic,
 )
 
 
@@ -20,11 +21,14 @@ def scores_path(npy_path: Path) -> Path:
     return npy_path.with_name(npy_path.name[: -len(".npy")] + ".scores.npy")
 
 
-def feature_files(out_dir: Path, videos: Sequence[InputVideo], with_scores: bool = False) -> list[Path]:
-    """Every file a run may write for ``videos`` in ``out_dir``: each .npy, its sidecar and scores."""
+def feature_files(out_dir: Path, videos: Sequence[InputVideo]) -> list[Path]:
+    """Every file a run may write (or remove as stale) for ``videos`` in ``out_dir``: each .npy,
+    its sidecar and scores, under the plain name and the hashed one the index may call for."""
     files = []
-    for npy in plan_feature_paths([(v.path, v.root) for v in videos], Path(out_dir)):
-        files += [npy, sidecar_path(npy)] + ([scores_path(npy)] if with_scores else [])
+    for video in videos:
+        for hashed in (False, True):
+            npy = feature_path(Path(out_dir), video.path, video.root, disambiguate=hashed)
+            files += [npy, sidecar_path(npy), scores_path(npy)]
     return files
 
 
@@ -48,11 +52,13 @@ class FeatureWriter:
         self.dtype = np.dtype(dtype)
         self.with_scores = with_scores
         self.views = {**engine.views, "per_clip": per_clip, "dtype": self.dtype.name, "with_logits": with_scores}
-        paths = plan_feature_paths([(v.path, v.root) for v in videos], self.out_dir)
-        self._targets = {str(v.path): p for v, p in zip(videos, paths)}
         with user_io(self.out_dir):
             self.out_dir.mkdir(parents=True, exist_ok=True)
         self.index = open_feature_index(self.out_dir, resume=resume, model=engine.model_name, views=self.views)
+        # With --resume, names the index gives to other videos stay theirs (a folder filled by
+        # several runs over different roots): a clash gets the hashed name instead.
+        paths = plan_feature_paths([(v.path, v.root) for v in videos], self.out_dir, taken=self.index.taken())
+        self._targets = {str(v.path): p for v, p in zip(videos, paths)}
 
     def done(self, item: InputVideo) -> bool:
         return self.index.done(item.path)
@@ -60,11 +66,13 @@ class FeatureWriter:
     def add(self, outcome: VideoOutcome) -> bool:
         """Write one video's files; False when the video failed (an error line in the index)."""
         record = outcome.record
+        target = self._targets[str(outcome.item.path)]
         if record.status != "ok" or outcome.features is None:
+            # Files an earlier run left for this video would pass for its features now.
+            self._remove(target, sidecar_path(target), scores_path(target))
             self.index.add(FeatureEntry(path=record.path, status="error", error=record.error, warnings=record.warnings,
                                         model=self.engine.model_name, views=self.views))
             return False
-        target = self._targets[str(outcome.item.path)]
         array = outcome.clip_features if self.per_clip else outcome.features
         array = np.ascontiguousarray(array, dtype=self.dtype)
         with user_io(target):
@@ -74,6 +82,8 @@ class FeatureWriter:
             scores = outcome.clip_scores if self.per_clip else outcome.scores
             with user_io(scores_path(target)):
                 write_npy_atomic(scores_path(target), np.ascontiguousarray(scores, dtype=np.float32))
+        else:
+            self._remove(scores_path(target))  # an earlier run's, for other views
         sidecar = sidecar_path(target)
         with user_io(sidecar):
             write_json_atomic(sidecar, self._sidecar(outcome, array))
@@ -84,8 +94,18 @@ class FeatureWriter:
         ))
         return True
 
+    @staticmethod
+    def _remove(*paths: Path) -> None:
+        for path in paths:
+            with user_io(path, "remove"):
+                if path.is_file():
+                    path.unlink()
+
     def _sidecar(self, outcome: VideoOutcome, array: np.ndarray) -> dict[str, Any]:
         record = outcome.record
+        protocol = self.engine.protocol.as_dict()
+        if self.views.get("stride") is not None:  # sliding windows, as many as the video holds
+            protocol.update(sampling="windows", num_clips=len(record.clips), stride=self.views["stride"])
         try:
             stat = os.stat(outcome.item.path)
             source = {"path": record.path, "size": stat.st_size, "mtime": stat.st_mtime}
@@ -94,7 +114,7 @@ class FeatureWriter:
         return {
             "model": self.engine.model_name,
             "checkpoint_sha256": self.engine.model.checkpoint_sha256,
-            "protocol": self.engine.protocol.as_dict(),
+            "protocol": protocol,
             "views": self.views,
             "shape": list(array.shape),
             "dtype": self.dtype.name,

@@ -240,7 +240,8 @@ def _atomic_file(path: Path, mode: str = "wb", **open_args: Any) -> Iterator[IO[
         raise VswinError(f"{path} is {kind}, not a file; vswin only replaces regular files")
     path = _link_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # The name is shortened in the temporary one: a name near the 255-byte limit must still fit.
+    fd, temp_name = tempfile.mkstemp(prefix=f".{_cut_name(path.name, 100)}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, **open_args) as file:
             yield file
@@ -254,6 +255,16 @@ def _atomic_file(path: Path, mode: str = "wb", **open_args: Any) -> Iterator[IO[
             os.unlink(temp_name)
         raise
     _fsync_dir(path.parent)
+
+
+def _cut_name(name: str, max_bytes: int) -> str:
+    """``name`` cut to at most ``max_bytes`` bytes in the file system's encoding, on a character boundary."""
+    if len(os.fsencode(name)) <= max_bytes:
+        return name
+    name = name[:max_bytes]  # every character takes at least one byte
+    while len(os.fsencode(name)) > max_bytes:
+        name = name[:-1]
+    return name
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -880,12 +891,20 @@ def _path_hash(path: Path) -> str:
     return hashlib.sha256(os.fsencode(os.path.abspath(path))).hexdigest()[:10]
 
 
+# File names are at most 255 bytes on common file systems; the longest name a video gets is its
+# scores file, ``<stem>.scores.npy``.
+_NAME_MAX = 255
+_STEM_MAX = _NAME_MAX - len(".scores.npy")
+
+
 def feature_path(out_dir: Path, input_path: Path, input_root: Path, disambiguate: bool = False) -> Path:
     """``DIR/<input relative to its root>.npy`` (``a/x.mp4`` -> ``DIR/a/x.mp4.npy``, keeping the
     video's extension so ``x.mp4`` and ``x.avi`` do not collide). A file given directly (root = its
     parent) gives ``DIR/<name>.npy``. With ``disambiguate`` the name gets the first 10 hex digits of
     the sha256 of the input's absolute path: ``x.mp4.<hash>.npy``. Names are kept as they are
-    (spaces, non-ASCII); a path that cannot be made relative to its root falls back to its name."""
+    (spaces, non-ASCII); a path that cannot be made relative to its root falls back to its name.
+    A name too long for the file system with the suffixes added is cut and gets the hash too, so
+    that every file of the video fits within 255 bytes and two cut names never meet."""
     input_path, input_root = Path(input_path), Path(input_root)
     try:
         relative = input_path.relative_to(input_root)
@@ -896,22 +915,33 @@ def feature_path(out_dir: Path, input_path: Path, input_root: Path, disambiguate
             relative = Path(input_path.name)
     if ".." in relative.parts or not relative.parts:
         relative = Path(input_path.name)
-    name = relative.name + (f".{_path_hash(input_path)}" if disambiguate else "") + ".npy"
-    return Path(out_dir) / relative.with_name(name)
+    tag = f".{_path_hash(input_path)}"
+    stem = relative.name + (tag if disambiguate else "")
+    if len(os.fsencode(stem)) > _STEM_MAX:
+        stem = _cut_name(relative.name, _STEM_MAX - len(tag)) + tag
+    return Path(out_dir) / relative.with_name(stem + ".npy")
 
 
-def plan_feature_paths(inputs: Sequence[tuple[Path, Path]], out_dir: Path) -> list[Path]:
+def plan_feature_paths(
+    inputs: Sequence[tuple[Path, Path]], out_dir: Path, taken: Mapping[str, str] | None = None
+) -> list[Path]:
     """Output paths for ``(input, root)`` pairs, in order. Inputs whose mirrored paths collide
     (two roots holding ``a/x.mp4``, or names equal up to case) all get the hashed name, so the
-    rule does not depend on the order of the inputs. The same file given twice keeps one name."""
+    rule does not depend on the order of the inputs. The same file given twice keeps one name.
+    ``taken`` maps files already recorded in the folder's index (``str(path).casefold()``) to the
+    video they belong to (its index path): another video never gets that name."""
     plain = [feature_path(out_dir, path, root) for path, root in inputs]
     owners: dict[str, set[str]] = {}
     for (path, _), out in zip(inputs, plain):
         owners.setdefault(str(out).casefold(), set()).add(os.path.abspath(path))
+    taken = taken or {}
+
+    def clashes(path: Path, out: Path) -> bool:
+        key = str(out).casefold()
+        return len(owners[key]) > 1 or (key in taken and taken[key] != _path_key(path))
+
     return [
-        feature_path(out_dir, path, root, disambiguate=True)
-        if len(owners[str(out).casefold()]) > 1
-        else out
+        feature_path(out_dir, path, root, disambiguate=True) if clashes(path, out) else out
         for (path, root), out in zip(inputs, plain)
     ]
 
@@ -1009,6 +1039,14 @@ class FeatureIndex:
             return Path(os.path.relpath(path, self.out_dir)).as_posix()
         except ValueError:  # another drive on Windows
             return str(path)
+
+    def taken(self) -> dict[str, str]:
+        """The .npy files the index gives to videos (``str(DIR / output).casefold()`` -> index path)."""
+        return {
+            str(self.out_dir / entry.output).casefold(): key
+            for key, entry in self._newest.items()
+            if entry.status == "ok" and entry.output is not None
+        }
 
     def done(self, path: str | os.PathLike[str]) -> bool:
         entry = self._newest.get(_path_key(path))

@@ -58,7 +58,7 @@ def extract_features(
     check_engine(engine, ray_address)
     found = find_inputs(paths, recursive)
     failed = done = 0
-    written = feature_files(output, found.videos, with_scores=with_logits)
+    written = feature_files(output, found.videos)
     # The folder is checked and locked before the model loads: a mistake there costs no waiting.
     with claim_folder(output, written, [item.path for item in found.videos]):
         runner = build_engine(model, labels, options)
