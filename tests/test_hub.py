@@ -133,6 +133,27 @@ def test_offline_with_an_empty_cache_says_what_to_do(url_model: str, env: Path, 
     assert hub.log == []  # offline means no request at all
 
 
+def test_without_a_model_the_registry_default_is_used(env: Path, tmp_path, monkeypatch, hub: FakeHub) -> None:
+    # weights.toml's `default` decides, for the API and for both commands (not a name in the code).
+    first, second = hub.add_file("first.pth", WEIGHTS), hub.add_file("second.pth", OTHER)
+    use_registry(tmp_path, monkeypatch, 'default = "second"',
+                 entry("first", f'url = "{first}"', filename="first.pth"), entry("second", f'url = "{second}"', filename="second.pth"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import vswin_cli
+    from tests.conftest import run_vswin
+
+    with pytest.raises(VswinError, match="'second'"):
+        vswin_cli.load_model()
+    with pytest.raises(VswinError, match="'second'"):
+        vswin_cli.classify([tmp_path])
+    video = tmp_path / "v.avi"
+    video.write_bytes(b"RIFF")
+    for command in (["classify", video], ["extract-features", video, "-o", tmp_path / "feats"]):
+        result = run_vswin(*command, env={"VSWIN_WEIGHTS_TOML": os.environ["VSWIN_WEIGHTS_TOML"], "HF_HOME": str(env), "HF_HUB_OFFLINE": "1"})
+        assert result.returncode == 2 and "'second'" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert hub.log == []
+
+
 def test_offline_uses_the_cache(url_model: str, hub: FakeHub, monkeypatch) -> None:
     path = download_model("m")
     hub.log.clear()
@@ -286,6 +307,16 @@ def test_hf_reference_picks_up_labels_and_protocol_from_config(env: Path, hub: F
     assert checkpoint.labels == ["cat", "dog"]
     assert checkpoint.protocol == KINETICS.with_overrides(num_clips=2, num_crops=1)
     assert checkpoint.config == config
+
+
+@pytest.mark.parametrize("ref", ["hf://a b/c", "hf://me/re..po", "hf://me/" + "x" * 100])
+def test_a_repository_name_the_hub_cannot_hold_is_a_bad_reference(env: Path, hub: FakeHub, ref: str) -> None:
+    # Not "cannot reach the Hub ... run vswin download", which could never work.
+    with pytest.raises(VswinError) as caught:
+        resolve_checkpoint(ref)
+    message = str(caught.value)
+    assert message.startswith(f"bad Hub reference '{ref}'") and "download" not in message and "\n" not in message
+    assert hub.log == []
 
 
 def test_hf_reference_with_several_checkpoints_asks_for_one(env: Path, hub: FakeHub) -> None:

@@ -27,4 +27,9 @@ def __getattr__(name: str) -> Any:
         from . import engine
 
         return getattr(engine, name)
-    raise AttributeError(name)
+    raise AttributeError(f"module 'vswin_cli' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # The lazy names too, so that tab completion in notebooks offers them.
+    return sorted(set(globals()) | set(__all__))

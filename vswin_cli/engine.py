@@ -382,38 +382,171 @@ def _fail(record: VideoRecord, reason: str) -> None:
 # --- Python API -------------------------------------------------------------------------------
 
 
-def _engine_for(model: str | VideoSwin, labels: str | Path | list[str] | None, options: RunOptions) -> Engine:
-    from .loading import DEFAULT_MODEL, choose_labels, load_model, read_labels_file
+def _engine_for(model: str | Path | VideoSwin | None, labels: str | Path | Iterable[str] | None, options: RunOptions) -> Engine:
+    """An engine for ``model`` (a loaded model, or a reference for ``load_model``).
+
+    A loaded model's own labels are left as they are: ``labels`` go to a shallow copy, which
+    shares the weights.
+    """
+    import os
+
+    from .loading import choose_labels, label_list, load_model
 
     if isinstance(model, VideoSwin):
-        if labels is not None:
-            model.labels = choose_labels(model, read_labels_file(labels) if isinstance(labels, (str, Path)) else labels)
+        names = label_list(labels)
+        if names is not None:
+            model = copy.copy(model)  # own attributes (labels), same modules and weights
+            model.labels = choose_labels(model, names)
         return Engine(model, options)
-    return Engine(load_model(model or DEFAULT_MODEL, labels=labels), options)
+    if not (model is None or isinstance(model, (str, os.PathLike))):
+        raise TypeError(
+            f"model must be a name, hf://owner/repo, a checkpoint path or a model from vswin_cli.load_model, not {type(model).__name__}"
+        )
+    return Engine(load_model(model, labels=labels), options)
+
+
+_INT_OPTIONS = ("clips", "crops", "clip_len", "frame_interval", "top_k", "decode_workers")
+_STR_OPTIONS = ("device", "precision", "decoders")
+
+
+def _run_options(options: dict[str, Any]) -> RunOptions:
+    """Keyword arguments of :func:`classify` / :func:`extract_features` -> :class:`RunOptions`, types checked.
+
+    Integers must be integers (a float ``clips`` would otherwise fail each video later), and a
+    ``torch.device`` is taken for ``device``.
+    """
+    import numbers
+
+    known = list(RunOptions.__dataclass_fields__)
+    unknown = [name for name in options if name not in known]
+    if unknown:
+        raise TypeError(f"unknown option(s) {', '.join(map(repr, unknown))}; the options are {', '.join(known)}")
+    values = dict(options)
+    for name in _INT_OPTIONS:
+        if name not in values or (values[name] is None and name != "top_k"):
+            continue  # None: the protocol's default (top_k has a number for its default)
+        value = values[name]
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an integer, not {value!r}")
+        values[name] = int(value)
+    stride = values.get("stride")
+    if stride is not None:
+        if isinstance(stride, bool) or not isinstance(stride, numbers.Real):
+            raise TypeError(f"stride must be a number of seconds, not {stride!r}")
+        values["stride"] = float(stride)
+    batch_size = values.get("batch_size", "auto")
+    if batch_size != "auto":
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
+            raise TypeError(f"batch_size must be an integer or 'auto', not {batch_size!r}")
+        values["batch_size"] = int(batch_size)
+    if isinstance(values.get("device"), torch.device):
+        values["device"] = str(values["device"])
+    for name in _STR_OPTIONS:
+        if name in values and not isinstance(values[name], str):
+            raise TypeError(f"{name} must be a str, not {values[name]!r}")
+    return RunOptions(**values)
+
+
+def _paths_list(paths: str | Path | Iterable[str | Path]) -> list[str | Path]:
+    """One path, or any iterable of paths -> a list (a str is one path, never its characters)."""
+    import os
+
+    if isinstance(paths, (str, os.PathLike)):
+        return [paths]
+    if isinstance(paths, bytes):
+        raise TypeError("paths must be str or Path, not bytes")
+    try:
+        items = list(paths)
+    except TypeError:
+        raise TypeError(f"paths must be a path or an iterable of paths, not {type(paths).__name__}") from None
+    for item in items:
+        if not isinstance(item, (str, os.PathLike)):
+            raise TypeError(f"paths must be str or Path, found {item!r} ({type(item).__name__})")
+    return items
+
+
+def _videos(paths: str | Path | Iterable[str | Path], recursive: bool) -> list[InputVideo]:
+    """The videos under ``paths``; sub-folders left out (no ``recursive``) are worth a warning, as in the CLI."""
+    import warnings
+
+    found = discover(_paths_list(paths), recursive=recursive)
+    if found.skipped_folders and not recursive:
+        warnings.warn(f"skipped {found.skipped_folders} sub-folder(s); pass recursive=True to include them", stacklevel=3)
+    return found.videos
+
+
+def _restorer(model: Any) -> Callable[[], None]:
+    """What undoes the engine's changes to a caller's model: it moves the model to the run's device, in eval mode."""
+    if not isinstance(model, VideoSwin):
+        return lambda: None
+    parameter = next(model.parameters(), None)
+    device = None if parameter is None else parameter.device
+    training = model.training
+
+    def restore() -> None:
+        if device is not None:
+            model.to(device)
+        model.train(training)
+
+    return restore
 
 
 def classify(
-    paths: Iterable[str | Path],
-    model: str | VideoSwin = "swin-t-k400",
-    labels: str | Path | list[str] | None = None,
+    paths: str | Path | Iterable[str | Path],
+    model: str | Path | VideoSwin | None = None,
+    labels: str | Path | Iterable[str] | None = None,
     recursive: bool = False,
     **options: Any,
 ) -> list[dict[str, Any]]:
-    """Classify videos; the same records (as dicts) the CLI writes. ``options`` are :class:`RunOptions` fields."""
-    engine = _engine_for(model, labels, RunOptions(**options))
-    items = discover(paths, recursive=recursive).videos
-    return [outcome.record.to_dict() for outcome in engine.run(items)]
+    """Classify videos; the same records (as dicts) the CLI writes, one per video, in input order.
+
+    ``paths``: a file or folder, or an iterable of them (a path given twice is done once).
+    ``model``: a registry name, ``hf://...``, a checkpoint path, None (the registry's default) or
+    a model from :func:`load_model` (left on its device and in its mode afterwards). ``labels``: a file or the class names.
+    ``options`` are :class:`RunOptions` fields: ``clips``, ``crops``, ``clip_len``,
+    ``frame_interval``, ``stride``, ``device``, ``precision``, ``batch_size``, ``top_k``,
+    ``decode_workers``, ``decoders``.
+    """
+    run_options = _run_options(options)
+    items = _videos(paths, recursive)
+    restore = _restorer(model)
+    try:
+        engine = _engine_for(model, labels, run_options)
+        return [outcome.record.to_dict() for outcome in engine.run(items)]
+    finally:
+        restore()
 
 
 def extract_features(
-    paths: Iterable[str | Path],
-    model: str | VideoSwin = "swin-t-k400",
+    paths: str | Path | Iterable[str | Path],
+    model: str | Path | VideoSwin | None = None,
     per_clip: bool = False,
     recursive: bool = False,
+    labels: str | Path | Iterable[str] | None = None,
     **options: Any,
 ) -> Iterator[tuple[str, np.ndarray | None, dict[str, Any]]]:
-    """Yield ``(path, features, record)`` per video: features (C,) or, with ``per_clip``, (N, C); None on error."""
-    engine = _engine_for(model, None, RunOptions(**options))
-    for outcome in engine.run(discover(paths, recursive=recursive).videos):
-        array = outcome.clip_features if per_clip else outcome.features
-        yield str(outcome.item.path), array, outcome.record.to_dict()
+    """Yield ``(path, features, record)`` per video: float32 features (C,) or, with ``per_clip``, (N, C); None on error.
+
+    Arguments as for :func:`classify`. Options, paths and the model are checked (and the model
+    loaded) when this is called; the videos are processed as the result is iterated.
+    """
+    run_options = _run_options(options)
+    items = _videos(paths, recursive)
+    restore = _restorer(model)
+    try:
+        engine = _engine_for(model, labels, run_options)
+    except BaseException:
+        restore()
+        raise
+    return _feature_outcomes(engine, items, per_clip, restore)
+
+
+def _feature_outcomes(
+    engine: Engine, items: list[InputVideo], per_clip: bool, restore: Callable[[], None]
+) -> Iterator[tuple[str, np.ndarray | None, dict[str, Any]]]:
+    try:
+        for outcome in engine.run(items):
+            array = outcome.clip_features if per_clip else outcome.features
+            yield str(outcome.item.path), array, outcome.record.to_dict()
+    finally:
+        restore()

@@ -716,6 +716,12 @@ def parse_hf_ref(ref: str) -> tuple[str, str | None, str | None]:
         raise VswinError(f"bad Hub reference '{ref}': expected hf://owner/repo[@revision][/file]")
     from urllib.parse import unquote
 
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:  # a name the Hub cannot hold would otherwise end in "cannot reach ... run vswin download"
+        validate_repo_id(f"{owner}/{repo}")
+    except HFValidationError as error:
+        raise VswinError(f"bad Hub reference '{ref}': {' '.join(str(error).split())}") from None
     return f"{owner}/{repo}", (unquote(revision) if revision else None), filename
 
 

@@ -7,7 +7,11 @@ returns carries what the engine needs besides weights: ``labels``, ``protocol``,
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Iterable
+
+import torch
 
 from . import protocol as protocols
 from .checkpoints import load_checkpoint
@@ -15,7 +19,6 @@ from .errors import VswinError
 from .model import VideoSwin
 from .protocol import Protocol
 
-DEFAULT_MODEL = "swin-t-k400"
 
 # Class counts of the label sets we ship: a checkpoint with one of these heads and no labels of
 # its own was, as far as anyone distributes them, trained on that dataset.
@@ -56,26 +59,67 @@ def choose_labels(model: VideoSwin, *candidates: list[str] | None) -> list[str]:
     return [f"class_{i}" for i in range(classes)]
 
 
+def label_list(labels: str | os.PathLike[str] | Iterable[str] | None) -> list[str] | None:
+    """``labels`` as the API takes them (a file, or class names in any iterable) -> a list, or None."""
+    if labels is None:
+        return None
+    if isinstance(labels, (str, os.PathLike)):
+        return read_labels_file(labels)
+    try:
+        names = list(labels)
+    except TypeError:
+        raise TypeError(f"labels must be a file path or a list of class names, not {type(labels).__name__}") from None
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"labels must be class names (str); found {name!r} ({type(name).__name__})")
+    return names
+
+
 def load_model(
-    ref: str = DEFAULT_MODEL,
-    labels: str | Path | list[str] | None = None,
-    device: str = "cpu",
+    ref: str | os.PathLike[str] | None = None,
+    labels: str | Path | Iterable[str] | None = None,
+    device: str | torch.device = "cpu",
 ) -> VideoSwin:
     """The model ``ref`` names (registry name, ``hf://owner/repo[@rev][/file]`` or a checkpoint path), in eval mode.
 
-    ``labels`` (a file or a list) overrides the class names the checkpoint or registry provides.
+    ``ref`` None means the registry's default model (``default`` in weights.toml: swin-t-k400). ``labels`` (a file, or the class names in order)
+    overrides the class names the checkpoint or registry provides. ``device``: ``cpu``
+    (default), ``cuda[:N]``, ``mps``, ``auto`` (a GPU when there is one) or a ``torch.device``.
     """
     from .hub import resolve_checkpoint
 
-    resolved = resolve_checkpoint(str(ref))
+    if ref is None:
+        from .registry import default_model_name
+
+        ref = default_model_name()
+    if not isinstance(ref, (str, os.PathLike)):
+        raise TypeError(f"the model reference must be a name, hf://owner/repo or a checkpoint path, not {type(ref).__name__}")
+    ref = os.fspath(ref)
+    if not ref.strip():
+        raise VswinError("empty model reference: pass a registry name (`vswin models` lists them), hf://owner/repo or a checkpoint path")
+    target = _target_device(device)  # before the weights are read: a bad device costs nothing
+    user_labels = label_list(labels)
+    resolved = resolve_checkpoint(ref)
     loaded = load_checkpoint(resolved.path)
     model = loaded.model
-    user_labels = read_labels_file(labels) if isinstance(labels, (str, Path)) else labels
     model.labels = choose_labels(model, user_labels, loaded.labels, resolved.labels)
-    model.protocol = _choose_protocol(resolved.protocol, loaded.layout, model.labels)
+    model.protocol = _choose_protocol(resolved.protocol or loaded.protocol, loaded.layout, model.labels)
     model.name = resolved.name
     model.checkpoint_sha256 = resolved.sha256 or loaded.sha256
-    return model.to(device).eval()
+    return model.to(target).eval()
+
+
+def _target_device(device: str | torch.device) -> torch.device:
+    if isinstance(device, torch.device):
+        return device
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a str or a torch.device, not {type(device).__name__}")
+    if device == "auto":
+        # The engine's own choice (a CUDA GPU, else MPS, else the CPU), so both agree.
+        from .engine import resolve_device
+
+        return resolve_device(device)
+    return torch.device(device)
 
 
 def _choose_protocol(registered: Protocol | None, layout: str, labels: list[str]) -> Protocol:

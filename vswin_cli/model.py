@@ -709,6 +709,7 @@ class VideoSwin(nn.Module):
 
     def feature_map(self, x: Tensor) -> Tensor:
         """(B, 3, T, H, W) -> normed last-stage tokens (B, T', H', W', C)."""
+        self._check_input(x)
         weights = self.norm.weight
         dtype = autocast_dtype(x.device) or weights.dtype
         with torch.autocast(x.device.type, enabled=False):
@@ -716,6 +717,27 @@ class VideoSwin(nn.Module):
             for stage in self.layers:
                 x = stage(x, dtype)
             return self.norm(x)
+
+    def _check_input(self, x: Tensor) -> None:
+        """One clear error for inputs the model cannot mean: not a tensor, wrong shape, integers, empty."""
+        channels = self.config.in_channels
+        expected = f"a normalised float tensor (B, {channels}, T, H, W)"
+        if not isinstance(x, Tensor):
+            raise TypeError(f"the model takes {expected}, not {type(x).__name__}")
+        shape = tuple(x.shape)
+        if x.dim() != 5:
+            hint = "; for one clip (C, T, H, W) add the batch dimension: x.unsqueeze(0)" if x.dim() == 4 else ""
+            raise ValueError(f"the model takes {expected}, got shape {shape}{hint}")
+        if shape[1] != channels:
+            hint = "; channels last? use x.permute(0, 4, 1, 2, 3)" if shape[4] == channels else ""
+            raise ValueError(f"the model takes {expected}, got {shape[1]} channels in shape {shape}{hint}")
+        if not x.is_floating_point():
+            raise TypeError(
+                f"the model takes {expected}, got {x.dtype}; "
+                "vswin_cli.transforms.normalize_views turns uint8 RGB frames (B, T, H, W, 3) into that"
+            )
+        if x.numel() == 0:
+            raise ValueError(f"the model takes {expected} with no empty dimension, got shape {shape}")
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Pooled (B, C) features: the mean over (T', H', W') of the final normed tokens."""

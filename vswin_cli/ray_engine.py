@@ -408,8 +408,8 @@ def _with_root(row: dict[str, Any]) -> dict[str, Any]:
 
 def classify_dataset(
     data: ray.data.Dataset | Iterable[str | Path],
-    model: str | VideoSwin = "swin-t-k400",
-    labels: str | Path | list[str] | None = None,
+    model: str | Path | VideoSwin | None = None,
+    labels: str | Path | Iterable[str] | None = None,
     *,
     recursive: bool = False,
     with_features: bool = False,
@@ -430,10 +430,10 @@ def classify_dataset(
     Ray is joined at ``address`` (or started here) if it is not running yet, and left running:
     the dataset is computed when it is consumed (``write_parquet``, ``iter_rows``, ``take``...).
     """
-    from .engine import _engine_for
+    from .engine import _engine_for, _paths_list, _run_options
 
     ray = _import_ray()
-    run_options = RunOptions(**options)
+    run_options = _run_options(options)  # the local API's checks: an integer is an integer...
     # The driver only needs the weights and the protocol: keep its copy on the CPU.
     engine = _engine_for(model, labels, dataclasses.replace(run_options, device="cpu"))
     engine.options = run_options
@@ -444,7 +444,7 @@ def classify_dataset(
             raise VswinError("the dataset needs a 'path' column with the video paths")
         paths = data.map(_with_root)
     else:
-        items = discover(list(data), recursive=recursive).videos
+        items = discover(_paths_list(data), recursive=recursive).videos
         if not items:
             raise VswinError("no videos found in the given paths")
         paths = _path_rows(ray, items)

@@ -21,8 +21,12 @@ FormatOpt = Annotated[
     typer.Option("--format", help="Stdout format (default: a table on a terminal, else by -o's extension or JSON lines)."),
 ]
 ModelOpt = Annotated[
-    str,
-    typer.Option("-m", "--model", help="Registry name, hf://owner/repo[@revision][/file], or a checkpoint path."),
+    Optional[str],
+    typer.Option(
+        "-m", "--model", show_default=False,
+        help="Registry name, hf://owner/repo[@revision][/file], or a checkpoint path "
+        "(default: the registry's default, swin-t-k400; `vswin models` marks it).",
+    ),
 ]
 LabelsOpt = Annotated[
     Optional[Path],

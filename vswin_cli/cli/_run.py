@@ -69,7 +69,7 @@ def outcomes(engine: EngineChoice, ray_address: str | None, runner: "LocalEngine
     return runner.run(todo)
 
 
-def build_engine(model_ref: str, labels: Path | None, options: "RunOptions") -> "LocalEngine":
+def build_engine(model_ref: str | None, labels: Path | None, options: "RunOptions") -> "LocalEngine":
     from ..engine import Engine as LocalEngine
     from ..loading import load_model
 

@@ -24,7 +24,7 @@ from ._run import build_engine, check_engine, find_inputs, outcomes, progress, r
 
 def classify(
     paths: PathsArg,
-    model: ModelOpt = "swin-t-k400",
+    model: ModelOpt = None,
     labels: LabelsOpt = None,
     clips: ClipsOpt = None,
     crops: CropsOpt = None,

@@ -30,7 +30,7 @@ class FeatureDtype(str, Enum):
 def extract_features(
     paths: PathsArg,
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the .npy files, their sidecars and index.jsonl.")],
-    model: ModelOpt = "swin-t-k400",
+    model: ModelOpt = None,
     labels: LabelsOpt = None,
     clips: ClipsOpt = None,
     crops: CropsOpt = None,
