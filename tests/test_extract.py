@@ -346,3 +346,28 @@ def test_sidecar_of_sliding_windows_describes_the_windows(tree, tiny_checkpoint,
     assert starts == [0, 10, 20, 30][: len(starts)] and len(starts) >= 3  # one window every 0.4 s = 10 frames
     assert array.shape[0] == len(sidecar["clips"]) == sidecar["protocol"]["num_clips"]
     assert sidecar["protocol"]["sampling"] == "windows" and sidecar["protocol"]["stride"] == 0.4
+
+
+@pytest.mark.parametrize("recursive", [True, False], ids=["-r", "no -r"])
+def test_an_output_folder_inside_the_input_folder_is_not_an_input(tmp_path, tiny_checkpoint, invoke, recursive):
+    # The usual layout `videos/ -o videos/feats`: a second run must not walk into its own output
+    # (nor report its .npy and .json files as skipped non-videos, or the folder as a skipped one).
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    media.encode_cv2(videos / "v.avi", frames=24, size=(48, 32))
+    out = videos / "feats"
+    flags = ["-r"] if recursive else []
+    code, _, _ = invoke("extract-features", videos, *flags, "-o", out, "-m", tiny_checkpoint, *FAST)
+    assert code == 0 and (out / "v.avi.npy").is_file()
+    code, _, err = invoke("extract-features", videos, *flags, "-o", out, "-m", tiny_checkpoint, *FAST)
+    assert code == 0, err
+    assert "skipped" not in err, err
+    index = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+    assert [Path(e["path"]).name for e in index] == ["v.avi"]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.npy")) == ["v.avi.npy"]
+    # Given itself, the output folder is listed like any folder (features beside the videos).
+    beside = tmp_path / "beside"
+    beside.mkdir()
+    media.encode_cv2(beside / "w.avi", frames=24, size=(48, 32))
+    code, _, err = invoke("extract-features", beside, "-o", beside, "-m", tiny_checkpoint, *FAST)
+    assert code == 0 and (beside / "w.avi.npy").is_file(), err

@@ -76,10 +76,15 @@ def _is_candidate(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS or looks_like_video(path)
 
 
-def discover(paths: Iterable[str | Path], recursive: bool = False) -> Discovery:
-    """Videos under ``paths``; a path that does not exist is a usage error."""
+def discover(paths: Iterable[str | Path], recursive: bool = False, exclude: Iterable[str | Path] = ()) -> Discovery:
+    """Videos under ``paths``; a path that does not exist is a usage error.
+
+    Folders in ``exclude`` (the run's own output folder, inside an input folder) are passed over
+    when met inside a folder, without counting as skipped; given themselves, they are listed.
+    """
     found = Discovery()
     seen_files: set[str] = set()
+    excluded = {os.path.realpath(folder) for folder in exclude}
     seen_dirs: set[str] = set()
 
     def add(path: Path, root: Path) -> None:
@@ -105,6 +110,8 @@ def discover(paths: Iterable[str | Path], recursive: bool = False) -> Discovery:
             except OSError:
                 is_dir = False
             if is_dir:
+                if os.path.realpath(child) in excluded:
+                    continue
                 if recursive:
                     walk(child, root)
                 else:

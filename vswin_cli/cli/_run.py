@@ -37,10 +37,11 @@ def run_options(
     )
 
 
-def find_inputs(paths: Sequence[Path], recursive: bool) -> Discovery:
+def find_inputs(paths: Sequence[Path], recursive: bool, output_folder: Path | None = None) -> Discovery:
+    """The videos to run; ``output_folder`` (extract-features' -o, often inside an input folder) is left out."""
     if not paths:
         raise VswinError("no inputs: give video files and/or folders")
-    found = discover(paths, recursive=recursive)
+    found = discover(paths, recursive=recursive, exclude=[output_folder] if output_folder is not None else [])
     if found.skipped_folders and not recursive:
         warning_line(f"skipped {found.skipped_folders} sub-folder(s); use -r to include them")
     if found.skipped_files:

@@ -56,7 +56,7 @@ def extract_features(
     from ..features import FeatureWriter, feature_files
 
     check_engine(engine, ray_address)
-    found = find_inputs(paths, recursive)
+    found = find_inputs(paths, recursive, output_folder=output)
     failed = done = 0
     written = feature_files(output, found.videos)
     # The folder is checked and locked before the model loads: a mistake there costs no waiting.
