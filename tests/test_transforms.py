@@ -162,3 +162,10 @@ def test_slivers_fail_alone_and_elongated_frames_within_16_to_1_still_classify(t
     for name, size in (("sliver.avi", "640x16 (40:1)"), ("tall.avi", "16x400 (25:1)")):
         assert records[name]["status"] == "error"
         assert records[name]["error"].startswith(f"frames of {size} are beyond the 16:1 aspect ratio")
+    # probe says so beforehand, and leaves frames within 16:1 alone.
+    code, out, err = invoke("probe", tmp_path, "--format", "json")
+    problems = {Path(r["path"]).name: r["problems"] for r in json.loads(out)}
+    assert problems["wide.avi"] == []
+    for name, size in (("sliver.avi", "640x16 (40:1)"), ("tall.avi", "16x400 (25:1)")):
+        assert problems[name] == [f"frames of {size} are beyond the 16:1 aspect ratio vswin resizes: "
+                                  "classify and extract-features fail this video"]

@@ -48,3 +48,16 @@ STHV2 = Protocol(sampling="uniform", clip_len=32, frame_interval=2, num_clips=1)
 # torchvision's ports were evaluated with 12 clips of 32 frames, short side 256 and one centre
 # crop (its own sampler also resamples to 15 fps, which this protocol does not).
 TORCHVISION = Protocol(num_clips=12, num_crops=1, short_side=256, crop_size=224)
+
+
+MAX_ASPECT_RATIO = 16  # long side : short side of frames vswin resizes
+
+
+def aspect_ratio_problem(width: int, height: int) -> str | None:
+    """Why frames of this size are not resized, or None. Scaling the short side of a 2x4000
+    sliver to 224 makes rows of 448,000 pixels, gigabytes for one clip. Real videos stay well
+    inside 16:1 (cinema 2.4:1, panoramas 2:1)."""
+    if min(width, height) >= 1 and max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        ratio = max(width, height) / min(width, height)
+        return f"frames of {width}x{height} ({ratio:.0f}:1) are beyond the {MAX_ASPECT_RATIO}:1 aspect ratio vswin resizes"
+    return None

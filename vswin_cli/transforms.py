@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .errors import VswinError
-from .protocol import MEAN_RGB, STD_RGB, Protocol
+from .protocol import MEAN_RGB, STD_RGB, Protocol, aspect_ratio_problem
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom (exclusive), in pixels
 
@@ -49,19 +49,11 @@ def resized_size(height: int, width: int, short_side: int) -> tuple[int, int]:
     return int(height * float(factor) + 0.5), int(width * float(factor) + 0.5)
 
 
-MAX_ASPECT_RATIO = 16  # long side : short side of frames vswin resizes
-
-
 def check_aspect_ratio(width: int, height: int) -> None:
-    """Refuse frames too elongated to resize: scaling the short side of a 2x4000 sliver to 224
-    makes rows of 448,000 pixels, gigabytes for one clip. Real videos stay well inside 16:1
-    (cinema 2.4:1, panoramas 2:1)."""
-    if min(width, height) >= 1 and max(width, height) > MAX_ASPECT_RATIO * min(width, height):
-        ratio = max(width, height) / min(width, height)
-        raise VswinError(
-            f"frames of {width}x{height} ({ratio:.0f}:1) are beyond the {MAX_ASPECT_RATIO}:1 aspect ratio "
-            "vswin resizes; crop the video closer to its subject first"
-        )
+    """Refuse frames too elongated to resize (``protocol.aspect_ratio_problem``)."""
+    problem = aspect_ratio_problem(width, height)
+    if problem:
+        raise VswinError(f"{problem}; crop the video closer to its subject first")
 
 
 def resize_short_side(frame: np.ndarray, short_side: int) -> np.ndarray:

@@ -57,6 +57,7 @@ def probe(
 
 def probe_row(path: Path) -> dict[str, Any]:
     """One file's probe as a JSON-ready dict: status, the video's fields, problems."""
+    from ..protocol import aspect_ratio_problem
     from ..video import VideoError, probe as probe_video
 
     try:
@@ -71,6 +72,9 @@ def probe_row(path: Path) -> dict[str, Any]:
         problems.append(f"variable frame rate (average {info.fps:.3g} fps)")
     if info.rotation:
         problems.append(f"rotated {info.rotation} degrees by its metadata (frames are turned upright)")
+    elongated = aspect_ratio_problem(info.width, info.height)
+    if elongated:
+        problems.append(f"{elongated}: classify and extract-features fail this video")
     return {**info.as_dict(), "path": str(path), "status": "ok", "error": None, "problems": problems}
 
 
