@@ -21,7 +21,7 @@ import pickle
 import re
 import warnings
 import zipfile
-from contextlib import suppress
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -114,6 +114,8 @@ _CODE_MODULES = frozenset({
     "inspect", "pydoc",
 })
 _STAND_IN_ROUNDS = 64  # distinct foreign names one file may carry (legacy files find them one per load)
+# Stand-ins allowed under a name of our choosing (PyTorch 2.6); with older versions such files are refused.
+_STAND_INS = hasattr(torch.serialization, "get_unsafe_globals_in_checkpoint") and hasattr(torch.serialization, "safe_globals")
 
 
 class _StandIn:
@@ -152,6 +154,8 @@ def _refuse_code(path: Path, name: str) -> CheckpointError:
 
 def _foreign_names(path: Path) -> list[str]:
     """The globals a zip checkpoint names beyond torch's safe ones, found without unpickling."""
+    if not _STAND_INS:
+        return []
     try:
         return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
     except Exception:  # a legacy (pre-zip) file, or not a checkpoint at all: the load below finds out
@@ -166,7 +170,8 @@ def _read_pickle(path: Path) -> dict[str, Any]:
     stand_ins = [_stand_in(name) for name in names]
     for _ in range(_STAND_IN_ROUNDS):
         try:
-            with warnings.catch_warnings(), torch.serialization.safe_globals(stand_ins):
+            allowing = torch.serialization.safe_globals(stand_ins) if stand_ins else nullcontext()
+            with warnings.catch_warnings(), allowing:
                 warnings.simplefilter("ignore")  # torch's notes on pickle protocols are not the user's business
                 obj = torch.load(path, map_location="cpu", weights_only=True)
             break
@@ -183,6 +188,11 @@ def _read_pickle(path: Path) -> dict[str, Any]:
             name = named.group(1)
             if _runs_code(name) or "whose module" in text or any(name == known for _, known in stand_ins):
                 raise _refuse_code(path, name) from None
+            if not _STAND_INS:
+                raise CheckpointError(
+                    f"refusing {path}: it holds Python objects ({name}) beside its tensors, which PyTorch "
+                    f"{torch.__version__.split('+')[0]} cannot skip safely; PyTorch 2.6 or later reads it"
+                ) from None
             stand_ins.append(_stand_in(name))  # a legacy file: found one name at a time
         except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, IndexError, KeyError, TypeError) as error:
             raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (corrupted or truncated?)") from error
