@@ -81,6 +81,46 @@ def test_a_video_that_kills_its_worker_fails_alone(tiny_checkpoint: Path, folder
             assert view.dtype == expected_view.dtype and bool((view == expected_view).all())
 
 
+SCRIPT = """\
+import sys
+import vswin_cli
+
+def main():
+    records = vswin_cli.classify(sys.argv[1], model=sys.argv[2], decoders="processes", clips=1, crops=1, clip_len=4)
+    print(" ".join(r["status"] for r in records))
+
+{call}
+"""
+
+
+@pytest.mark.parametrize("guarded", [False, True])
+def test_a_script_without_a_main_guard_is_told_to_add_one(tiny_checkpoint: Path, folder: Path, tmp_path: Path, guarded: bool) -> None:
+    # Worker processes import the calling script; without the guard each re-runs the classify call
+    # and dies starting up. That used to fail every video as "the decoder crashed on this video",
+    # under one multiprocessing traceback per worker.
+    import subprocess
+    import sys
+
+    from tests.conftest import SUBPROCESS_ENV
+
+    script = tmp_path / "label_videos.py"
+    script.write_text(SCRIPT.format(call='if __name__ == "__main__":\n    main()' if guarded else "main()"))
+    result = subprocess.run(
+        [sys.executable, str(script), str(folder), str(tiny_checkpoint)],
+        env={**os.environ, **SUBPROCESS_ENV}, capture_output=True, text=True, timeout=300,
+    )
+    if guarded:
+        assert result.returncode == 0, result.stderr
+        assert sorted(result.stdout.split()) == ["error"] + ["ok"] * 4  # v2_broken.mp4 is not a video
+        return
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines()[-1] == f"vswin_cli.errors.VswinError: {prefetch._NEVER_STARTED}"
+    assert 'under `if __name__ == "__main__":`' in prefetch._NEVER_STARTED
+    assert "RuntimeError" not in result.stderr and "bootstrapping" not in result.stderr  # no worker's traceback
+    assert result.stderr.count("Traceback") == 1
+
+
 def test_decoders_choice(tiny_checkpoint: Path) -> None:
     model = load_model(str(tiny_checkpoint))
     assert not Engine(model, RunOptions(device="cpu")).decodes_in_processes(videos=10)

@@ -279,6 +279,29 @@ def test_classify_dataset_returns_the_records_and_features_as_a_ray_dataset(data
             np.testing.assert_allclose(np.asarray(row["clip_features"]), outcome.clip_features, rtol=0, atol=1e-6)
 
 
+def test_classify_dataset_leaves_a_callers_model_in_its_mode_with_its_weights(data, cluster, local_outcomes) -> None:
+    from vswin_cli.ray_engine import classify_dataset
+
+    _, items, outcomes = local_outcomes
+    model = vswin_cli.load_model(str(data["model"]))
+    model.train()  # a caller fine-tuning it; the run must not switch it to eval behind their back
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    dataset = classify_dataset([str(item.path) for item in items], model=model, **API_OPTIONS)
+    assert model.training
+    assert all(torch_equal(before[name], tensor) for name, tensor in model.state_dict().items())
+    rows = sorted(dataset.take_all(), key=lambda r: r["path"])  # computed after the model went back
+    want = sorted((o.record.to_dict() for o in outcomes), key=lambda r: r["path"])
+    assert len(rows) == len(want)
+    for row, record in zip(rows, want):
+        assert_same_record(row, record)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return a.device == b.device and torch.equal(a, b)
+
+
 def test_a_worker_dying_mid_batch_costs_a_retry_not_the_run(data, cluster, local_outcomes) -> None:
     from vswin_cli.ray_engine import run_on_ray
 

@@ -14,7 +14,8 @@ are retried one at a time in a single-worker pool, the ones that succeed alone k
 the one that kills its process again becomes an error record, and the run goes on with a fresh
 pool. The price is start-up and a pipe: on the same H200 they fed only 4.4 videos/s, so they are
 opt-in. Views cross the pipe as NumPy arrays (torch tensors would go through shared memory,
-whose size containers often cap).
+whose size containers often cap). Workers import the calling script, so a script must make the
+call under ``if __name__ == "__main__":``; without it the run stops with that advice.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import torch
 
+from .errors import VswinError
 from .inputs import InputVideo
 
 if TYPE_CHECKING:
@@ -77,8 +79,16 @@ def in_threads(prepare: Callable[[InputVideo], "PreparedVideo"], items: Iterable
 _preparer: "Engine | None" = None
 _decoder_threads = 0
 
+# Workers start by importing the caller's script (spawn and forkserver do); one without a
+# ``__main__`` guard runs its classify call again in every worker, and no worker ever starts.
+_NEVER_STARTED = (
+    "the decoder processes exited while starting, before any video: a script that calls vswin_cli with "
+    'decoders="processes" must make that call under `if __name__ == "__main__":` (each worker imports the '
+    'script), or use decoders="threads"'
+)
 
-def _start_worker(preparer: "Engine", threads: int) -> None:
+
+def _start_worker(preparer: "Engine", threads: int, started: "multiprocessing.synchronize.Event") -> None:
     global _preparer, _decoder_threads
     import cv2
 
@@ -86,6 +96,13 @@ def _start_worker(preparer: "Engine", threads: int) -> None:
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     _preparer, _decoder_threads = preparer, threads
+    started.set()
+
+
+def _booting_worker() -> bool:
+    """Whether this is a worker process still importing its parent's script (see ``_NEVER_STARTED``)."""
+    # The flag multiprocessing itself checks before refusing to start processes from such a worker.
+    return bool(getattr(multiprocessing.current_process(), "_inheriting", False))
 
 
 def _prepare_in_worker(item: InputVideo) -> "PreparedVideo":
@@ -112,12 +129,21 @@ def in_processes(
 ) -> Iterator["PreparedVideo"]:
     """``preparer.prepare(item, decoder_threads)`` for each item, in order, in ``workers`` processes.
 
-    ``preparer`` is an engine without its model (it is pickled to each worker once).
+    ``preparer`` is an engine without its model (it is pickled to each worker once). Raises
+    :class:`VswinError` when the workers die before any of them starts (a script without a
+    ``__main__`` guard): that is no video's fault.
     """
+    if _booting_worker():
+        # An unguarded script re-run by a worker: leave quietly, the parent says what to do
+        # (multiprocessing would print a traceback here, once per worker).
+        raise SystemExit(1)
     context = _context()
+    started = context.Event()
 
     def new_pool(size: int) -> futures.ProcessPoolExecutor:
-        return futures.ProcessPoolExecutor(size, mp_context=context, initializer=_start_worker, initargs=(preparer, decoder_threads))
+        return futures.ProcessPoolExecutor(
+            size, mp_context=context, initializer=_start_worker, initargs=(preparer, decoder_threads, started)
+        )
 
     def submit(item: InputVideo) -> futures.Future[PreparedVideo]:
         try:
@@ -144,6 +170,8 @@ def in_processes(
                 yield _received(future.result())
                 continue
             except BrokenProcessPool:
+                if not started.is_set():
+                    raise VswinError(_NEVER_STARTED) from None
                 suspects = [item] + [other for other, _ in pending]
             except Exception as error:  # the worker could not send this video back
                 yield _failed(preparer, item, f"could not process this video ({error.__class__.__name__}: {error})")

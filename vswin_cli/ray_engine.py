@@ -430,24 +430,30 @@ def classify_dataset(
     Ray is joined at ``address`` (or started here) if it is not running yet, and left running:
     the dataset is computed when it is consumed (``write_parquet``, ``iter_rows``, ``take``...).
     """
-    from .engine import _engine_for, _paths_list, _run_options
+    from .engine import _engine_for, _paths_list, _restorer, _run_options
 
     ray = _import_ray()
     run_options = _run_options(options)  # the local API's checks: an integer is an integer...
-    # The driver only needs the weights and the protocol: keep its copy on the CPU.
-    engine = _engine_for(model, labels, dataclasses.replace(run_options, device="cpu"))
-    engine.options = run_options
-    if not ray.is_initialized():
-        _connect(ray, address)
-    if isinstance(data, ray.data.Dataset):
-        if "path" not in data.columns():
-            raise VswinError("the dataset needs a 'path' column with the video paths")
-        paths = data.map(_with_root)
-    else:
-        items = discover(_paths_list(data), recursive=recursive).videos
-        if not items:
-            raise VswinError("no videos found in the given paths")
-        paths = _path_rows(ray, items)
-    rows = _outcome_rows(ray, engine, paths, num_actors)
+    # The driver only needs the weights and the protocol, so its engine runs on the CPU. A
+    # caller's loaded model goes back to its device and mode once its weights are in the object
+    # store (the dataset is lazy, but nothing later reads the driver's copy).
+    restore = _restorer(model)
+    try:
+        engine = _engine_for(model, labels, dataclasses.replace(run_options, device="cpu"))
+        engine.options = run_options
+        if not ray.is_initialized():
+            _connect(ray, address)
+        if isinstance(data, ray.data.Dataset):
+            if "path" not in data.columns():
+                raise VswinError("the dataset needs a 'path' column with the video paths")
+            paths = data.map(_with_root)
+        else:
+            items = discover(_paths_list(data), recursive=recursive).videos
+            if not items:
+                raise VswinError("no videos found in the given paths")
+            paths = _path_rows(ray, items)
+        rows = _outcome_rows(ray, engine, paths, num_actors)
+    finally:
+        restore()
     schema = _record_schema(engine.views, with_features)
     return rows.map_batches(_record_table, fn_kwargs={"schema": schema}, batch_format="numpy")
