@@ -339,6 +339,21 @@ def test_convert_destination_problems_are_one_line(tmp_path, tiny, invoke, read_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["X.SafeTensors", "folder.safetensors", "locked", "official.pth"]
 
 
+def test_convert_through_a_symbolic_link_rewrites_its_target(tmp_path, tiny, invoke):
+    src = tmp_path / "official.pth"
+    torch.save({"state_dict": ck.native_to_official(tiny.state_dict())}, src)
+    (tmp_path / "releases").mkdir()
+    target = tmp_path / "releases" / "v1.safetensors"
+    target.write_bytes(b"old")
+    link = tmp_path / "current.safetensors"
+    link.symlink_to(Path("releases") / "v1.safetensors")
+    code, _, err = invoke("convert", src, link)
+    assert code == 0, err
+    assert link.is_symlink() and os.readlink(link) == str(Path("releases") / "v1.safetensors")
+    assert ck.load_checkpoint(target).model.config == TINY
+    assert sorted(p.name for p in (tmp_path / "releases").iterdir()) == ["v1.safetensors"]  # no temporary left
+
+
 def test_converting_a_checkpoint_without_head_prints_one_line(tmp_path, tiny, clip, vswin):
     src = tmp_path / "backbone.pth"
     torch.save({k: v for k, v in tiny.state_dict().items() if not k.startswith("head.")}, src)

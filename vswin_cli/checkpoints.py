@@ -496,9 +496,11 @@ def save_native(
     from safetensors import SafetensorError
     from safetensors.torch import save_file
 
-    from .outputs import _UMASK
+    from .outputs import _UMASK, _link_target
 
-    destination = Path(destination)
+    # Through a symbolic link (models/current.safetensors -> ...) the target is rewritten, as
+    # ``-o`` does; the rename would otherwise put a file where the link was.
+    destination = _link_target(Path(destination))
     metadata = {"format": NATIVE_FORMAT, "config": json.dumps(model.config.as_dict())}
     if labels is not None:
         metadata["labels"] = json.dumps(list(labels), ensure_ascii=False)
