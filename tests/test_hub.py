@@ -6,6 +6,8 @@ The registry comes from VSWIN_WEIGHTS_TOML (a test weights.toml whose URLs point
 
 from __future__ import annotations
 
+import builtins
+import errno
 import hashlib
 import io
 import json
@@ -14,6 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import huggingface_hub.constants  # noqa: F401  (its paths are fixed at import: import it before any test moves HF_HOME)
 import pytest
 import torch
 from hub_server import FakeHub, Fault
@@ -92,8 +95,9 @@ def files_under(root: Path) -> list[str]:
 
 
 def loadable_files(root: Path) -> list[str]:
-    # What could be loaded later: anything but partial downloads, records and locks.
-    return [f for f in files_under(root) if not f.endswith((".incomplete", ".verified.json", ".lock", ".json"))]
+    # What could be loaded later: anything but partial downloads, records, locks and cache tags.
+    ignored = (".incomplete", ".verified.json", ".lock", ".json", "CACHEDIR.TAG")
+    return [f for f in files_under(root) if not f.endswith(ignored)]
 
 
 # ----------------------------------------------------------------------------- release URLs
@@ -581,3 +585,213 @@ def test_models_tells_verified_unverified_and_missing(two_models: str, env: Path
     assert cache_state("m") == "verified"
     path.write_bytes(WEIGHTS[:1000])  # another size: cannot be the verified file
     assert cache_state("m") == "missing"
+
+
+# ----------------------------------------------------------------------------- what a demanding user runs into
+
+
+def test_a_web_page_instead_of_the_checkpoint_is_never_trusted(
+    env: Path, tmp_path, monkeypatch, hub: FakeHub
+) -> None:
+    # The official entries publish no hash: the first download is trusted. A proxy's login page or a
+    # moved file's HTML answer (HTTP 200) must not become "the verified checkpoint" for good.
+    url = hub.add_file("w.pth", b"\n  <!DOCTYPE html><html><body>Sign in to continue</body></html>\n")
+    use_registry(tmp_path, monkeypatch, entry("m", f'url = "{url}"'))
+    with pytest.raises(VswinError) as caught:
+        resolve_checkpoint("m")
+    message = str(caught.value)
+    assert "web page" in message and url in message and "\n" not in message
+    assert files_under(env / "vswin") == [f"urls/{url_cache_path(url, 'w.pth').parent.name}/.lock"]
+    assert cache_state("m") == "missing"
+    hub.add_file("w.pth", WEIGHTS)  # the network is fixed: the real file is accepted, not refused by a stale record
+    assert resolve_checkpoint("m").path.read_bytes() == WEIGHTS
+
+
+def test_a_checkpoint_cut_short_is_never_trusted(env: Path, tmp_path, monkeypatch, hub: FakeHub) -> None:
+    # A proxy that drops the end but closes cleanly (its Content-Length says the short size): the
+    # first download of an entry without a published hash must not record the torso as the file.
+    url = hub.add_file("w.pth", WEIGHTS[:150_000])
+    use_registry(tmp_path, monkeypatch, entry("m", f'url = "{url}"'))
+    with pytest.raises(VswinError, match="cut-short zip archive"):
+        resolve_checkpoint("m")
+    assert loadable_files(env) == [] and cache_state("m") == "missing"
+    hub.add_file("w.pth", WEIGHTS)
+    assert resolve_checkpoint("m").path.read_bytes() == WEIGHTS
+
+
+def test_safetensors_whose_header_length_starts_like_markup_is_still_a_checkpoint(
+    env: Path, tmp_path, monkeypatch, hub: FakeHub
+) -> None:
+    # safetensors opens with its header's length as 8 little-endian bytes: 0x3c is '<', 0x7b is '{'.
+    for length in (0x3C, 0x7B):
+        header = b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'.ljust(length)
+        data = length.to_bytes(8, "little") + header + b"\0\0\0\0"
+        url = hub.add_file(f"s{length}.safetensors", data)
+        use_registry(tmp_path, monkeypatch, entry("s", f'url = "{url}"', filename=f"s{length}.safetensors"))
+        assert resolve_checkpoint("s").path.read_bytes() == data
+
+
+def test_hash_mismatch_against_weights_toml_points_at_weights_toml(
+    url_model: str, env: Path, tmp_path, monkeypatch
+) -> None:
+    # A wrong sha256 in weights.toml: deleting a verification record (there is none) cannot help.
+    use_registry(tmp_path, monkeypatch, entry("m", f'url = "{url_model}"', sha="0" * 64))
+    with pytest.raises(VswinError) as caught:
+        resolve_checkpoint("m")
+    message = str(caught.value)
+    assert "verified.json" not in message and str(tmp_path / "weights.toml") in message
+    assert sha256(WEIGHTS)[:16] in message and "\n" not in message
+
+
+@pytest.mark.parametrize("name", ["m", "h", "hf://me/swin"])
+def test_a_cache_folder_that_is_a_file_is_one_line(two_models: str, env: Path, monkeypatch, capsys, name: str) -> None:
+    env.parent.mkdir(parents=True, exist_ok=True)
+    env.write_text("not a folder")
+    code, out, err = run_vswin(capsys, monkeypatch, "download", name)
+    assert code == 1 and out == ""
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert f"HF_HOME={env}" in err and "not a folder" in err and "could not be reached" not in err
+
+
+@pytest.fixture
+def disk_full(monkeypatch: pytest.MonkeyPatch):
+    """``disk_full(folder, free)``: files written under folder fail with ENOSPC once ``free`` bytes are used."""
+    real_open = builtins.open
+
+    class Full(io.RawIOBase):
+        def __init__(self, file, name: str) -> None:
+            self.file, self.name_ = file, name
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data) -> int:
+            room = min(state["free"], len(data))
+            self.file.write(bytes(data[:room]))  # as a disk does: what fits is written, then the error
+            state["free"] -= room
+            if room < len(data):
+                raise OSError(errno.ENOSPC, "No space left on device", self.name_)
+            return room
+
+        def close(self) -> None:
+            self.file.close()
+            super().close()
+
+    state: dict = {}
+
+    def open_(file, mode="r", *args, **kwargs):
+        handle = real_open(file, mode, *args, **kwargs)
+        if isinstance(file, int) or not any(c in mode for c in "wax+"):
+            return handle
+        if not os.path.abspath(os.fsdecode(file)).startswith(state["folder"] + os.sep):
+            return handle
+        if "b" in mode:
+            return Full(handle, os.fsdecode(file))
+        handle.close()  # text: the same file again, binary underneath, so that every byte is counted
+        binary = Full(real_open(file, mode + "b"), os.fsdecode(file))
+        return io.TextIOWrapper(binary, encoding=kwargs.get("encoding"))
+
+    def make(folder: Path, free: int) -> dict:
+        state.update(folder=str(folder), free=free)
+        monkeypatch.setattr(builtins, "open", open_)
+        monkeypatch.setattr(io, "open", open_)
+        return state  # state["free"] = ...: room again
+
+    return make
+
+
+@pytest.mark.parametrize("name", ["m", "h"])
+def test_a_full_disk_says_so_and_keeps_what_arrived(
+    two_models: str, env: Path, hub: FakeHub, monkeypatch, capsys, disk_full, name: str
+) -> None:
+    disk = disk_full(env, 50_000)
+    code, out, err = run_vswin(capsys, monkeypatch, "download", name)
+    assert code == 1 and out == ""
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "no space left" in err.lower() and "HF_HOME" in err and str(env) in err
+    assert "kept breaking off" not in err and "machine with a network" not in err
+    assert loadable_files(env) == [] and cache_state(name) == "missing"
+    disk["free"] = 1 << 30  # space freed: the same command succeeds
+    hub.log.clear()
+    assert resolve_checkpoint(name).path.read_bytes() == WEIGHTS
+    if name == "m":  # release URLs resume from what the full disk held
+        assert [r.range for r in hub.requests_for("/files/w.pth")] == ["bytes=50000-"]
+
+
+def test_download_of_a_malformed_hub_reference_is_a_usage_error(
+    url_model: str, hub: FakeHub, monkeypatch, capsys
+) -> None:
+    code, out, err = run_vswin(capsys, monkeypatch, "download", "m", "hf://me")
+    assert code == 2 and out == "" and "bad Hub reference 'hf://me'" in err and len(err.splitlines()) == 1
+    assert hub.log == []  # checked before anything is downloaded, as unknown names are
+
+
+@pytest.mark.parametrize("name", ["h", "hf://me/swin"])
+def test_hf_endpoint_without_a_scheme_is_named(two_models: str, hub: FakeHub, monkeypatch, name: str) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", hub.url.removeprefix("http://"))
+    with pytest.raises(VswinError) as caught:
+        resolve_checkpoint(name)
+    message = str(caught.value)
+    assert f"HF_ENDPOINT={hub.url.removeprefix('http://')}" in message and "http://" in message
+    assert "vswin download" not in message
+
+
+def test_a_download_waiting_for_another_process_says_so(
+    url_model: str, env: Path, monkeypatch, capsys
+) -> None:
+    import threading
+
+    from filelock import FileLock
+
+    import vswin_cli.hub
+
+    monkeypatch.setattr(vswin_cli.hub, "_LOCK_NOTICE_S", 0.05)
+    folder = url_cache_path(url_model, "w.pth").parent
+    folder.mkdir(parents=True)
+    result: list = []
+    with FileLock(str(folder / ".lock")):  # another process is downloading m
+        thread = threading.Thread(target=lambda: result.append(resolve_checkpoint("m")))
+        thread.start()
+        thread.join(0.3)
+        assert thread.is_alive() and result == []  # it waits, and says why
+        assert f"waiting for another process that is downloading m into {folder}" in capsys.readouterr().err
+    thread.join(5)
+    assert result[0].path.read_bytes() == WEIGHTS
+
+
+@pytest.fixture
+def unreadable(monkeypatch: pytest.MonkeyPatch):
+    """``unreadable(folder)``: as a folder of another user without the x bit: nothing inside can be looked at."""
+
+    def make(folder: Path) -> None:
+        inside = str(folder) + os.sep
+
+        def refuse(function):
+            def guarded(path, *args, **kwargs):
+                if not isinstance(path, int) and os.path.abspath(os.fsdecode(path)).startswith(inside):
+                    raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(path))
+                return function(path, *args, **kwargs)
+
+            return guarded
+
+
+        for module in (os, builtins, io):
+            for name in ("stat", "lstat", "mkdir", "open"):
+                if hasattr(module, name):
+                    monkeypatch.setattr(module, name, refuse(getattr(module, name)))
+
+    return make
+
+
+@pytest.mark.parametrize("name", ["m", "h"])
+def test_a_cache_that_cannot_be_read_is_one_line_and_models_still_lists(
+    two_models: str, env: Path, monkeypatch, capsys, unreadable, name: str
+) -> None:
+    env.mkdir()
+    unreadable(env)
+    code, out, err = run_vswin(capsys, monkeypatch, "models", "--format", "json")
+    assert code == 0 and "Traceback" not in err, err
+    assert [(row["name"], row["cached"]) for row in json.loads(out)] == [("m", False), ("h", False)]
+    code, out, err = run_vswin(capsys, monkeypatch, "download", name)
+    assert code == 1 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert f"the cache folder {env}" in err and "Permission denied" in err and "HF_HOME" in err

@@ -19,7 +19,9 @@ Cache layout:
 
 Verification: a download is hashed before it may be loaded; a release-URL file is only renamed
 to NAME once its sha256 matched (the full sha256 or the published prefix from weights.toml; with
-neither, the sha256 recorded by the first download is trusted from then on). A Hub file is checked
+neither, the sha256 recorded by the first download is trusted from then on; a download that is empty,
+text (an HTML login or error page served with HTTP 200) or a zip archive without its end is refused
+before any of that, so it is never the one trusted). A Hub file is checked
 against weights.toml's hash or, failing that, the Hub's own ETag (sha256 of LFS files, git blob
 sha1 of small files); a mismatch deletes the blob and its snapshot link. Later loads compare the
 file's size and mtime with its record and rehash it only when they changed; a file that no longer
@@ -44,6 +46,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -53,7 +56,16 @@ from typing import Any
 from . import __version__
 from .errors import VswinError
 from .protocol import Protocol
-from .registry import ModelSpec, Source, get_spec, is_registry_name, load_labels, parse_label_lines, parse_protocol
+from .registry import (
+    ModelSpec,
+    Source,
+    get_spec,
+    is_registry_name,
+    load_labels,
+    parse_label_lines,
+    parse_protocol,
+    weights_toml_path,
+)
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -99,8 +111,14 @@ def vswin_cache_dir() -> Path:
 
 
 def hub_endpoint() -> str:
-    value = os.environ.get("HF_ENDPOINT")
+    value = os.environ.get("HF_ENDPOINT", "").strip()
     if value:
+        # Without a scheme the HTTP client fails with a message that reads like "no network".
+        if not re.match(r"https?://[^/]", value):
+            raise VswinError(
+                f"HF_ENDPOINT={value} is not a web address: write it as http://HOST[:PORT] or https://HOST, "
+                "or unset it to use huggingface.co"
+            )
         return value.rstrip("/")
     from huggingface_hub import constants
 
@@ -140,9 +158,11 @@ def resolve_checkpoint(ref: str) -> ResolvedCheckpoint:
     """
     ref = str(ref)
     if ref.startswith("hf://"):
+        _check_cache_folders()
         return _resolve_hf(ref)
     if is_registry_name(ref):
         spec = get_spec(ref)
+        _check_cache_folders()
         path, sha256 = _fetch_spec(spec)
         return ResolvedCheckpoint(
             path=path,
@@ -193,15 +213,18 @@ def cache_state(name: str) -> str:
     state = "missing"
     for source in spec.sources:
         path = _source_path(spec, source)
-        if not path.exists():
-            continue
-        record = _read_record(_hub_record_path(path) if source.is_hub else _record_path(path))
-        if _fast_ok(path, record):
-            return "verified"
-        # Hashing a multi-GB file just to list it would be too slow; a size that differs is certain to fail.
-        size = record.get("size") if record is not None else spec.size
-        if size is None or path.stat().st_size == size:
-            state = "unverified"
+        try:
+            if not path.exists():
+                continue
+            record = _read_record(_hub_record_path(path) if source.is_hub else _record_path(path))
+            if _fast_ok(path, record):
+                return "verified"
+            # Hashing a multi-GB file just to list it would be too slow; a size that differs is certain to fail.
+            size = record.get("size") if record is not None else spec.size
+            if size is None or path.stat().st_size == size:
+                state = "unverified"
+        except OSError:
+            continue  # a cache this user cannot look into holds nothing usable for them
     return state
 
 
@@ -330,16 +353,37 @@ def _try_record(path: Path, file: Path, sha256: str, **extra: Any) -> None:
         pass  # a read-only cache: the verification still holds for this run, the next one hashes again
 
 
+_READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_NOT_A_FOLDER = (errno.ENOTDIR, errno.EEXIST)  # a file where the cache needs a folder
+
+
 def _cannot_write(error: BaseException) -> bool:
-    """A permission problem (or a read-only mount), not a broken connection or a missing file."""
-    return isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+    """The cache's fault (permissions, a full disk, a file in the way), not a broken connection."""
+    return isinstance(error, OSError) and error.errno in (*_READ_ONLY, *_NO_SPACE, *_NOT_A_FOLDER)
+
+
+def _cache_variable(folder: Path) -> str:
+    """The setting that moves ``folder``: HF_HUB_CACHE for Hub files when it is set, else HF_HOME."""
+    if folder == hub_cache_dir() and (os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")):
+        return "HF_HUB_CACHE"
+    return "HF_HOME"
 
 
 def _read_only_message(problem: str, folder: Path, error: OSError) -> str:
+    """One line for a write into the cache that failed (see _cannot_write), saying what to do."""
     detail = f"{error.strerror}: {error.filename}" if error.strerror and error.filename else _first_line(error)
-    variable = "HF_HOME"
-    if folder == hub_cache_dir() and (os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")):
-        variable = "HF_HUB_CACHE"
+    variable = _cache_variable(folder)
+    if error.errno in _NO_SPACE:
+        return (
+            f"{problem}: no space left in the cache folder {folder} ({detail}); "
+            f"free some space or point {variable} at a folder on a disk with room"
+        )
+    if error.errno in _NOT_A_FOLDER:
+        return (
+            f"{problem}: a file stands where the cache folder {folder} needs a folder ({detail}); "
+            f"move that file away or point {variable} at another folder"
+        )
     return (
         f"{problem}: the cache folder {folder} is not writable ({detail}); "
         f"make it writable or point {variable} at a writable folder"
@@ -357,6 +401,27 @@ def _writing(problem: str, folder: Path) -> Iterator[None]:
         raise VswinError(_read_only_message(problem, folder, error)) from None
 
 
+def _check_cache_folders() -> None:
+    """A cache setting that names a file fails here, in one line, not deep inside a download.
+
+    Otherwise huggingface_hub reports it as a failure to reach the Hub (it reads HF_HOME/token first).
+    """
+    for folder in (hf_home(), hub_cache_dir()):
+        path = folder
+        try:
+            while not path.exists() and path != path.parent:  # the nearest part that exists
+                path = path.parent
+            if path.is_dir():
+                continue
+        except OSError:
+            continue  # unreadable: the read or write that needs it will say so
+        variable = _cache_variable(folder)
+        raise VswinError(
+            f"{variable}={os.environ.get(variable, folder)}: the cache folder {folder} is not a folder ({path} is a "
+            f"file); move that file away or point {variable} at a folder"
+        )
+
+
 def _fast_ok(file: Path, record: dict[str, Any] | None) -> bool:
     """Unchanged since it was verified: same size and modification time as the record says."""
     if record is None:
@@ -368,17 +433,29 @@ def _fast_ok(file: Path, record: dict[str, Any] | None) -> bool:
     return stat.st_size == record.get("size") and stat.st_mtime_ns == record.get("mtime_ns")
 
 
+_LOCK_NOTICE_S = 2.0  # how long a wait for another downloader goes unannounced
+
+
 @contextmanager
-def _lock(directory: Path) -> Iterator[None]:
+def _lock(directory: Path, label: str) -> Iterator[None]:
     # One downloader per cache folder at a time, so two processes never append to one partial file.
     directory.mkdir(parents=True, exist_ok=True)
     try:
-        from filelock import FileLock
+        from filelock import FileLock, Timeout
     except ImportError:  # pragma: no cover - filelock comes with huggingface_hub
         yield
         return
-    with FileLock(str(directory / ".lock")):
+    lock = FileLock(str(directory / ".lock"))
+    try:
+        lock.acquire(timeout=_LOCK_NOTICE_S)
+    except Timeout:
+        # The other download may take minutes: say why nothing seems to happen.
+        print(f"waiting for another process that is downloading {label} into {directory}", file=sys.stderr, flush=True)
+        lock.acquire()
+    try:
         yield
+    finally:
+        lock.release()
 
 
 # ----------------------------------------------------------------------------- registry models
@@ -416,8 +493,17 @@ class _Unavailable(Exception):
 
 def _cached_source(spec: ModelSpec, source: Source) -> tuple[Path, str] | None:
     path = _source_path(spec, source)
-    if not path.exists():
-        return None
+    try:
+        if not path.exists():
+            return None
+    except OSError as error:  # a cache folder of another user, or without the x bit
+        folder = hub_cache_dir() if source.is_hub else hf_home()
+        detail = f"{error.strerror}: {error.filename}" if error.strerror and error.filename else _first_line(error)
+        variable = _cache_variable(folder)
+        raise VswinError(
+            f"cannot look for {spec.name} in the cache folder {folder} ({detail}); "
+            f"make it readable or point {variable} at another folder"
+        ) from None
     if source.is_hub:
         return _verify_hub_cached(spec.name, path, _spec_expected(spec))
     return _verify_url_cached(spec, source, path)
@@ -460,7 +546,7 @@ def _fetch_url(spec: ModelSpec, source: Source) -> tuple[Path, str]:
     assert url is not None
     final = url_cache_path(url, spec.filename)
     partial = final.with_name(final.name + ".incomplete")
-    with _writing(f"cannot download {spec.name}", hf_home()), _lock(final.parent):
+    with _writing(f"cannot download {spec.name}", hf_home()), _lock(final.parent, spec.name):
         if final.exists():  # another process may have finished it while we waited
             found = _verify_url_cached(spec, source, final)
             if found is not None:
@@ -468,13 +554,25 @@ def _fetch_url(spec: ModelSpec, source: Source) -> tuple[Path, str]:
         record_path = _record_path(final)
         expected = _url_expected(spec, _read_record(record_path))
         _download_resumable(url, partial, spec.size, spec.name)
+        wrong = _not_a_checkpoint(partial)
+        if wrong is not None:
+            # Checked before any hash: with none published, a login page would be trusted for good.
+            partial.unlink(missing_ok=True)
+            raise _Unavailable(
+                f"{url} sent {wrong} instead of the checkpoint (a proxy or login page, or the file has moved); "
+                "nothing was kept"
+            )
         actual = file_sha256(partial)
         if not expected.matches(partial, actual):
             partial.unlink(missing_ok=True)
+            if expected.origin == "weights.toml":
+                cause = f"or the hash in {weights_toml_path()} is wrong"
+            else:
+                cause = f"(delete {record_path} only if you trust the new file)"
             raise VswinError(
                 f"download of {spec.name} from {url} does not match its {expected.describe()}: got sha256 "
                 f"{actual[:16]}...; the file was discarded. Try again later; if it keeps happening the file "
-                f"at that address has changed (delete {record_path} only if you trust the new file)"
+                f"at that address has changed {cause}"
             )
         origin = expected.origin or "first download (trusted)"
         # The record goes first: a file under the final name always has one (rename keeps size and mtime).
@@ -545,7 +643,7 @@ def _download_resumable(url: str, partial: Path, expected_size: int | None, labe
                 raise _Unavailable(f"{url} sent more bytes than announced")
         except (OSError, http.client.HTTPException) as error:
             if _cannot_write(error):
-                raise
+                raise  # a full disk or a read-only cache: retrying cannot help; what arrived stays for later
             complete = False  # the connection broke mid-file: what arrived stays in the partial file
         if complete:
             return
@@ -556,6 +654,33 @@ def _download_resumable(url: str, partial: Path, expected_size: int | None, labe
                 f"download from {url} kept breaking off ({got} of {total or '?'} bytes kept in {partial}; "
                 f"running the command again resumes it)"
             )
+
+
+def _not_a_checkpoint(path: Path) -> str | None:
+    """What a download is when it is plainly no checkpoint (empty, a web page, a JSON error); else None.
+
+    Every layout vswin reads opens with a binary signature, so text markup at the start is an answer
+    from something other than the file: an error or login page served with HTTP 200.
+    """
+    with open(path, "rb") as file:
+        head = file.read(256)
+        # A zip archive ends with its directory (found within 64 KiB + 22 bytes of the end): without it
+        # the body was cut short by something that still closed the connection cleanly.
+        file.seek(max(0, path.stat().st_size - (1 << 16) - 22))
+        tail = file.read()
+    if not head:
+        return "an empty file"
+    if head.startswith(b"PK\x03\x04"):  # torch.save's zip archive
+        return None if b"PK\x05\x06" in tail else "a cut-short zip archive (its end is missing)"
+    if head.startswith(b"\x80"):  # torch.save's legacy pickle format
+        return None
+    if head[8:9] == b"{":  # safetensors: 8 bytes of header length (any bytes, '<' too), then a JSON header
+        return None
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text[:1] in (b"<", b"{"):
+        opening = " ".join(text[:40].decode("utf-8", "replace").split())
+        return f"a web page or text (it starts '{opening}')"
+    return None
 
 
 def _parse_content_range(value: str | None) -> tuple[int | None, int | None]:
@@ -653,9 +778,12 @@ def _fetch_hub_file(name: str, repo_id: str, filename: str, revision: str, expec
         if is_offline():
             raise VswinError(not_cached_message(name, pointer, "HF_HUB_OFFLINE is set (the cached copy was corrupted)"))
     wanted = _hub_expected(pointer, expected)
+    cause = ""
+    if wanted.origin == "weights.toml":
+        cause = f"; if it keeps happening, the hash in {weights_toml_path()} may be wrong"
     raise VswinError(
         f"download of {name} (hf://{repo_id}@{revision}/{filename}) does not match its {wanted.describe()}; "
-        "the file was discarded"
+        f"the file was discarded{cause}"
     )
 
 
@@ -664,21 +792,26 @@ def _hf_download(name: str, repo_id: str, filename: str, revision: str) -> str:
     from huggingface_hub import hf_hub_download
 
     where = f"hf://{repo_id}@{revision}/{filename}"
+    offline = is_offline()
+    endpoint = None if offline else hub_endpoint()  # offline, HF_ENDPOINT is never used: not checked either
     try:
-        return hf_hub_download(
-            repo_id,
-            filename,
-            revision=revision,
-            cache_dir=str(hub_cache_dir()),
-            endpoint=hub_endpoint(),
-            local_files_only=is_offline(),
-        )
+        with warnings.catch_warnings():
+            # Its multi-line warning would precede our one line about the full disk.
+            warnings.filterwarnings("ignore", message="Not enough free disk space")
+            return hf_hub_download(
+                repo_id,
+                filename,
+                revision=revision,
+                cache_dir=str(hub_cache_dir()),
+                endpoint=endpoint,
+                local_files_only=offline,
+            )
     except hf_errors.LocalEntryNotFoundError as error:
         pointer = _hub_pointer_path(repo_id, revision, filename)
-        if is_offline():
+        if offline:
             reason = "HF_HUB_OFFLINE is set"
         else:
-            reason = f"the Hub ({hub_endpoint()}) could not deliver {where}: {_first_line(error.__cause__ or error)}"
+            reason = f"the Hub ({endpoint}) could not deliver {where}: {_first_line(error.__cause__ or error)}"
         raise VswinError(not_cached_message(name, pointer, reason)) from None
     except hf_errors.RevisionNotFoundError:
         raise VswinError(f"{where}: revision '{revision}' not found in {repo_id}") from None
@@ -758,8 +891,9 @@ def _list_repo(ref: str, repo_id: str, revision: str) -> tuple[str | None, list[
         from huggingface_hub import HfApi
         from huggingface_hub import errors as hf_errors
 
+        endpoint = hub_endpoint()  # a bad HF_ENDPOINT is the user's to fix, not "no network" below
         try:
-            info = HfApi(endpoint=hub_endpoint()).model_info(repo_id, revision=revision)
+            info = HfApi(endpoint=endpoint).model_info(repo_id, revision=revision)
             if info.sha and info.sha != revision:
                 _remember_ref(repo_id, revision, info.sha)
             return info.sha, [s.rfilename for s in (info.siblings or [])]
@@ -775,7 +909,7 @@ def _list_repo(ref: str, repo_id: str, revision: str) -> tuple[str | None, list[
                 raise VswinError(f"{ref}: the Hub answered HTTP {status}") from None
             failure = f"the Hub answered HTTP {status}"
         except Exception as error:  # no network: fall back to what the cache holds
-            failure = f"the Hub ({hub_endpoint()}) could not be reached: {_first_line(error)}"
+            failure = f"the Hub ({endpoint}) could not be reached: {_first_line(error)}"
     else:
         failure = "HF_HUB_OFFLINE is set"
     commit = revision if _HEX40.fullmatch(revision) else None

@@ -24,8 +24,11 @@ def download(
     ] = None,
     all_models: Annotated[bool, typer.Option("--all", help="Every model of the registry.")] = False,
 ) -> None:
-    """Download and verify checkpoints; one line per model. Exit 1 if any failed, 2 for unknown names."""
-    from ..hub import resolve_checkpoint
+    """Download and verify checkpoints; one line per model.
+
+    Exit 1 if any failed, 2 for unknown names or malformed hf:// references.
+    """
+    from ..hub import parse_hf_ref, resolve_checkpoint
     from ..registry import get_spec, list_specs
 
     wanted = list(names or [])
@@ -33,8 +36,10 @@ def download(
         wanted += [spec.name for spec in list_specs() if spec.name not in wanted]
     if not wanted:
         raise VswinError("name the models to download (see `vswin models`), or pass --all")
-    for name in wanted:  # unknown names fail before anything is downloaded
-        if not name.startswith("hf://"):
+    for name in wanted:  # unknown names and malformed references fail (exit 2) before anything is downloaded
+        if name.startswith("hf://"):
+            parse_hf_ref(name)
+        else:
             get_spec(name)
 
     failed = 0
