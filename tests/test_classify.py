@@ -362,6 +362,38 @@ def test_csv_has_no_columns_beyond_the_model_classes(folder, tiny_checkpoint, in
     assert code == 0 and out.splitlines()[0] == ",".join(header)
 
 
+def test_resume_by_another_path_spelling_or_top_k_keeps_one_consistent_record(folder, tiny_checkpoint, invoke, tmp_path, monkeypatch):
+    # Was: resuming "videos/" as "/abs/videos/" redid every video and listed each twice; a resume
+    # with another --top-k kept the old records, so one file mixed 2-label and 3-label records.
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("a.avi", "b clip é.avi"):
+        (videos / name).write_bytes((folder / name).read_bytes())
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out.jsonl"
+    code, _, err = invoke("classify", "videos", "-m", tiny_checkpoint, *FAST, "-o", out, "--top-k", "2")
+    assert code == 0, err
+    first = records_of(out.read_text(encoding="utf-8"))
+    code, _, err = invoke("classify", videos, "-m", tiny_checkpoint, *FAST, "-o", out, "--top-k", "2", "--resume")
+    assert code == 0 and "0 ok, 0 failed, 2 already done (--resume)" in err, err
+    assert records_of(out.read_text(encoding="utf-8")) == first
+    code, _, err = invoke("classify", "./videos", "-m", tiny_checkpoint, *FAST, "-o", out, "--top-k", "3", "--resume")
+    assert code == 0 and err.splitlines()[-1] == f"2 ok, 0 failed; results in {out}", err
+    final = records_of(out.read_text(encoding="utf-8"))
+    assert sorted(r["path"] for r in final) == ["videos/a.avi", "videos/b clip é.avi"]  # once each
+    assert all(len(r["predictions"]) == 3 and all(len(c["predictions"]) == 3 for c in r["clips"]) for r in final)
+
+
+def test_output_under_a_file_is_a_usage_error_before_any_work(folder, tiny_checkpoint, invoke, tmp_path):
+    # Was: "cannot write notes.txt/out.csv: file exists; check the path ..." and exit 1.
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n")
+    code, out, err = invoke("classify", folder / "a.avi", "-m", tiny_checkpoint, *FAST, "-o", notes / "out.csv")
+    assert code == 2 and out == ""
+    assert err.splitlines() == [f"error: -o {notes / 'out.csv'} cannot be made: {notes} is a file, not a folder; choose another output"]
+    assert notes.read_text() == "mine\n" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 def test_full_disk_is_one_line_and_the_jsonl_resumes(many, tiny_checkpoint, invoke, tmp_path, monkeypatch):
     out = tmp_path / "out.jsonl"
     real_write = os.write

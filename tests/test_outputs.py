@@ -454,6 +454,57 @@ def test_resume_retries_errors_and_keeps_each_video_once(tmp_path):
     assert [(d["path"], d["status"]) for d in parsed] == [("a.mp4", "ok"), ("b.mp4", "ok"), ("c.mp4", "ok")]
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_resume_knows_a_video_however_its_path_is_spelled(tmp_path, monkeypatch, suffix):
+    # Was: a run on "videos/" resumed as "/abs/videos/" redid every video and listed each twice.
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / f"out{suffix}"
+    add_all(open_sink(out, None, model="swin-t-k400", views=VIEWS), [ok_record("videos/a.mp4"), error_record("videos/b.mp4")])
+    sink = open_sink(out, None, resume=True, model="swin-t-k400", views=VIEWS)
+    assert sink.done(tmp_path / "videos" / "a.mp4") and sink.done("./videos/a.mp4")
+    assert not sink.done(tmp_path / "videos" / "b.mp4")
+    add_all(sink, [ok_record(str(tmp_path / "videos" / "b.mp4"))])
+    # One record per video: the newest, in the place of the first.
+    assert [(r.path, r.status) for r in read_records(out)] == [("videos/a.mp4", "ok"), (str(tmp_path / "videos" / "b.mp4"), "ok")]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_resume_with_another_top_k_redoes_the_records(tmp_path, suffix):
+    # Was: records of a --top-k 3 run counted as done for --top-k 2 (or 5), so one output mixed
+    # records of 3 labels with records of 2, and the CSV had empty label columns.
+    out = tmp_path / f"out{suffix}"
+    add_all(open_sink(out, None, top_k=3, model="swin-t-k400", views=VIEWS), [ok_record("a.mp4")])
+    assert open_sink(out, None, resume=True, top_k=3, model="swin-t-k400", views=VIEWS).done("a.mp4")
+    for other in (2, 5):
+        assert not open_sink(out, None, resume=True, top_k=other, model="swin-t-k400", views=VIEWS).done("a.mp4")
+    # Callers that do not say how many labels (the Python API) keep the old rule.
+    assert open_sink(out, None, resume=True, model="swin-t-k400", views=VIEWS).done("a.mp4")
+
+
+def test_a_hand_edited_journal_line_is_named_with_its_field(tmp_path):
+    out = tmp_path / "out.jsonl"
+    good = json.dumps(ok_record("a.mp4").to_dict())
+    cases = {
+        "{}": "line 3 is not a vswin record (no 'status' field)",
+        '{"path": "c.mp4", "status": "OK"}': "line 3 is not a vswin record (unknown status 'OK')",
+        "[1, 2]": "line 3 is not a JSON object",
+    }
+    for line, reason in cases.items():
+        out.write_text(f"{good}\n\n{line}\n{good}\n", encoding="utf-8")  # line 2 is blank
+        with pytest.raises(VswinError) as caught:
+            open_sink(out, None, resume=True)
+        message = str(caught.value)
+        assert message.startswith(f"{out} {reason}") and "fix or delete that line" in message
+        assert caught.value.exit_code == 2
+
+
+def test_a_hand_edited_json_output_names_the_record(tmp_path):
+    out = tmp_path / "out.json"
+    out.write_text(json.dumps([ok_record("a.mp4").to_dict(), {"path": "b.mp4"}]), encoding="utf-8")
+    with pytest.raises(VswinError, match=r"out.json record 2 is not a vswin record \(no 'status' field\)"):
+        open_sink(out, None, resume=True)
+
+
 @pytest.mark.parametrize("suffix", [".json", ".csv"])
 def test_interrupted_snapshot_output_is_valid_and_resumable(tmp_path, suffix):
     out = tmp_path / f"out{suffix}"
@@ -502,12 +553,16 @@ def test_without_resume_a_stale_journal_is_ignored(tmp_path):
     assert not journal_path(out).exists()
 
 
-def test_unwritable_output_is_one_clear_error(tmp_path):
+def test_output_under_a_file_is_a_usage_error_naming_that_file(tmp_path):
+    # Was "cannot write .../file/out.jsonl: file exists" (exit 1) once the first video was done.
     blocker = tmp_path / "file"
     blocker.write_text("x", encoding="utf-8")
-    sink = open_sink(blocker / "out.jsonl", None)  # its folder cannot exist
-    with pytest.raises(VswinError, match="cannot write"):
-        sink.add(ok_record("a.mp4"))
+    for output in (blocker / "out.jsonl", blocker / "deeper" / "out.csv"):
+        with pytest.raises(VswinError) as caught:
+            open_sink(output, None)  # its folder cannot exist
+        assert str(caught.value) == f"-o {output} cannot be made: {blocker} is a file, not a folder; choose another output"
+        assert caught.value.exit_code == 2
+    assert blocker.read_text(encoding="utf-8") == "x"
 
 
 @pytest.mark.parametrize(
@@ -603,6 +658,22 @@ def test_table_honours_no_color_on_a_terminal(color_terminal_env):
     monkeypatch.setenv("NO_COLOR", "1")
     text = table_text(FakeTerminal(), [error_record("b.mp4")])
     assert "\x1b[" not in text and "b.mp4  error: not a video" in text
+
+
+def test_table_shows_control_characters_as_escapes(color_terminal_env):
+    # Was: a newline in a file name split the row; an escape sequence in a name or label recoloured
+    # the user's terminal.
+    color_terminal_env.setenv("NO_COLOR", "1")
+    record = ok_record("new\nline \x1b[31mred\x1b[0m.mp4")
+    record.predictions[0] = Prediction(1, 2, "tab\there", 0.9)
+    failed = VideoRecord.failure("b\rc.mp4", "not a video")
+    text = table_text(FakeTerminal(), [record, failed])
+    lines = text.splitlines()
+    assert lines[0] == "new\\nline \\x1b[31mred\\x1b[0m.mp4"
+    assert any(line.split()[-1] == "tab\\there" for line in lines)
+    assert "b\\rc.mp4  error: not a video" in lines
+    assert "\x1b" not in text and "\r" not in text and "\t" not in text
+    assert "pêche à la mouche" in text  # non-ASCII is shown as it is
 
 
 def test_stdout_on_a_terminal_defaults_to_the_table(monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,57 @@ def test_the_table_shows_file_names_as_they_are(folder, tmp_path):
     lines = result.stdout.splitlines()
     assert any(line.startswith(f"{names[0]} ") for line in lines)
     assert any(line.startswith(f"{tmp_path}/[/b]x.mp4 ") for line in lines)
+
+
+def test_a_folder_without_videos_is_a_usage_error(vswin, tmp_path):
+    # Was: exit 0 with an empty table, as if every file had probed fine.
+    (tmp_path / "notes.txt").write_text("not a video")
+    done = vswin("probe", str(tmp_path))
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == ["warning: skipped 1 file(s) that are not videos", "error: no videos found in the given paths"]
+
+
+def test_stderr_ends_with_the_count_of_good_and_bad_files(folder, tmp_path):
+    media.text_file(tmp_path / "text.mp4")
+    result = CliRunner().invoke(app, ["probe", str(folder / "good.mp4"), str(folder / "vfr.mp4"), str(tmp_path / "text.mp4"), "--format", "json"])
+    assert result.exit_code == 1
+    assert len(json.loads(result.stdout)) == 3  # stdout holds only the JSON
+    assert result.stderr.splitlines()[-1] == "2 ok, 1 failed"
+
+
+def test_piped_table_keeps_each_file_on_one_line(folder, tmp_path):
+    # Was: rows wider than 200 columns wrapped onto a second line, and a newline in a file name
+    # split its row: `vswin probe dir | grep` missed what it looked for.
+    odd = tmp_path / ("new\nline " + "x" * 150 + ".mp4")
+    odd.write_bytes((folder / "good.mp4").read_bytes())
+    media.text_file(tmp_path / "text.mp4")
+    result = CliRunner().invoke(app, ["probe", str(odd), str(tmp_path / "text.mp4"), str(folder / "rotated.mp4")])
+    assert result.exit_code == 1
+    header, *rows = result.stdout.splitlines()
+    assert header.split()[0] == "path" and len(rows) == 3
+    assert rows[0].startswith(str(tmp_path / ("new\\nline " + "x" * 150 + ".mp4 "))) and " 64x48 " in rows[0]
+    assert rows[1].rstrip().endswith("error: not a video (a text file)")
+    assert rows[2].rstrip().endswith("rotated 90 degrees by its metadata (frames are turned upright)") or "rotated 270" in rows[2]
+
+
+def test_narrow_terminal_folds_long_paths_and_keeps_the_values(folder, tmp_path, monkeypatch):
+    # Was: on an 80-column terminal a long path took the whole width and every other column,
+    # the error reason too, shrank to "…".
+    deep = tmp_path / ("a_long_folder_name_" * 5)
+    deep.mkdir()
+    (deep / "good.mp4").write_bytes((folder / "good.mp4").read_bytes())
+    media.text_file(deep / "text.mp4")
+    for name in ("NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FORCE_COLOR", "1")  # Rich writes as to a terminal ...
+    monkeypatch.setenv("COLUMNS", "80")  # ... of 80 columns
+    result = CliRunner().invoke(app, ["probe", str(deep)])
+    assert result.exit_code == 1
+    text = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout)
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    assert re.search(r" 10 +25 +0\.40s +64x48 +0 +h264 ", text), text
+    header, *lines = text.splitlines()
+    problems = " ".join(line[header.index("problems"):].strip() for line in lines)
+    assert "error: not a video (a text file)" in problems  # wrapped, not cut
+    paths = "".join(line[:header.index("frames")].strip() for line in lines)
+    assert paths == f"{deep / 'good.mp4'}{deep / 'text.mp4'}"  # folded, every character kept

@@ -13,7 +13,9 @@ Rules users rely on (DESIGN.md, "Behaviour"):
   still written atomically with the videos finished so far, and the journal is kept so that
   ``--resume`` knows exactly what was done.
 - ``--resume``: a video is done when its newest record in the output (or its journal) has
-  ``status: "ok"`` and the same ``model`` and ``views`` as this run. Error records are retried.
+  ``status: "ok"``, the same ``model`` and ``views`` as this run and as many labels as its
+  ``--top-k`` asks. Error records are retried. Paths are compared as absolute paths (relative
+  ones from the current folder): ``videos/a.mp4`` and ``/data/videos/a.mp4`` are one video.
   Every video appears exactly once in the final file: the newest record of a path wins and keeps
   the position of the first one. CSV rows carry no model or protocol, so a finished ``.csv``
   without its journal cannot prove what made it: its rows are kept but recomputed.
@@ -38,6 +40,7 @@ import os
 import stat
 import sys
 import tempfile
+import unicodedata
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +61,7 @@ except ImportError:  # Windows: runs on one output are not guarded against each 
     fcntl = None  # type: ignore[assignment]
 
 FORMATS = ("table", "json", "jsonl", "csv")
+DEFAULT_TOP_K = 5  # labels per video, and so CSV columns, when a caller does not say
 EXTENSION_FORMATS = {".json": "json", ".jsonl": "jsonl", ".csv": "csv"}
 JOURNAL_SUFFIX = ".partial.jsonl"
 LOCK_SUFFIX = ".lock"
@@ -180,12 +184,13 @@ def read_records(path: Path, fmt: str | None = None) -> list[VideoRecord]:
     fmt = fmt or select_format(None, path)
     try:
         if fmt == "jsonl":
-            return [_record_from(entry, path) for entry in _read_journal(path).entries]
+            contents = _read_journal(path)
+            return [_record_from(e, path, n) for e, n in zip(contents.entries, contents.lines)]
         if fmt == "json":
             data = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(data, list):
                 raise ValueError("not a JSON array")
-            return [VideoRecord.from_dict(d) for d in data]
+            return [_record_from(d, path, number, "record") for number, d in enumerate(data, start=1)]
         if fmt == "csv":
             with path.open(encoding="utf-8", errors="surrogateescape", newline="") as f:
                 return [_record_from_csv_row(row) for row in csv.DictReader(f)]
@@ -196,12 +201,16 @@ def read_records(path: Path, fmt: str | None = None) -> list[VideoRecord]:
     raise VswinError(f"cannot read results in format {fmt!r}")
 
 
-def _record_from(entry: Mapping[str, Any], path: Path) -> VideoRecord:
+def _record_from(entry: Any, path: Path, number: int, unit: str = "line") -> VideoRecord:
+    """``entry`` (line or record ``number`` of ``path``) as a record. A hand-edited or foreign
+    entry is a usage error that names it, so that the user can mend that one entry."""
     try:
         return VideoRecord.from_dict(entry)
     except (ValueError, KeyError, TypeError, AttributeError) as error:
+        why = f"no {error.args[0]!r} field" if isinstance(error, KeyError) else str(error)
         raise VswinError(
-            f"{path} holds a line that is not a vswin record ({error}); give another -o file or remove it"
+            f"{path} {unit} {number} is not a vswin record ({why}); fix or delete that {unit}, "
+            "or run without --resume to replace the file"
         ) from None
 
 
@@ -303,6 +312,7 @@ def write_npy_atomic(path: Path, array: np.ndarray) -> None:
 @dataclass
 class _JournalContents:
     entries: list[dict[str, Any]]
+    lines: list[int]  # the 1-based line number of each entry, for messages
     good_end: int  # byte offset just past the last valid line
     needs_newline: bool  # the last valid line lacks its "\n" (killed between the two writes)
     size: int
@@ -313,6 +323,7 @@ def _read_journal(path: Path) -> _JournalContents:
     with more lines after it means the file is not ours: VswinError."""
     data = path.read_bytes() if path.exists() else b""
     entries: list[dict[str, Any]] = []
+    lines: list[int] = []
     good_end, needs_newline, offset, number = 0, False, 0, 0
     while offset < len(data):
         newline = data.find(b"\n", offset)
@@ -323,14 +334,15 @@ def _read_journal(path: Path) -> _JournalContents:
             if entry is None:
                 if data[end:].strip():
                     raise VswinError(
-                        f"{path} line {number} is not JSON, so it is not a vswin journal; "
-                        "give another output or remove the file"
+                        f"{path} line {number} is not a JSON object, so it is not a vswin journal line; "
+                        "fix or delete that line, or give another output"
                     )
                 break  # the line a killed run was writing
             entries.append(entry)
+            lines.append(number)
             needs_newline = newline < 0
         good_end = offset = end
-    return _JournalContents(entries, good_end, needs_newline, len(data))
+    return _JournalContents(entries, lines, good_end, needs_newline, len(data))
 
 
 def _parse_line(line: bytes) -> dict[str, Any] | None:
@@ -352,6 +364,7 @@ class _Journal:
     def __init__(self, path: Path, keep: bool) -> None:
         self.path = Path(path)
         self.entries: list[dict[str, Any]] = []
+        self.lines: list[int] = []  # line numbers of the entries
         self._file: IO[bytes] | None = None
         self._keep = keep
         if self.path.is_dir():
@@ -359,7 +372,7 @@ class _Journal:
         if keep and self.path.exists():
             with user_io(self.path, "open"):
                 contents = _read_journal(self.path)
-                self.entries = contents.entries
+                self.entries, self.lines = contents.entries, contents.lines
                 self._repair(contents)
 
     def _repair(self, contents: _JournalContents) -> None:
@@ -431,7 +444,10 @@ def user_io(path: Path, action: str = "write") -> Iterator[None]:
 
 
 def _path_key(path: str | os.PathLike[str]) -> str:
-    return os.path.normpath(os.fspath(path))
+    # Absolute: `videos/a.mp4`, `./videos/a.mp4` and `/data/videos/a.mp4` (run from /data) are one
+    # video, so a resumed run that spells its folder otherwise neither redoes nor repeats it.
+    # Relative paths in a journal are taken from the current folder, as the run gives them.
+    return os.path.abspath(os.fspath(path))
 
 
 def _canonical(obj: Any) -> Any:
@@ -456,12 +472,19 @@ class ResultSink:
     ``done(path)`` says whether ``--resume`` may skip a video; ``add`` writes a record (streamed
     or journaled at once); ``close`` finishes the output. As a context manager, an exception
     closes it as incomplete (files stay valid, journals stay for ``--resume``).
+
+    ``top_k``, when given, is the number of labels this run puts in each record: an older record
+    with another number (a run with another ``--top-k``) is redone, so that every record of the
+    output holds the same labels and the CSV no empty columns.
     """
 
     format: str = "jsonl"
 
-    def __init__(self, model: str = "", views: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, model: str = "", views: Mapping[str, Any] | None = None, top_k: int | None = None
+    ) -> None:
         self.model = model
+        self.top_k = top_k
         self.views = None if views is None else dict(views)
         self._views_canonical = _canonical(self.views)
         self._done: set[str] = set()
@@ -493,6 +516,7 @@ class ResultSink:
             entry.get("status") == "ok"
             and entry.get("model") == self.model
             and _canonical(entry.get("views")) == self._views_canonical
+            and (self.top_k is None or len(entry.get("predictions") or []) == self.top_k)
         )
 
     def _update_done(self, entry: Mapping[str, Any]) -> None:
@@ -528,10 +552,9 @@ class StreamSink(ResultSink):
         model: str = "",
         views: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(model, views)
+        super().__init__(model, views, top_k)
         self.format = fmt
         self.stream = stream
-        self.top_k = top_k
         self.timeline = timeline
         self._count = 0
         self._console = _table_console(stream) if fmt == "table" else None
@@ -578,14 +601,16 @@ class JsonlFileSink(ResultSink):
 
     format = "jsonl"
 
-    def __init__(self, path: Path, resume: bool, model: str, views: Mapping[str, Any] | None) -> None:
-        super().__init__(model, views)
+    def __init__(
+        self, path: Path, resume: bool, model: str, views: Mapping[str, Any] | None, top_k: int | None = None
+    ) -> None:
+        super().__init__(model, views, top_k)
         self.path = Path(path)
         self._journal = _Journal(self.path, keep=resume)
         self._seen: set[str] = set()
         self._compact = False
-        for entry in self._journal.entries:
-            record = _record_from(entry, self.path)
+        for entry, number in zip(self._journal.entries, self._journal.lines):
+            record = _record_from(entry, self.path, number)
             self._note(record.path)
             self._update_done(record.to_dict())
         self._journal.entries = []  # read for ``done``; no need to hold them
@@ -615,12 +640,11 @@ class SnapshotFileSink(ResultSink):
     come; the final file is written atomically from the previous output and the journal."""
 
     def __init__(
-        self, path: Path, fmt: str, resume: bool, top_k: int, model: str, views: Mapping[str, Any] | None
+        self, path: Path, fmt: str, resume: bool, top_k: int | None, model: str, views: Mapping[str, Any] | None
     ) -> None:
-        super().__init__(model, views)
+        super().__init__(model, views, top_k)
         self.format = fmt
         self.path = Path(path)
-        self.top_k = top_k
         self.journal_path = journal_path(self.path)
         if self.path.is_dir():
             raise VswinError(f"-o {self.path} is a folder; give a file name such as results.{fmt}")
@@ -636,10 +660,8 @@ class SnapshotFileSink(ResultSink):
     def _entries(self) -> list[dict[str, Any]]:
         """With resume: the previous output's records, then the journal's; else the journal's."""
         previous = read_records(self.path, self.format) if self._resume and self.path.exists() else []
-        journaled = _read_journal(self.journal_path).entries if self.journal_path.exists() else []
-        return [r.to_dict() for r in previous] + [
-            _record_from(e, self.journal_path).to_dict() for e in journaled
-        ]
+        journaled = read_records(self.journal_path, "jsonl") if self.journal_path.exists() else []
+        return [r.to_dict() for r in previous + journaled]
 
     def _write(self, record: VideoRecord) -> None:
         self._journal.append(record.to_dict())
@@ -656,7 +678,7 @@ class SnapshotFileSink(ResultSink):
             if self.format == "json":
                 write_text_atomic(self.path, records_to_json(records))
             else:
-                write_text_atomic(self.path, records_to_csv(records, self.top_k))
+                write_text_atomic(self.path, records_to_csv(records, DEFAULT_TOP_K if self.top_k is None else self.top_k))
         if complete:
             with suppress(FileNotFoundError):
                 os.unlink(self.journal_path)
@@ -673,15 +695,17 @@ def open_sink(
     fmt: str | None,
     *,
     resume: bool = False,
-    top_k: int = 5,
+    top_k: int | None = None,
     model: str = "",
     views: Mapping[str, Any] | None = None,
     timeline: bool | None = None,
     stream: IO[str] | None = None,
 ) -> ResultSink:
     """The sink for a run: ``-o FILE`` (format from ``fmt`` or its extension) or ``stream``
-    (stdout by default; a table when it is a terminal). ``timeline`` (default: when ``views``
-    has a ``stride``) adds the per-clip rows to the table."""
+    (stdout by default; a table when it is a terminal). ``top_k``: the labels per record of this
+    run (CSV columns; with ``resume``, records with another number are redone); when None, CSV has
+    5 pairs of columns and records are not checked. ``timeline`` (default: when ``views`` has a
+    ``stride``) adds the per-clip rows to the table."""
     if resume and output is None:
         raise VswinError("--resume needs -o FILE: the results already written are read from it")
     stream = sys.stdout if stream is None else stream
@@ -689,10 +713,11 @@ def open_sink(
     if output is None:
         if timeline is None:
             timeline = bool((views or {}).get("stride"))
-        return StreamSink(stream, chosen, top_k, timeline=timeline, model=model, views=views)
+        columns = DEFAULT_TOP_K if top_k is None else top_k
+        return StreamSink(stream, chosen, columns, timeline=timeline, model=model, views=views)
     target = output_target(output, chosen)
     if chosen == "jsonl":
-        return JsonlFileSink(target, resume, model, views)
+        return JsonlFileSink(target, resume, model, views, top_k)
     return SnapshotFileSink(target, chosen, resume, top_k, model, views)
 
 
@@ -702,6 +727,9 @@ def output_target(output: Path, fmt: str) -> Path:
     needs a journal beside it."""
     if Path(output).is_dir():
         raise VswinError(f"-o {output} is a folder; give a file name such as results.{fmt}")
+    blocker = _file_in_the_way(Path(output))
+    if blocker is not None:
+        raise VswinError(f"-o {output} cannot be made: {blocker} is a file, not a folder; choose another output")
     kind = _special_kind(output)
     if kind is not None:
         what = f"{kind}, not a file"
@@ -710,6 +738,15 @@ def output_target(output: Path, fmt: str) -> Path:
     else:
         return Path(os.path.realpath(output))
     raise VswinError(f"-o {output} is {what}; for results on stdout give --format json|jsonl|csv without -o")
+
+
+def _file_in_the_way(output: Path) -> Path | None:
+    """The nearest existing ancestor of ``output`` when it is not a folder (``-o notes.txt/out.csv``):
+    the folders to hold the output cannot be made."""
+    for folder in Path(os.path.abspath(output)).parents:
+        if os.path.lexists(folder):
+            return None if folder.is_dir() else folder
+    return None
 
 
 def _is_own_stream(path: Path) -> bool:
@@ -836,9 +873,20 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:05.2f}" if hours else f"{minutes}:{secs:05.2f}"
 
 
-def _display(text: str) -> str:
-    # Undecodable bytes in file names would make the terminal write fail.
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+_INVISIBLE = {"Cc", "Zl", "Zp"}  # control characters and line breaks: they would break or restyle a row
+
+
+def display_text(text: str) -> str:
+    """``text`` as one line a terminal shows as it is: newlines, tabs and escape sequences in file
+    names or labels become backslash escapes (``\\n``, ``\\x1b``), undecodable bytes ``\\udcff``
+    (the terminal write would fail on them)."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if text.isprintable():
+        return text
+    return "".join(
+        char.encode("unicode_escape").decode("ascii") if unicodedata.category(char) in _INVISIBLE else char
+        for char in text
+    )
 
 
 def render_record(record: VideoRecord, timeline: bool = False) -> list[RenderableType]:
@@ -846,20 +894,20 @@ def render_record(record: VideoRecord, timeline: bool = False) -> list[Renderabl
     (and, with ``timeline``, one row per clip); an error is one red line with its reason."""
     parts: list[RenderableType] = []
     if not record.ok:
-        line = Text(_display(record.path), style="bold")
-        line.append(f"  error: {record.error or 'unknown error'}", style="red")
+        line = Text(display_text(record.path), style="bold")
+        line.append(f"  error: {display_text(record.error or 'unknown error')}", style="red")
         parts.append(line)
     else:
-        parts.append(Text(_display(record.path), style="bold"))
+        parts.append(Text(display_text(record.path), style="bold"))
         table = Table(box=box.SIMPLE, pad_edge=False, show_edge=False)
         table.add_column("#", justify="right")
         table.add_column("score", justify="right")
         table.add_column("label")
         for p in record.predictions:
-            table.add_row(str(p.rank), f"{p.score:.4f}", _display(p.label))
+            table.add_row(str(p.rank), f"{p.score:.4f}", display_text(p.label))
         parts.append(table)
     for warning in record.warnings:
-        parts.append(Text(f"  warning: {warning}", style="yellow"))
+        parts.append(Text(f"  warning: {display_text(warning)}", style="yellow"))
     if timeline and record.ok and record.clips:
         parts.append(_timeline_table(record))
     return parts
@@ -873,12 +921,12 @@ def _timeline_table(record: VideoRecord) -> Table:
     table.add_column("next")
     for clip in record.clips:
         top = clip.predictions[:1]
-        runners_up = "; ".join(f"{_display(p.label)} {p.score:.3f}" for p in clip.predictions[1:3])
+        runners_up = "; ".join(f"{display_text(p.label)} {p.score:.3f}" for p in clip.predictions[1:3])
         table.add_row(
             _clock(clip.start),
             _clock(clip.end),
             f"{top[0].score:.4f}" if top else "",
-            _display(top[0].label) if top else "",
+            display_text(top[0].label) if top else "",
             runners_up,
         )
     return table

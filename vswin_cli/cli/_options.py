@@ -54,4 +54,4 @@ PrecisionOpt = Annotated[str, typer.Option("--precision", help="auto, fp32, fp16
 BatchSizeOpt = Annotated[str, typer.Option("--batch-size", help="Views per model call, or auto.")]
 EngineOpt = Annotated[EngineChoice, typer.Option("--engine", help="local (this machine) or ray (a Ray cluster; extra vswin-cli[ray]).")]
 RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="Address of an existing Ray cluster (default: start one here).")]
-ResumeOpt = Annotated[bool, typer.Option("--resume", help="With -o: skip videos already done for the same model and protocol.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="With -o: skip videos already done for the same model, protocol and --top-k.")]

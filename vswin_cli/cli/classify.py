@@ -54,7 +54,8 @@ def classify(
     # The output is checked and locked before the model loads: a mistake there costs no waiting.
     with claim_output(output, fmt, [item.path for item in found.videos]) as target:
         runner = build_engine(model, labels, options)
-        # Records hold at most one label per class; the CSV has no columns beyond them.
+        # Records hold at most one label per class; the CSV has no columns beyond them, and
+        # --resume redoes records with another number of labels.
         top_k = min(top_k, len(runner.labels))
         with open_sink(target, fmt, resume=resume, top_k=top_k, model=runner.model_name, views=runner.views) as sink:
             todo = [item for item in found.videos if not sink.done(item.path)]

@@ -4,7 +4,8 @@
     vswin probe videos/ -r --format json
 
 Exit code 0 when every file probes fine (notes such as rotation or a variable frame rate are not
-failures), 1 when some file cannot be read as a video, 2 when a path does not exist.
+failures), 1 when some file cannot be read as a video, 2 when a path does not exist or holds no
+videos. Rows go to stdout; skipped files, progress and a closing count go to stderr.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import typer
 
 from . import _output
 from ._options import PathsArg, RecursiveOpt
+from ._run import find_inputs, progress
 
 
 class ProbeFormat(str, Enum):
@@ -33,25 +35,21 @@ def probe(
     ] = ProbeFormat.table,
 ) -> None:
     """Decode each video once and report frames, fps, duration, size, rotation, codec and problems."""
-    from ..inputs import discover
-
-    found = discover(paths, recursive=recursive)
-    rows = [probe_row(item.path) for item in found.videos]
+    found = find_inputs(paths, recursive)  # no videos at all is a usage error, as for classify
+    rows = []
+    # Each file is decoded in full: a folder of long videos takes a while, so show how far it got.
+    with progress(len(found.videos), "probing") as advance:
+        for item in found.videos:
+            rows.append(probe_row(item.path))
+            advance()
 
     if output_format is ProbeFormat.json:
         print(json.dumps(rows, indent=2))
     else:
         _print_table(rows)
-    skipped = []
-    if found.skipped_files:
-        skipped.append(f"{found.skipped_files} non-video file(s)")
-    if found.skipped_folders:
-        skipped.append(f"{found.skipped_folders} sub-folder(s) (use -r to descend)")
-    if skipped:
-        _output.warning_line("skipped " + " and ".join(skipped))
-    if not rows:
-        _output.warning_line("no video files found")
-    if any(row["status"] == "error" for row in rows):
+    failed = sum(row["status"] == "error" for row in rows)
+    _output.stderr_console().print(f"{len(rows) - failed} ok, {failed} failed", markup=False)
+    if failed:
         raise typer.Exit(1)
 
 
@@ -82,10 +80,15 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from ..outputs import display_text
+
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column, justify in (("path", "left"), ("frames", "right"), ("fps", "right"), ("duration", "right"),
                             ("size", "right"), ("rotation", "right"), ("codec", "left"), ("problems", "left")):
-        table.add_column(column, justify=justify, no_wrap=column != "problems")  # type: ignore[arg-type]
+        # On a narrow terminal long paths fold onto more lines (every character kept) and problems
+        # wrap; the short columns keep their values whole instead of shrinking to "…".
+        overflow = "fold" if column == "path" else "ellipsis"
+        table.add_column(column, justify=justify, no_wrap=column not in ("path", "problems"), overflow=overflow)  # type: ignore[arg-type]
     for row in rows:
         if row["status"] == "error":
             cells = [row["path"], "-", "-", "-", "-", "-", "-", f"error: {row['error']}"]
@@ -97,8 +100,9 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
                 row["path"], frames, f"{row['fps']:g}", f"{row['duration']:.2f}s", f"{row['width']}x{row['height']}",
                 str(row["rotation"]), row["codec"], "; ".join(row["problems"]) or "-",
             ]
+        cells[0], cells[-1] = display_text(cells[0]), display_text(cells[-1])  # a newline would split the row
         table.add_row(*(Text(cell) for cell in cells))  # as they are: "[" in a file name is not markup
     console = _output.stdout_console()
     if not console.is_terminal:
-        console.width = 200  # a pipe or file has room for whole rows
+        console.width = 100_000  # a pipe or file: one line per file, whatever its length, for grep and cut
     console.print(table)
