@@ -131,6 +131,20 @@ def test_stride_gives_a_timeline(folder, tiny_checkpoint, invoke):
     assert all(c["end"] > c["start"] and c["predictions"] for c in record["clips"])
 
 
+def test_clip_times_are_milliseconds(tmp_path, tiny_checkpoint, invoke):
+    # At 30 fps frame times are thirds of 0.1 s: records said 0.4666666666666667, where the
+    # video's own duration is rounded to the millisecond.
+    media.encode_cv2(tmp_path / "v.avi", frames=40, size=(64, 48), fps=30)
+    code, out, err = invoke("classify", tmp_path / "v.avi", "-m", tiny_checkpoint, "--clips", "3", "--crops", "1", "--clip-len", "4", "--format", "json")
+    assert code == 0, err
+    clips = json.loads(out)[0]["clips"]
+    times = [t for c in clips for t in (c["start"], c["end"])]
+    assert [t for t in times if round(t, 3) != t] == []
+    assert [(c["start"], c["end"]) for c in clips] == [
+        (round(c["frames"][0] / 30, 3), round((c["frames"][-1] + 1) / 30, 3)) for c in clips
+    ]
+
+
 @pytest.mark.parametrize("command", ["classify", "extract-features"])
 @pytest.mark.parametrize(("extra", "message"), [
     (["--stride", "1", "--clips", "2"], "--clips and --stride exclude each other"),
@@ -179,6 +193,21 @@ def _wait_for_lines(path: Path, count: int, proc: subprocess.Popen, timeout: flo
         if proc.poll() is not None:
             return
         time.sleep(0.02)
+
+
+def test_ctrl_c_names_what_each_command_keeps():
+    # Was: every command said "the videos finished so far are kept ... run with --resume", which
+    # probe, download and convert have no use for.
+    from vswin_cli.cli import interrupted_message
+
+    for command in ("classify", "extract-features"):
+        assert "--resume" in interrupted_message([command, "videos/", "-o", "out.jsonl"])
+    assert interrupted_message(["download", "swin-t-k400"]) == (
+        "interrupted; what arrived is kept and the next download of the same model continues from it"
+    )
+    assert interrupted_message(["convert", "a.pth", "b.safetensors"]) == "interrupted; nothing was written"
+    for argv in (["probe", "videos/"], ["models"], []):
+        assert interrupted_message(argv) == "interrupted"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])

@@ -726,6 +726,14 @@ def test_download_of_a_malformed_hub_reference_is_a_usage_error(
     assert hub.log == []  # checked before anything is downloaded, as unknown names are
 
 
+def test_a_failed_download_names_the_model_once(env: Path, hub: FakeHub, monkeypatch, capsys) -> None:
+    # Was: "error: hf://me/swin/x.pth: hf://me/swin/x.pth: no file 'x.pth' ...".
+    hub.add_commit("me/swin", {"model.pth": WEIGHTS})
+    code, out, err = run_vswin(capsys, monkeypatch, "download", "hf://me/swin/x.pth")
+    assert code == 1 and out == ""
+    assert len(err.splitlines()) == 1 and err.startswith("error: hf://me/swin/x.pth: no file 'x.pth' in me/swin")
+
+
 @pytest.mark.parametrize("name", ["h", "hf://me/swin"])
 def test_hf_endpoint_without_a_scheme_is_named(two_models: str, hub: FakeHub, monkeypatch, name: str) -> None:
     monkeypatch.setenv("HF_ENDPOINT", hub.url.removeprefix("http://"))

@@ -232,7 +232,8 @@ class Engine:
             shortfall = sampling.shortfall_warning(info.frames, protocol, stride)
             if shortfall:
                 record.warnings.append(shortfall)
-            record.clips = [ClipResult(start=c.start, end=c.end, frames=list(c.frames)) for c in clips]
+            # Milliseconds, as the video's duration: 0.467, not 0.4666666666666667 from frame times.
+            record.clips = [ClipResult(start=round(c.start, 3), end=round(c.end, 3), frames=list(c.frames)) for c in clips]
         except VswinError as error:
             # The record already names the file; keep just the reason.
             _fail(record, str(error).removeprefix(f"{item.path}: "))

@@ -48,6 +48,19 @@ INTERRUPTED = (
     "interrupted; the videos finished so far are kept (with -o, in the output file): "
     "run the same command with --resume to do the rest"
 )
+# What Ctrl-C leaves, for the commands where --resume means nothing.
+_INTERRUPTED_OTHERS = {
+    "download": "interrupted; what arrived is kept and the next download of the same model continues from it",
+    "convert": "interrupted; nothing was written",
+}
+
+
+def interrupted_message(argv: list[str]) -> str:
+    """The line for Ctrl-C: what is kept depends on the command (the first word not an option)."""
+    command = next((word for word in argv if not word.startswith("-")), "")
+    if command in ("classify", "extract-features"):
+        return INTERRUPTED
+    return _INTERRUPTED_OTHERS.get(command, "interrupted")
 
 
 def main() -> None:
@@ -74,5 +87,5 @@ def main() -> None:
     finally:
         signal.signal(signal.SIGINT, previous)
     if interrupted:
-        _output.error_line(INTERRUPTED)
+        _output.error_line(interrupted_message(sys.argv[1:]))
         sys.exit(130)

@@ -48,7 +48,8 @@ def download(
             checkpoint = resolve_checkpoint(name)
         except VswinError as error:
             failed += 1
-            _output.error_line(f"{name}: {error}")
+            message = str(error)  # Hub messages start with the reference already
+            _output.error_line(message if message.startswith(f"{name}:") else f"{name}: {message}")
             continue
         digest = checkpoint.sha256[:16] + "..." if checkpoint.sha256 else "-"
         print(f"ok  {name}  {checkpoint.path}  sha256 {digest}", flush=True)
