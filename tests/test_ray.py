@@ -201,7 +201,8 @@ def test_resume_on_ray_finishes_an_interrupted_journal_without_recomputing(data,
     # What a killed run leaves: the first videos journaled, the next line cut in the middle.
     done = [dict(r) for r in local_records if r["status"] == "ok"][:2]
     for record in done:  # a mark that only survives if these videos are not computed again
-        record["predictions"] = [{"rank": 1, "index": 9, "label": "class 9", "score": 0.5}]
+        # three labels, as --top-k 3 asks (a record with another number is redone)
+        record["predictions"] = [{"rank": r, "index": 9 - r, "label": f"class {9 - r}", "score": 0.5 / r} for r in (1, 2, 3)]
     out = data["root"] / "resumed.jsonl"
     cut = json.dumps(local_records[4])[:40]
     out.write_text("".join(json.dumps(r) + "\n" for r in done) + cut)
