@@ -140,6 +140,15 @@ def audio_only(path: Path, seconds: float = 0.5) -> Path:
     return path
 
 
+def audio_with_cover(path: Path, seconds: float = 2.0) -> Path:
+    """An audio file with cover art (a JPEG of the pattern), as music players tag them."""
+    cover = path.with_name(path.stem + "-cover.jpg")
+    cv2.imwrite(str(cover), pattern(0, 32, 24)[:, :, ::-1])
+    _run(["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-i", str(cover), "-map", "0", "-map", "1",
+          "-c:a", "flac" if path.suffix == ".flac" else "aac", "-c:v", "copy", "-disposition:v", "attached_pic", str(path)])
+    return path
+
+
 def png(path: Path) -> Path:
     cv2.imwrite(str(path), pattern(0, 32, 24)[:, :, ::-1])
     return path

@@ -16,7 +16,7 @@ import pytest
 
 import media  # tests/media.py (pytest puts tests/ on sys.path)
 from vswin_cli.protocol import KINETICS, Protocol
-from vswin_cli.sampling import plan_clips
+from vswin_cli.sampling import Clip, plan_clips
 from vswin_cli import video as video_module
 from vswin_cli.video import VideoError, iter_clips, probe, read_video
 
@@ -44,6 +44,9 @@ def lib(tmp_path_factory) -> dict[str, Path]:
     v["cv2_writer"] = media.encode_cv2(d / "cv2_writer.avi", frames=10, size=(34, 18))
     v["gif"] = media.gif(d / "anim.gif", frames=12)
     v["vfr"] = media.encode(d / "vfr.mp4", frames=len(VFR_TIMES), times=VFR_TIMES)
+    # Interlaced, as DV, broadcast MPEG-2 and 1080i camcorders (AVCHD) record.
+    v["interlaced_mpeg2"] = media.encode(d / "interlaced.mpg", frames=12, codec="mpeg2video", extra=["-flags", "+ilme+ildct", "-top", "1"])
+    v["interlaced_h264"] = media.encode(d / "interlaced_h264.mp4", frames=12, extra=["-flags", "+ilme+ildct", "-x264opts", "interlaced=1"])
     v["rot_base"] = media.encode(d / "rot_base.mp4", frames=3, size=(48, 32))
     for degrees in (90, 180, 270):
         v[f"rot{degrees}"] = media.rotated(v["rot_base"], d / f"rot{degrees}.mp4", degrees)
@@ -63,6 +66,8 @@ def lib(tmp_path_factory) -> dict[str, Path]:
     v["text"] = media.text_file(d / "text.mp4")
     v["audio"] = media.audio_only(d / "audio.m4a")
     v["audio_mkv"] = media.audio_only(d / "audio.mka")
+    v["audio_cover"] = media.audio_with_cover(d / "song.m4a")
+    v["audio_cover_flac"] = media.audio_with_cover(d / "song.flac")
     v["png"] = media.png(d / "image.png")
     v["png_named_mp4"] = media.png(d / "image_named.png")
     v["png_named_mp4"] = v["png_named_mp4"].rename(d / "image.mp4")
@@ -109,7 +114,10 @@ def test_probe_matches_ffprobe(lib, name):
 
 
 def test_made_with_expected_properties(lib):
-    # Guards the factory itself: the sizes, rates and pixel formats the cases above claim.
+    # Guards the factory itself: the sizes, rates, pixel formats and streams the cases claim.
+    for name in ("audio_cover", "audio_cover_flac"):
+        (cover,) = media.ffprobe(lib[name])["streams"]  # v:0 is the cover; the audio is not listed
+        assert cover["disposition"]["attached_pic"] == 1 and cover["codec_name"] == "mjpeg"
     assert media.ffprobe(lib["cv2_writer"])["streams"][0]["width"] == 34
     odd = media.ffprobe(lib["odd_ffmpeg"])["streams"][0]
     assert (odd["width"], odd["height"]) == (33, 17)
@@ -161,6 +169,21 @@ def test_frames_are_rgb(lib):
     frame = read_video(lib["mjpeg"], kinetics_plan).frames[0]
     # top-left corner of the pattern is pure red
     assert frame[2, 2, 0] > 200 and frame[2, 2, 1] < 60 and frame[2, 2, 2] < 60
+
+
+@pytest.mark.parametrize("name", ["interlaced_mpeg2", "interlaced_h264"])
+def test_interlaced_frames_are_the_decoders_frames(lib, name):
+    # OpenCV 4.13 and later (FFmpeg 7+ inside) cannot convert interlaced frames to BGR; they come
+    # back black or stale (the previous video's pixels) while reading reports success, so the
+    # video would be labelled from garbage. pyproject keeps OpenCV below 4.13 for this.
+    path = lib[name]
+    assert media.ffprobe(path)["frames"][0].get("interlaced_frame") == 1  # the factory made what it claims
+    reference = media.ffmpeg_frames(path)
+    video = read_video(path, lambda info: [Clip(frames=list(range(info.frames)), start=0.0, end=0.0)])
+    assert video.info.frames == len(reference)
+    for index, expected in enumerate(reference):
+        difference = np.abs(video.frames[index].astype(int) - expected).mean()
+        assert difference < 2, f"frame {index} differs from ffmpeg's by {difference:.1f} on average (OpenCV {cv2.__version__})"
 
 
 @pytest.mark.parametrize("degrees", [90, 180, 270])
@@ -264,6 +287,8 @@ def test_partial_files_decode_what_they_can_with_a_warning(lib, name, announced)
     ("text", "not a video (a text file)"),
     ("audio", "no video stream"),
     ("audio_mkv", "audio-only"),
+    ("audio_cover", "no video stream (only a still picture"),  # OpenCV decodes the cover art
+    ("audio_cover_flac", "no video stream (only a still picture"),
     ("png", "not a video (a PNG image)"),
     ("png_named_mp4", "not a video (a PNG image)"),
     ("directory", "is a directory"),

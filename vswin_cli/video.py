@@ -25,6 +25,9 @@ What we rely on, and why:
   explicitly and never rotate ourselves, so frames are turned exactly once; ``rotation`` reports
   ``CAP_PROP_ORIENTATION_META`` (degrees clockwise, the classic ``rotate`` tag). Tests compare
   against ffmpeg's own auto-rotation.
+* OpenCV below 4.13 (pyproject pins it): the wheels from 4.13 on bundle an FFmpeg whose
+  colour converter refuses interlaced frames (DV, broadcast MPEG-2, 1080i camcorders), and
+  OpenCV then returns black or stale frames while reporting success.
 * Nothing hangs: special files are refused before opening (reading a FIFO blocks), and decoding
   stops after ``_grab_limit`` frames, far beyond what the container announces, with a warning.
 * Memory holds only the frames a plan keeps (optionally already resized through
@@ -287,7 +290,11 @@ def _quiet_opencv_warnings() -> None:
     # OpenCV logs on stderr for every file it cannot open; we explain failures ourselves.
     if "OPENCV_LOG_LEVEL" in os.environ:
         return
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    logging = getattr(cv2.utils, "logging", None)  # OpenCV 5; OpenCV 4 has cv2.setLogLevel
+    if logging is not None:
+        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    elif hasattr(cv2, "setLogLevel"):
+        cv2.setLogLevel(0)  # LOG_LEVEL_SILENT
 
 
 _AUDIO_MAGIC = {b"ID3": "an MP3 audio file", b"fLaC": "a FLAC audio file", b"#!AMR": "an AMR audio file"}
@@ -467,6 +474,11 @@ def _scan(
     count = len(times)
     if count == 0:
         raise VideoError(f"{path}: {_why_no_frames(path, head, _codec(capture))}")
+    if count == 1 and _container_fps(capture) is None:
+        # FFmpeg shows the cover art of an audio file (MP3, M4A, FLAC...) as a video stream of
+        # one picture on a 90 kHz clock; OpenCV opens it like any video. One picture without a
+        # frame rate is not a video to classify.
+        raise VideoError(f"{path}: no video stream (only a still picture, such as an audio file's cover art)")
     if count >= limit:
         warnings.append(f"stopped decoding after {count} frames, far more than the container announced; the rest is ignored")
     if container_frames is not None and count < container_frames:
