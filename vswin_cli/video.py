@@ -482,7 +482,7 @@ def _scan(
     if count >= limit:
         warnings.append(f"stopped decoding after {count} frames, far more than the container announced; the rest is ignored")
     if container_frames is not None and count < container_frames:
-        warnings.append(f"decoded {count} of {container_frames} frames the container announced (truncated or damaged file)")
+        warnings.append(f"decoded {count} of {container_frames} frames the container announced (the file may be truncated or damaged; some containers only estimate the count)")
     elif container_frames is not None and count > container_frames:
         warnings.append(f"decoded {count} frames, the container announced {container_frames}")
 
