@@ -89,15 +89,21 @@ def cluster(data: dict[str, Path]) -> str:
 
         run_views, read_video = engine.Engine._run_views, video.read_video
 
-        def die_once(name: str) -> None:
+        def consume(name: str) -> bool:
             try:
                 os_.remove(markers / name)
             except FileNotFoundError:
-                return
-            os_._exit(3)
+                return False
+            return True
+
+        def die_once(name: str) -> None:
+            if consume(name):
+                os_._exit(3)
 
         def crashing_run_views(self, batch):
             die_once("model")
+            if consume("model-raises"):  # a bug in the model code, not a dead worker
+                raise RuntimeError("injected model failure")
             return run_views(self, batch)
 
         def crashing_read_video(path, plan, *args, **kwargs):
@@ -328,3 +334,61 @@ def test_an_unreachable_cluster_is_one_line_and_exit_2(data) -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot reach the Ray cluster at 127.0.0.1:1" in lines[0], result.stderr
+
+
+def test_device_and_precision_are_the_clusters_to_judge_not_the_drivers(data, cluster) -> None:
+    # The driver only ships the weights: its own lack of a GPU must not refuse --device cuda or
+    # --precision fp16 (it did, before the cluster was asked); the cluster's answer is what counts.
+    base = ["classify", data["videos"] / "a.avi", "-m", data["model"], *OPTIONS, "--engine", "ray", "--ray-address", cluster]
+    fp16 = run_vswin(*base, "--precision", "fp16")
+    assert fp16.returncode == 2 and fp16.stderr.strip().splitlines() == [
+        "error: --precision fp16 needs a GPU and the Ray cluster's model actors have none; use bf16 or fp32"
+    ], fp16.stderr
+    cuda = run_vswin(*base, "--device", "cuda")
+    assert cuda.returncode == 2 and cuda.stderr.strip().splitlines() == [
+        "error: --device cuda was asked for but the Ray cluster has no GPUs; use --device auto or cpu"
+    ], cuda.stderr
+
+
+def test_relative_paths_are_the_users_not_the_workers(data, cluster, local_records, monkeypatch) -> None:
+    # The cluster's workers run in the folder Ray was started in; the user is somewhere else.
+    want = {Path(r["path"]).name: r for r in local_records}
+    result = run_vswin("classify", "videos/a.avi", "videos/notes.mp4", "-m", data["model"], *OPTIONS, "--top-k", "3",
+                       "--format", "jsonl", "--engine", "ray", "--ray-address", cluster, cwd=data["root"])
+    assert result.returncode == 1, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["path"] for r in records] == ["videos/a.avi", "videos/notes.mp4"]  # as the user spelled them
+    for record in records:
+        assert_same_record({**record, "path": want[Path(record["path"]).name]["path"]}, want[Path(record["path"]).name])
+
+    from vswin_cli.ray_engine import classify_dataset
+
+    monkeypatch.chdir(data["root"])  # the API: relative to the caller's folder when it was called
+    rows = classify_dataset(ray.data.from_items([{"path": "videos/b.avi"}]), model=str(data["model"]), **API_OPTIONS).take_all()
+    assert [(r["path"], r["status"], r["error"]) for r in rows] == [("videos/b.avi", "ok", None)]
+
+
+def test_classify_dataset_checks_num_actors_and_leaves_precision_to_the_cluster(data, cluster) -> None:
+    from vswin_cli.errors import VswinError
+    from vswin_cli.ray_engine import classify_dataset
+
+    videos = [str(data["videos"] / "a.avi")]
+    for wrong in (0, -1):  # 0 used to mean "the default" without a word
+        with pytest.raises(VswinError, match="num_actors must be at least 1"):
+            classify_dataset(videos, model=str(data["model"]), num_actors=wrong, **API_OPTIONS)
+    # fp16 is for the actors' GPUs, not the driver's CPU: the answer comes from the cluster (here: none).
+    with pytest.raises(VswinError, match="the Ray cluster has no GPUs"):
+        classify_dataset(videos, model=str(data["model"]), device="cuda", precision="fp16", **API_OPTIONS)
+    with pytest.raises(VswinError, match="--precision fp16 needs a GPU and the Ray cluster"):
+        classify_dataset(videos, model=str(data["model"]), precision="fp16", **API_OPTIONS)
+
+
+def test_a_failed_ray_run_names_the_original_error(data, cluster, local_outcomes) -> None:
+    from vswin_cli.errors import VswinError
+    from vswin_cli.ray_engine import run_on_ray
+
+    engine, items, _ = local_outcomes
+    markers = data["root"] / "crash-markers"
+    (markers / "model-raises").touch()
+    with pytest.raises(VswinError, match="the Ray run failed: RuntimeError: injected model failure "):
+        list(run_on_ray(engine, items[:2]))  # the reason, not the last line of Ray's retry advice

@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
@@ -137,10 +138,15 @@ def _code_env() -> dict[str, Any]:
 
 
 def _prepare_row(row: dict[str, Any], preparer: Engine) -> dict[str, Any]:
-    """Decode + preprocess one video with the local engine's own code; never raises for a bad file."""
-    item = InputVideo(Path(row["path"]), Path(row["root"]))
+    """Decode + preprocess one video with the local engine's own code; never raises for a bad file.
+
+    The task opens ``file``, the path made absolute on the driver (workers run in the folder their
+    node was started in, not the user's), and the record keeps ``path`` as the user spelled it.
+    """
+    item = InputVideo(Path(row["file"]), Path(row["root"]))
     # Each task holds one CPU (``num_cpus=1`` below) and Ray runs one per CPU: one FFmpeg thread each.
     prepared = preparer.prepare(item, decoder_threads=1)
+    prepared.record.path = row["path"]
     views = list(prepared.views)  # first: lazily read windows may still add warnings to the record
     protocol = preparer.protocol
     if views:
@@ -240,6 +246,8 @@ def _plan_actors(resources: dict[str, float], options: RunOptions, num_actors: i
         raise VswinError("--device cuda was asked for but the Ray cluster has no GPUs; use --device auto or cpu")
     if wants_gpu or (gpus and options.device == "auto"):
         return _ActorPlan(num_actors or gpus, num_gpus=1, num_cpus=1, threads=None)
+    if options.precision == "fp16":  # the driver's own device does not decide: the actors run the model
+        raise VswinError("--precision fp16 needs a GPU and the Ray cluster's model actors have none; use bf16 or fp32")
     threads = max(1, min(8, cpus // 2))
     return _ActorPlan(num_actors or max(1, cpus // (2 * threads)), num_gpus=0, num_cpus=threads, threads=threads)
 
@@ -285,9 +293,20 @@ def _outcome_rows(ray: Any, engine: Engine, paths: ray.data.Dataset, num_actors:
 
 
 def _path_rows(ray: Any, items: Sequence[InputVideo]) -> ray.data.Dataset:
-    rows = [{"index": i, "path": str(item.path), "root": str(item.root)} for i, item in enumerate(items)]
+    rows = [{"index": i, "path": str(item.path), "file": os.path.abspath(item.path), "root": str(item.root)}
+            for i, item in enumerate(items)]
     # Small blocks so decoding spreads over the cluster from the first videos on.
     return ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 10_000)))
+
+
+def _check_num_actors(num_actors: Any) -> None:
+    # 0 would silently mean the default, and Ray's own message for a negative pool is about its internals.
+    if num_actors is None:
+        return
+    if isinstance(num_actors, bool) or not isinstance(num_actors, int):
+        raise TypeError(f"num_actors must be an integer or None, not {num_actors!r}")
+    if num_actors < 1:
+        raise VswinError(f"num_actors must be at least 1 (or None for one per GPU), not {num_actors}")
 
 
 def run_on_ray(
@@ -303,6 +322,7 @@ def run_on_ray(
     ``"ray://host:10001"`` joins a cluster. ``num_actors`` defaults to one per GPU, or a CPU
     plan that keeps about half of the CPUs for decoding.
     """
+    _check_num_actors(num_actors)
     ray = _import_ray()
     items = list(items)
     return _stream_outcomes(ray, engine, items, address, num_actors)
@@ -343,7 +363,10 @@ def _rows_or_error(ray: Any, rows: ray.data.Dataset) -> Iterator[dict[str, Any]]
     try:
         yield from rows.iter_rows()
     except ray.exceptions.RayError as error:
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        # Ray's text prints a chain innermost first: the original exception is the last line before
+        # the first "direct cause" banner; what follows is Ray's wrapping and retry advice.
+        head = str(error).split("The above exception was the direct cause", 1)[0]
+        lines = [line.strip() for line in head.splitlines() if line.strip()]
         reason = lines[-1] if lines else error.__class__.__name__
         raise VswinError(f"the Ray run failed: {reason} (videos finished so far are kept; rerun with --resume)", exit_code=1) from None
 
@@ -400,10 +423,12 @@ def _record_table(batch: dict[str, np.ndarray], schema: Any) -> Any:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def _with_root(row: dict[str, Any]) -> dict[str, Any]:
+def _with_root(row: dict[str, Any], cwd: str) -> dict[str, Any]:
+    """A caller's row -> the engine's; relative paths are relative to the caller's folder ``cwd``."""
     path = str(row["path"])
     root = row.get("root")
-    return {"index": row.get("index", 0), "path": path, "root": str(root) if root else str(Path(path).parent)}
+    return {"index": row.get("index", 0), "path": path, "file": os.path.join(cwd, path),
+            "root": str(root) if root else str(Path(path).parent)}
 
 
 def classify_dataset(
@@ -432,21 +457,23 @@ def classify_dataset(
     """
     from .engine import _engine_for, _paths_list, _restorer, _run_options
 
+    _check_num_actors(num_actors)
     ray = _import_ray()
     run_options = _run_options(options)  # the local API's checks: an integer is an integer...
-    # The driver only needs the weights and the protocol, so its engine runs on the CPU. A
+    # The driver only needs the weights and the protocol, so its engine runs on the CPU, in float32
+    # (the actors' device and precision are checked against the cluster in ``_plan_actors``). A
     # caller's loaded model goes back to its device and mode once its weights are in the object
     # store (the dataset is lazy, but nothing later reads the driver's copy).
     restore = _restorer(model)
     try:
-        engine = _engine_for(model, labels, dataclasses.replace(run_options, device="cpu"))
+        engine = _engine_for(model, labels, dataclasses.replace(run_options, device="cpu", precision="fp32"))
         engine.options = run_options
         if not ray.is_initialized():
             _connect(ray, address)
         if isinstance(data, ray.data.Dataset):
             if "path" not in data.columns():
                 raise VswinError("the dataset needs a 'path' column with the video paths")
-            paths = data.map(_with_root)
+            paths = data.map(_with_root, fn_kwargs={"cwd": os.getcwd()})
         else:
             items = discover(_paths_list(data), recursive=recursive).videos
             if not items:

@@ -53,7 +53,7 @@ def classify(
     failed = done = 0
     # The output is checked and locked before the model loads: a mistake there costs no waiting.
     with claim_output(output, fmt, [item.path for item in found.videos]) as target:
-        runner = build_engine(model, labels, options)
+        runner = build_engine(model, labels, options, engine)
         # Records hold at most one label per class; the CSV has no columns beyond them, and
         # --resume redoes records with another number of labels.
         top_k = min(top_k, len(runner.labels))
