@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from .errors import VswinError
-from .hub import file_sha256
+from .hub import file_sha256, is_safetensors_head
 from .model import SwinConfig, VideoSwin
 from .protocol import Protocol
 
@@ -62,11 +62,7 @@ class LoadedCheckpoint:
 
 def _is_safetensors(path: Path) -> bool:
     with open(path, "rb") as f:
-        head = f.read(9)
-    if len(head) < 9:
-        return False
-    header_len = int.from_bytes(head[:8], "little")
-    return 0 < header_len < 100_000_000 and head[8:9] == b"{"
+        return is_safetensors_head(f.read(9))
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:

@@ -370,9 +370,14 @@ def _cache_variable(folder: Path) -> str:
     return "HF_HOME"
 
 
+def _os_detail(error: OSError) -> str:
+    """``Permission denied: /path`` when the error names both, else its first line."""
+    return f"{error.strerror}: {error.filename}" if error.strerror and error.filename else _first_line(error)
+
+
 def _read_only_message(problem: str, folder: Path, error: OSError) -> str:
     """One line for a write into the cache that failed (see _cannot_write), saying what to do."""
-    detail = f"{error.strerror}: {error.filename}" if error.strerror and error.filename else _first_line(error)
+    detail = _os_detail(error)
     variable = _cache_variable(folder)
     if error.errno in _NO_SPACE:
         return (
@@ -498,10 +503,9 @@ def _cached_source(spec: ModelSpec, source: Source) -> tuple[Path, str] | None:
             return None
     except OSError as error:  # a cache folder of another user, or without the x bit
         folder = hub_cache_dir() if source.is_hub else hf_home()
-        detail = f"{error.strerror}: {error.filename}" if error.strerror and error.filename else _first_line(error)
         variable = _cache_variable(folder)
         raise VswinError(
-            f"cannot look for {spec.name} in the cache folder {folder} ({detail}); "
+            f"cannot look for {spec.name} in the cache folder {folder} ({_os_detail(error)}); "
             f"make it readable or point {variable} at another folder"
         ) from None
     if source.is_hub:
@@ -656,6 +660,15 @@ def _download_resumable(url: str, partial: Path, expected_size: int | None, labe
             )
 
 
+def is_safetensors_head(head: bytes) -> bool:
+    """Whether a file's first bytes open a safetensors file: a plausible 8-byte little-endian
+    header length, then the JSON header's ``{``."""
+    if len(head) < 9:
+        return False
+    header_len = int.from_bytes(head[:8], "little")
+    return 0 < header_len < 100_000_000 and head[8:9] == b"{"
+
+
 def _not_a_checkpoint(path: Path) -> str | None:
     """What a download is when it is plainly no checkpoint (empty, a web page, a JSON error); else None.
 
@@ -674,7 +687,7 @@ def _not_a_checkpoint(path: Path) -> str | None:
         return None if b"PK\x05\x06" in tail else "a cut-short zip archive (its end is missing)"
     if head.startswith(b"\x80"):  # torch.save's legacy pickle format
         return None
-    if head[8:9] == b"{":  # safetensors: 8 bytes of header length (any bytes, '<' too), then a JSON header
+    if is_safetensors_head(head):  # its header length may start with any byte, '<' too
         return None
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if text[:1] in (b"<", b"{"):
