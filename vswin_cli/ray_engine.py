@@ -431,6 +431,22 @@ def _with_root(row: dict[str, Any], cwd: str) -> dict[str, Any]:
             "root": str(root) if root else str(Path(path).parent)}
 
 
+def driver_engine(
+    model: str | Path | VideoSwin | None, labels: str | Path | Iterable[str] | None, options: RunOptions
+) -> Engine:
+    """The engine of the machine that drives a Ray run (the CLI's or ``classify_dataset``'s).
+
+    It only ships the weights and plans the views, so its model stays on the CPU in float32; its
+    ``options`` are the run's, for the actors, whose device and precision the cluster judges
+    (``_plan_actors``): a laptop without a GPU can drive GPUs.
+    """
+    from .engine import _engine_for
+
+    engine = _engine_for(model, labels, dataclasses.replace(options, device="cpu", precision="fp32"))
+    engine.options = options
+    return engine
+
+
 def classify_dataset(
     data: ray.data.Dataset | Iterable[str | Path],
     model: str | Path | VideoSwin | None = None,
@@ -455,19 +471,16 @@ def classify_dataset(
     Ray is joined at ``address`` (or started here) if it is not running yet, and left running:
     the dataset is computed when it is consumed (``write_parquet``, ``iter_rows``, ``take``...).
     """
-    from .engine import _engine_for, _paths_list, _restorer, _run_options
+    from .engine import _paths_list, _restorer, _run_options
 
     _check_num_actors(num_actors)
     ray = _import_ray()
     run_options = _run_options(options)  # the local API's checks: an integer is an integer...
-    # The driver only needs the weights and the protocol, so its engine runs on the CPU, in float32
-    # (the actors' device and precision are checked against the cluster in ``_plan_actors``). A
-    # caller's loaded model goes back to its device and mode once its weights are in the object
+    # A caller's loaded model goes back to its device and mode once its weights are in the object
     # store (the dataset is lazy, but nothing later reads the driver's copy).
     restore = _restorer(model)
     try:
-        engine = _engine_for(model, labels, dataclasses.replace(run_options, device="cpu", precision="fp32"))
-        engine.options = run_options
+        engine = driver_engine(model, labels, run_options)
         if not ray.is_initialized():
             _connect(ray, address)
         if isinstance(data, ray.data.Dataset):

@@ -73,19 +73,14 @@ def outcomes(engine: EngineChoice, ray_address: str | None, runner: "LocalEngine
 def build_engine(
     model_ref: str | None, labels: Path | None, options: "RunOptions", engine: EngineChoice = EngineChoice.local
 ) -> "LocalEngine":
-    import dataclasses
+    if engine == EngineChoice.ray:  # the model runs in the cluster's actors, not here
+        from ..ray_engine import driver_engine
 
+        return driver_engine(model_ref, labels, options)
     from ..engine import Engine as LocalEngine
     from ..loading import load_model
 
-    model = load_model(model_ref, labels=labels)
-    if engine != EngineChoice.ray:
-        return LocalEngine(model, options)
-    # On Ray the model runs in the cluster's actors, which check --device and --precision against
-    # the cluster; this machine only ships the weights, so a laptop without a GPU can drive GPUs.
-    runner = LocalEngine(model, dataclasses.replace(options, device="cpu", precision="fp32"))
-    runner.options = options
-    return runner
+    return LocalEngine(load_model(model_ref, labels=labels), options)
 
 
 def summary(done: int, failed: int, skipped: int, where: Path | None) -> None:
