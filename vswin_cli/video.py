@@ -474,7 +474,8 @@ def _scan(
     count = len(times)
     if count == 0:
         raise VideoError(f"{path}: {_why_no_frames(path, head, _codec(capture))}")
-    if count == 1 and _container_fps(capture) is None:
+    fps = _container_fps(capture)
+    if count == 1 and fps is None:
         # FFmpeg shows the cover art of an audio file (MP3, M4A, FLAC...) as a video stream of
         # one picture on a 90 kHz clock; OpenCV opens it like any video. One picture without a
         # frame rate is not a video to classify.
@@ -486,7 +487,6 @@ def _scan(
     elif container_frames is not None and count > container_frames:
         warnings.append(f"decoded {count} frames, the container announced {container_frames}")
 
-    fps = _container_fps(capture)
     timestamps, variable, note = _clean_timestamps(times, fps)
     if note:
         warnings.append(note)
