@@ -486,17 +486,12 @@ def save_native(
     """Write the native layout as safetensors, with architecture, labels, test protocol and source
     hash as metadata. The file appears whole or not at all (a temporary file beside it, renamed);
     a destination that cannot be written is a VswinError (exit 1)."""
-    import os
-    import tempfile
-
     from safetensors import SafetensorError
     from safetensors.torch import save_file
 
-    from .outputs import _UMASK, _link_target
+    from .outputs import atomic_path
 
-    # Through a symbolic link (models/current.safetensors -> ...) the target is rewritten, as
-    # ``-o`` does; the rename would otherwise put a file where the link was.
-    destination = _link_target(Path(destination))
+    destination = Path(destination)
     metadata = {"format": NATIVE_FORMAT, "config": json.dumps(model.config.as_dict())}
     if labels is not None:
         metadata["labels"] = json.dumps(list(labels), ensure_ascii=False)
@@ -507,19 +502,12 @@ def save_native(
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     if destination.is_dir():
         raise VswinError(f"{destination} is a folder; give a file name ending in .safetensors")
-    temp: str | None = None
     try:
-        fd, temp = tempfile.mkstemp(prefix=f".{destination.name[:100]}.", suffix=".tmp", dir=destination.parent)
-        os.close(fd)
-        save_file(tensors, temp, metadata=metadata)
-        os.chmod(temp, 0o666 & ~_UMASK)  # as any new file, not mkstemp's 0600
-        os.replace(temp, destination)
-        temp = None
+        # Through a symbolic link (models/current.safetensors -> ...) the target is rewritten, as
+        # ``-o`` does.
+        with atomic_path(destination) as temp:
+            save_file(tensors, temp, metadata=metadata)
     except (OSError, SafetensorError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
         raise VswinError(f"cannot write {destination}: {reason[:1].lower() + reason[1:]}", exit_code=1) from None
-    finally:
-        if temp is not None:
-            with suppress(OSError):
-                os.unlink(temp)
     return destination

@@ -238,32 +238,43 @@ def _link_target(path: Path) -> Path:
 
 
 @contextmanager
-def _atomic_file(path: Path, mode: str = "wb", **open_args: Any) -> Iterator[IO[Any]]:
-    """Write to a temporary file beside ``path``; fsync; rename over ``path`` only on success.
+def atomic_path(path: str | Path) -> Iterator[str]:
+    """A temporary file name beside ``path`` for a writer that needs a name; on success the file
+    is synced, given the usual permissions and renamed over ``path``; on failure removed.
 
     A symbolic link is followed (its target is replaced); a pipe or device is refused, since a
     rename would put a regular file in its place.
     """
-    kind = _special_kind(path)
+    kind = _special_kind(Path(path))
     if kind is not None:
         raise VswinError(f"{path} is {kind}, not a file; vswin only replaces regular files")
-    path = _link_target(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    target = _link_target(Path(path))
     # The name is shortened in the temporary one: a name near the 255-byte limit must still fit.
-    fd, temp_name = tempfile.mkstemp(prefix=f".{_cut_name(path.name, 100)}.", suffix=".tmp", dir=path.parent)
+    fd, temp_name = tempfile.mkstemp(prefix=f".{_cut_name(target.name, 100)}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, mode, **open_args) as file:
-            yield file
-            file.flush()
-            os.fsync(file.fileno())
+        yield temp_name
+        fd = os.open(temp_name, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         with suppress(OSError):
-            os.chmod(temp_name, 0o666 & ~_UMASK)
-        os.replace(temp_name, path)
+            os.chmod(temp_name, 0o666 & ~_UMASK)  # as any new file, not mkstemp's 0600
+        os.replace(temp_name, target)
     except BaseException:
         with suppress(OSError):
             os.unlink(temp_name)
         raise
-    _fsync_dir(path.parent)
+    _fsync_dir(target.parent)
+
+
+@contextmanager
+def _atomic_file(path: Path, mode: str = "wb", **open_args: Any) -> Iterator[IO[Any]]:
+    """An open file written through :func:`atomic_path`; the folder is made if missing."""
+    _link_target(Path(path)).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temp_name, open(temp_name, mode, **open_args) as file:
+        yield file
 
 
 def _cut_name(name: str, max_bytes: int) -> str:
