@@ -474,6 +474,13 @@ def _newest_by_path(entries: Iterable[Mapping[str, Any]]) -> dict[str, dict[str,
     return newest
 
 
+def _compact_journal(path: Path) -> None:
+    """Rewrite a journal (atomically) with only the newest line of each path, in first-seen order."""
+    with user_io(path):
+        entries = _newest_by_path(_read_journal(path).entries).values()
+        write_text_atomic(path, "".join(_dumps(e) + "\n" for e in entries))
+
+
 # --------------------------------------------------------------------------- result sinks
 
 
@@ -641,9 +648,7 @@ class JsonlFileSink(ResultSink):
             self._journal.touch()  # a finished run with no videos still leaves its (empty) file
         self._journal.close()
         if self._compact:
-            with user_io(self.path):
-                entries = _newest_by_path(_read_journal(self.path).entries).values()
-                write_text_atomic(self.path, "".join(_dumps(e) + "\n" for e in entries))
+            _compact_journal(self.path)
 
 
 class SnapshotFileSink(ResultSink):
@@ -992,7 +997,7 @@ def plan_feature_paths(
     plain = [feature_path(out_dir, path, root) for path, root in inputs]
     owners: dict[str, set[str]] = {}
     for (path, _), out in zip(inputs, plain):
-        owners.setdefault(str(out).casefold(), set()).add(os.path.abspath(path))
+        owners.setdefault(str(out).casefold(), set()).add(_path_key(path))
     taken = taken or {}
 
     def clashes(path: Path, out: Path) -> bool:
@@ -1130,9 +1135,7 @@ class FeatureIndex:
             self._journal.touch()
         self._journal.close()
         if self._compact:
-            with user_io(self.path):
-                entries = _newest_by_path(_read_journal(self.path).entries).values()
-                write_text_atomic(self.path, "".join(_dumps(e) + "\n" for e in entries))
+            _compact_journal(self.path)
 
     def __enter__(self) -> FeatureIndex:
         return self
