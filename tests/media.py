@@ -131,6 +131,15 @@ def rotated(source: Path, path: Path, degrees: int) -> Path:
     return path
 
 
+def concatenated(parts: Sequence[Path], path: Path) -> Path:
+    """The parts' streams one after the other, copied as they are (no re-encoding): a stream whose
+    pixel format changes where one part ends and the next begins, as some cameras write."""
+    listing = path.with_name(path.stem + "-parts.txt")
+    listing.write_text("".join(f"file '{part.resolve()}'\n" for part in parts))
+    _run(["-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(path)])
+    return path
+
+
 def gif(path: Path, *, frames: int = 12, size: tuple[int, int] = (40, 30), fps: float = 10) -> Path:
     return encode(path, frames=frames, size=size, fps=fps, codec="gif", pix_fmt=None)
 

@@ -47,6 +47,11 @@ def lib(tmp_path_factory) -> dict[str, Path]:
     # Interlaced, as DV, broadcast MPEG-2 and 1080i camcorders (AVCHD) record.
     v["interlaced_mpeg2"] = media.encode(d / "interlaced.mpg", frames=12, codec="mpeg2video", extra=["-flags", "+ilme+ildct", "-top", "1"])
     v["interlaced_h264"] = media.encode(d / "interlaced_h264.mp4", frames=12, extra=["-flags", "+ilme+ildct", "-x264opts", "interlaced=1"])
+    # The pixel format changes mid-stream: trail cameras write MJPEG whose first frame is 4:2:2.
+    parts = {fmt: media.encode(d / f"part_{fmt}.avi", frames=4, codec="mjpeg", pix_fmt=fmt) for fmt in ("yuvj420p", "yuvj422p")}
+    first = media.encode(d / "first_422.avi", frames=1, codec="mjpeg", pix_fmt="yuvj422p")
+    v["mjpeg_422_then_420"] = media.concatenated([first, parts["yuvj420p"], parts["yuvj420p"]], d / "422_then_420.avi")
+    v["mjpeg_formats_alternate"] = media.concatenated([parts["yuvj420p"], parts["yuvj422p"]] * 2, d / "alternate.avi")
     v["rot_base"] = media.encode(d / "rot_base.mp4", frames=3, size=(48, 32))
     for degrees in (90, 180, 270):
         v[f"rot{degrees}"] = media.rotated(v["rot_base"], d / f"rot{degrees}.mp4", degrees)
@@ -184,6 +189,73 @@ def test_interlaced_frames_are_the_decoders_frames(lib, name):
     for index, expected in enumerate(reference):
         difference = np.abs(video.frames[index].astype(int) - expected).mean()
         assert difference < 2, f"frame {index} differs from ffmpeg's by {difference:.1f} on average (OpenCV {cv2.__version__})"
+
+
+def _all_frames(info):
+    return [Clip(frames=list(range(info.frames)), start=0.0, end=0.0)]
+
+
+def _assert_decoders_frames(frames: dict[int, np.ndarray], reference: np.ndarray) -> None:
+    for index, frame in frames.items():
+        difference = np.abs(frame.astype(int) - reference[index]).mean()
+        assert difference < 2, f"frame {index} differs from ffmpeg's by {difference:.1f} on average (OpenCV {cv2.__version__})"
+
+
+@pytest.mark.parametrize("name", ["mjpeg_422_then_420", "mjpeg_formats_alternate"])
+def test_a_pixel_format_change_mid_stream_gives_the_decoders_frames(lib, name):
+    # OpenCV (4.14 and earlier, opencv#29699) converts every frame with the converter it made for
+    # the first frame it converted: after a change of chroma layout the colours are garbage (and
+    # read past the frame's planes), while reading reports success.
+    path = lib[name]
+    formats = [frame["pix_fmt"] for frame in media.ffprobe(path)["frames"]]
+    assert {"yuvj420p", "yuvj422p"} == set(formats) and formats[0] != formats[-1] or name.endswith("alternate")
+    reference = media.ffmpeg_frames(path)
+    video = read_video(path, _all_frames)
+    assert video.info.frames == len(reference)
+    _assert_decoders_frames(video.frames, reference)
+    # Sparse frames, as a plan takes them (frame 0 is always converted first, for the size).
+    last = len(reference) - 1
+    sparse = read_video(path, lambda info: [Clip(frames=[2, 6, last, 7], start=0.0, end=0.0)])
+    assert set(sparse.frames) == {2, 6, 7, last}
+    _assert_decoders_frames(sparse.frames, reference)
+    # Streamed (sliding windows), and the second pass used when a container's count was wrong.
+    _, _, stream = iter_clips(path, _all_frames)
+    ((_, streamed),) = list(stream)
+    _assert_decoders_frames(dict(enumerate(streamed)), reference)
+    fetched = video_module._fetch(path, video_module.check_file(path), {1, 5, last}, len(reference), None)
+    _assert_decoders_frames(fetched, reference)
+
+
+def test_each_pixel_format_decodes_the_file_at_most_once(lib, monkeypatch):
+    # Four runs of two formats: one capture per format, each going through the file once (a new
+    # capture per run would decode the start again every time).
+    path = lib["mjpeg_formats_alternate"]
+    grabs: list[int] = []
+    real_open = video_module._open
+
+    class Counting:
+        def __init__(self, capture):
+            self.capture, self.slot = capture, len(grabs)
+            grabs.append(0)
+
+        def grab(self):
+            grabbed = self.capture.grab()
+            grabs[self.slot] += grabbed
+            return grabbed
+
+        def __getattr__(self, name):
+            return getattr(self.capture, name)
+
+    monkeypatch.setattr(video_module, "_open", lambda *args, **kwargs: Counting(real_open(*args, **kwargs)))
+    video = read_video(path, _all_frames)
+    assert len(grabs) == 2 and all(count <= video.info.frames for count in grabs), grabs
+    _assert_decoders_frames(video.frames, media.ffmpeg_frames(path))
+
+
+def test_probing_reads_no_packets(lib, monkeypatch):
+    # Only a second converted frame can meet a changed format; probing converts frame 0 alone.
+    monkeypatch.setattr(video_module, "_format_runs", lambda *args: pytest.fail("probe looked for format changes"))
+    assert probe(lib["mjpeg_422_then_420"]).frames == 9
 
 
 @pytest.mark.parametrize("degrees", [90, 180, 270])

@@ -28,6 +28,9 @@ What we rely on, and why:
 * OpenCV below 4.13 (pyproject pins it): the wheels from 4.13 on bundle an FFmpeg whose
   colour converter refuses interlaced frames (DV, broadcast MPEG-2, 1080i camcorders), and
   OpenCV then returns black or stale frames while reporting success.
+* A pixel format that changes mid-stream (trail cameras' MJPEG: the first frame 4:2:2, the rest
+  4:2:0): every OpenCV so far converts all frames with the converter made for the first one it
+  converted. ``_Reader`` gives each format its own capture (frame_formats.py finds the formats).
 * Nothing hangs: special files are refused before opening (reading a FIFO blocks), and decoding
   stops after ``_grab_limit`` frames, far beyond what the container announces, with a warning.
 * Memory holds only the frames a plan keeps (optionally already resized through
@@ -51,6 +54,7 @@ import cv2
 import numpy as np
 
 from .errors import VswinError
+from .frame_formats import JPEG_CODECS, FormatRuns, jpeg_layout
 from .sampling import Clip
 
 # FFmpeg's own log lines (h264 errors on damaged files...) would bypass our one-line reasons;
@@ -138,11 +142,11 @@ def probe(path: str | os.PathLike[str], decoder_threads: int = 0) -> VideoInfo:
     """Decode the whole file once (without colour conversion) and describe it."""
     path = Path(path)
     head = check_file(path)
-    capture = _open(path, head, decoder_threads)
+    reader = _Reader(path, head, decoder_threads)
     try:
-        scan = _scan(capture, path, head, keep=frozenset())
+        scan = _scan(reader, path, head, keep=frozenset())
     finally:
-        capture.release()
+        reader.release()
     return scan.info
 
 
@@ -157,13 +161,13 @@ def read_video(
     """
     path = Path(path)
     head = check_file(path)
-    capture = _open(path, head, decoder_threads)
+    reader = _Reader(path, head, decoder_threads)
     try:
-        guess = _container_guess(capture, path)
+        guess = _container_guess(reader.capture, path)
         wanted = _frames_of(plan(guess)) if guess is not None else frozenset()
-        scan = _scan(capture, path, head, keep=wanted, transform=frame_transform)
+        scan = _scan(reader, path, head, keep=wanted, transform=frame_transform)
     finally:
-        capture.release()
+        reader.release()
     info = scan.info
     clips = list(plan(info))
     needed = _frames_of(clips)
@@ -383,6 +387,105 @@ def _find_all(data: bytes, needle: bytes) -> Iterator[int]:
 # Decoding
 
 
+class _Reader:
+    """A file's frames in order, each converted to RGB by a converter made for its pixel format.
+
+    ``grab``/``time_ms``/``retrieve`` as on one capture. OpenCV converts every frame with the
+    converter made for the first frame it converted (see frame_formats.py), so when the format
+    changes mid-stream each format gets its own capture: the one whose converter fits retrieves,
+    after decoding up to the current frame if it lags behind (no seeking). Each capture decodes a
+    frame at most once, so a file with k formats costs at most k decodes; a file with one format
+    (nearly all) costs nothing more than one capture.
+    """
+
+    def __init__(self, path: Path, head: bytes, threads: int = 0) -> None:
+        self.path, self.head, self.threads = path, head, threads
+        self.capture = _open(path, head, threads)  # the leading capture: every grab goes through it
+        self.position = -1  # the frame it is on
+        self._first: tuple[int, float] | None = None  # the first frame converted (index, time)
+        self._layout: bytes | None = None  # the format the leading capture's converter was made for
+        self._others: list[tuple[cv2.VideoCapture, int, bytes]] = []  # (capture, frame it is on, its format)
+        self._runs: FormatRuns | None = None
+        self._runs_known = False
+
+    def grab(self) -> bool:
+        if not self.capture.grab():
+            return False
+        self.position += 1
+        return True
+
+    def time_ms(self) -> float:
+        return self.capture.get(cv2.CAP_PROP_POS_MSEC)
+
+    def retrieve(self, transform: FrameTransform | None) -> np.ndarray:
+        index = self.position
+        if self._first is None:
+            # The first conversion is always right; formats are looked up only if another follows
+            # (so probing, which converts frame 0 alone, never reads the packets).
+            self._first = (index, self.time_ms())
+        else:
+            runs = self._format_runs()
+            if runs is not None:
+                if self._layout is None:
+                    self._layout = runs.layout_of(*self._first)
+                wanted = runs.layout_of(index, self.time_ms())
+                if wanted != self._layout:
+                    self._lead_with(wanted, index)
+        return _retrieve(self.capture, self.path, index, transform)
+
+    def release(self) -> None:
+        self.capture.release()
+        for capture, _, _ in self._others:
+            capture.release()
+        self._others.clear()
+
+    def _format_runs(self) -> FormatRuns | None:
+        if not self._runs_known:
+            self._runs = _format_runs(self.path, _codec(self.capture), _grab_limit(_container_frames(self.capture)))
+            self._runs_known = True
+        return self._runs
+
+    def _lead_with(self, layout: bytes, index: int) -> None:
+        """Make the capture whose converter fits ``layout`` (a new one if none) lead, on frame ``index``."""
+        for slot, (capture, at, kind) in enumerate(self._others):
+            if kind == layout:
+                del self._others[slot]
+                break
+        else:
+            capture, at = _open(self.path, self.head, self.threads), -1
+        while at < index:
+            if not capture.grab():
+                capture.release()
+                raise VideoError(f"{self.path}: decoding is not repeatable (frame {index} was not reached again)")
+            at += 1
+        assert self._layout is not None
+        self._others.append((self.capture, self.position, self._layout))
+        self.capture, self._layout = capture, layout
+
+
+def _format_runs(path: Path, codec: str, limit: int) -> FormatRuns | None:
+    """Where the pixel format changes, from the packets' headers (JPEG streams only); ``None`` if never."""
+    if codec not in JPEG_CODECS:
+        return None
+    with _utf8_name(path) as name:
+        capture = cv2.VideoCapture(name, cv2.CAP_FFMPEG)
+    try:
+        # CAP_PROP_FORMAT -1: the stream's packets as they are, without decoding.
+        if not capture.isOpened() or not capture.set(cv2.CAP_PROP_FORMAT, -1):
+            return None
+        return FormatRuns.of_packets(_packet_layouts(capture, limit))
+    finally:
+        capture.release()
+
+
+def _packet_layouts(capture: cv2.VideoCapture, limit: int) -> Iterator[tuple[float, bytes | None]]:
+    for _ in range(limit):
+        ok, packet = capture.read()
+        if not ok or packet is None:
+            return
+        yield capture.get(cv2.CAP_PROP_POS_MSEC), jpeg_layout(packet.tobytes())
+
+
 @dataclass
 class _Scan:
     info: VideoInfo
@@ -450,24 +553,25 @@ def _retrieve(capture: cv2.VideoCapture, path: Path, index: int, transform: Fram
 
 
 def _scan(
-    capture: cv2.VideoCapture,
+    reader: _Reader,
     path: Path,
     head: bytes,
     keep: frozenset[int],
     transform: FrameTransform | None = None,
 ) -> _Scan:
     """Grab every frame, note its time, retrieve frame 0 (for the upright size) and ``keep``."""
+    capture = reader.capture
     container_frames = _container_frames(capture)
     limit = _grab_limit(container_frames)
     times = array("d")  # 8 bytes per frame: the only thing that grows with the video's length
     kept: dict[int, np.ndarray] = {}
     shape: tuple[int, int] | None = None
     warnings: list[str] = []
-    while len(times) < limit and capture.grab():
+    while len(times) < limit and reader.grab():
         index = len(times)
-        times.append(capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
+        times.append(reader.time_ms() / 1000.0)
         if index == 0 or index in keep:
-            frame = _retrieve(capture, path, index, None)
+            frame = reader.retrieve(None)
             shape = frame.shape[:2]
             if index in keep:
                 kept[index] = transform(frame) if transform is not None else frame
@@ -539,17 +643,17 @@ def _fetch(
     threads: int = 0,
 ) -> dict[int, np.ndarray]:
     """Second sequential pass: retrieve the ``wanted`` frames (no seeking, see the module doc)."""
-    capture = _open(path, head, threads)
+    reader = _Reader(path, head, threads)
     frames: dict[int, np.ndarray] = {}
     last = max(wanted)
     try:
         index = 0
-        while index <= last and capture.grab():
+        while index <= last and reader.grab():
             if index in wanted:
-                frames[index] = _retrieve(capture, path, index, transform)
+                frames[index] = reader.retrieve(transform)
             index += 1
     finally:
-        capture.release()
+        reader.release()
     if len(frames) != len(wanted):
         raise VideoError(f"{path}: decoding is not repeatable ({count} frames on the first pass, {index} on the second)")
     return frames
@@ -568,14 +672,14 @@ def _stream(
     ready_at: list[int] = []
     for clip in clips:
         ready_at.append(max([max(clip.frames), *ready_at[-1:]]))
-    capture = _open(path, check_file(path), threads)
+    reader = _Reader(path, check_file(path), threads)
     held: dict[int, np.ndarray] = {}
     next_clip = 0
     try:
         index = 0
-        while next_clip < len(clips) and capture.grab():
+        while next_clip < len(clips) and reader.grab():
             if index in last_use:
-                held[index] = _retrieve(capture, path, index, transform)
+                held[index] = reader.retrieve(transform)
             while next_clip < len(clips) and ready_at[next_clip] <= index:
                 clip = clips[next_clip]
                 frames = [held[i] for i in clip.frames]
@@ -586,6 +690,6 @@ def _stream(
                 yield clip, frames
             index += 1
     finally:
-        capture.release()
+        reader.release()
     if next_clip < len(clips):
         raise VideoError(f"{path}: decoding is not repeatable ({info.frames} frames on the first pass, {index} on the second)")
