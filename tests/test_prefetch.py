@@ -58,6 +58,9 @@ class CrashOn:
             os._exit(3)
         return self.engine.prepare(item, decoder_threads)
 
+    def failed(self, item: InputVideo, reason: str):
+        return self.engine.failed(item, reason)
+
 
 @pytest.mark.parametrize("position", [0, 2, 5])
 def test_a_video_that_kills_its_worker_fails_alone(tiny_checkpoint: Path, folder: Path, tmp_path: Path, position: int) -> None:

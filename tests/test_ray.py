@@ -108,6 +108,8 @@ def cluster(data: dict[str, Path]) -> str:
 
         def crashing_read_video(path, plan, *args, **kwargs):
             die_once("decode")
+            if (markers / f"always-{os_.path.basename(path)}").exists():  # a video that crashes FFmpeg
+                os_._exit(3)
             return read_video(path, plan, *args, **kwargs)
 
         engine.Engine._run_views = crashing_run_views
@@ -326,6 +328,27 @@ def test_a_worker_dying_mid_batch_costs_a_retry_not_the_run(data, cluster, local
                 assert getattr(g, name) is None
             else:
                 np.testing.assert_allclose(getattr(g, name), getattr(w, name), rtol=0, atol=1e-6)
+
+
+def test_a_video_that_kills_its_worker_every_time_is_an_error_record(data, cluster, local_outcomes) -> None:
+    # Ray Data retries a task whose worker died without limit: the run must not loop forever.
+    from vswin_cli.ray_engine import run_on_ray
+
+    engine, items, want = local_outcomes
+    marker = data["root"] / "crash-markers" / "always-c.avi"
+    marker.touch()
+    try:
+        got = list(run_on_ray(engine, items))
+    finally:
+        marker.unlink()
+    assert [o.item for o in got] == [o.item for o in want]
+    for g, w in zip(got, want):
+        if w.item.path.name == "c.avi":
+            assert (g.record.status, g.record.error) == ("error", "the decoder crashed on this video (its Ray worker died decoding it)")
+            assert g.record.model == w.record.model and g.record.views == w.record.views
+            assert g.scores is None and g.features is None
+        else:
+            assert_same_record(g.record.to_dict(), w.record.to_dict())
 
 
 def test_an_unreachable_cluster_is_one_line_and_exit_2(data) -> None:

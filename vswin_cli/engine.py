@@ -246,6 +246,12 @@ class Engine:
             prepared.views = ()
         return prepared
 
+    def failed(self, item: InputVideo, reason: str) -> PreparedVideo:
+        """What :meth:`prepare` gives for a video it could not decode: its error record, no views."""
+        record = VideoRecord(path=str(item.path), status="ok", model=self.model_name, views=dict(self.views))
+        _fail(record, reason)
+        return PreparedVideo(item, record)
+
     def _lazy_views(self, stream: Iterator[tuple[Any, list[np.ndarray]]], record: VideoRecord) -> Iterator[torch.Tensor]:
         from . import transforms
 

@@ -174,7 +174,7 @@ def in_processes(
                     raise VswinError(_NEVER_STARTED) from None
                 suspects = [item] + [other for other, _ in pending]
             except Exception as error:  # the worker could not send this video back
-                yield _failed(preparer, item, f"could not process this video ({error.__class__.__name__}: {error})")
+                yield preparer.failed(item, f"could not process this video ({error.__class__.__name__}: {error})")
                 continue
             pending.clear()
             pool.shutdown(wait=False, cancel_futures=True)
@@ -199,17 +199,8 @@ def _isolate(preparer: "Engine", suspects: list[InputVideo], new_pool: Callable[
             except BrokenProcessPool:
                 single.shutdown(wait=False, cancel_futures=True)
                 single = new_pool(1)
-                yield _failed(preparer, item, "the decoder crashed on this video (its worker process died)")
+                yield preparer.failed(item, "the decoder crashed on this video (its worker process died)")
             except Exception as error:
-                yield _failed(preparer, item, f"could not process this video ({error.__class__.__name__}: {error})")
+                yield preparer.failed(item, f"could not process this video ({error.__class__.__name__}: {error})")
     finally:
         single.shutdown(wait=False, cancel_futures=True)
-
-
-def _failed(preparer: "Engine", item: InputVideo, reason: str) -> "PreparedVideo":
-    from .engine import PreparedVideo, _fail
-    from .records import VideoRecord
-
-    record = VideoRecord(path=str(item.path), status="ok", model=preparer.model_name, views=dict(preparer.views))
-    _fail(record, reason)
-    return PreparedVideo(item, record)

@@ -27,7 +27,9 @@ What runs where:
 Order: rows carry their input index; the driver keeps a small reorder buffer and yields outcomes
 in input order as soon as every earlier video is done (Ray itself may finish them out of order).
 
-Faults: a decode task whose worker dies is re-run (``max_retries``); a model actor that dies is
+Faults: a decode task whose worker dies is re-run (``max_retries``), except that a video that
+killed two workers while being decoded is then an error record, as locally with decoder processes
+(a video that crashes FFmpeg would otherwise be retried forever); a model actor that dies is
 restarted and its unfinished batch retried (``max_restarts`` / ``max_task_retries``). Only those
 videos are redone; the run goes on.
 
@@ -36,11 +38,15 @@ Ray is imported only here and only when called: the base install never imports i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import os
 import socket
+import tempfile
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
@@ -137,17 +143,22 @@ def _code_env() -> dict[str, Any]:
 # --- the pieces shipped to workers ------------------------------------------------------------
 
 
-def _prepare_row(row: dict[str, Any], preparer: Engine) -> dict[str, Any]:
+def _prepare_row(row: dict[str, Any], preparer: Engine, run: str) -> dict[str, Any]:
     """Decode + preprocess one video with the local engine's own code; never raises for a bad file.
 
     The task opens ``file``, the path made absolute on the driver (workers run in the folder their
     node was started in, not the user's), and the record keeps ``path`` as the user spelled it.
+    A video whose decoding killed the workers of earlier attempts is an error record (``_attempt``).
     """
     item = InputVideo(Path(row["file"]), Path(row["root"]))
-    # Each task holds one CPU (``num_cpus=1`` below) and Ray runs one per CPU: one FFmpeg thread each.
-    prepared = preparer.prepare(item, decoder_threads=1)
-    prepared.record.path = row["path"]
-    views = list(prepared.views)  # first: lazily read windows may still add warnings to the record
+    with _attempt(run, row) as deaths:
+        if deaths >= _DEATHS_PER_VIDEO:
+            prepared = preparer.failed(item, "the decoder crashed on this video (its Ray worker died decoding it)")
+        else:
+            # Each task holds one CPU (``num_cpus=1`` below) and Ray runs one per CPU: one FFmpeg thread each.
+            prepared = preparer.prepare(item, decoder_threads=1)
+        prepared.record.path = row["path"]
+        views = list(prepared.views)  # first: lazily read windows may still add warnings to the record
     protocol = preparer.protocol
     if views:
         stacked = torch.stack(views).numpy()
@@ -161,6 +172,49 @@ def _prepare_row(row: dict[str, Any], preparer: Engine) -> dict[str, Any]:
         "views": stacked,
         "num_crops": prepared.num_crops,
     }
+
+
+# Workers a video may kill while being decoded (on one node) before it is an error record: one
+# death may be the worker's bad luck (killed from outside), two in a row are the video's doing.
+_DEATHS_PER_VIDEO = 2
+
+
+@contextlib.contextmanager
+def _attempt(run: str, row: dict[str, Any]) -> Iterator[int]:
+    """How many earlier attempts at ``row`` in this ``run`` died on this node while decoding it.
+
+    Ray Data re-runs a task whose worker died, without limit: right for a lost node, an endless
+    loop for a video that crashes FFmpeg (or exhausts memory) every time. Each attempt leaves a
+    marker named after the row and its process in the node's temporary folder while it decodes; a
+    marker whose process is gone is an attempt that died there. A retry on another node counts
+    from zero, so a lost node never fails a video.
+    """
+    folder = Path(tempfile.gettempdir()) / "vswin-ray-attempts" / run
+    key = hashlib.sha1(f"{row['index']}\0{row['file']}".encode("utf-8", "surrogateescape")).hexdigest()
+    mine = folder / f"{key}.{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        earlier = [marker for marker in folder.glob(f"{key}.*") if marker != mine]
+        mine.touch()
+    except OSError:  # no writable temporary folder: decode as if this were the first attempt
+        yield 0
+        return
+    try:
+        yield sum(not _running(marker.suffix[1:]) for marker in earlier)
+    finally:
+        mine.unlink(missing_ok=True)
+
+
+def _running(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ValueError:
+        return True  # not a marker of ours
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,8 +333,10 @@ def _outcome_rows(ray: Any, engine: Engine, paths: ray.data.Dataset, num_actors:
     weights = ray.put({name: tensor.detach().cpu() for name, tensor in model.state_dict().items()})
     plan = _plan_actors(ray.cluster_resources(), engine.options, num_actors)
     # Retries on worker death are Ray Data's defaults: decode tasks are re-run (max_retries=-1),
-    # model actors restarted and their batch retried (max_restarts=-1, max_task_retries=-1).
-    prepared = paths.map(_prepare_row, fn_kwargs={"preparer": engine.without_model()}, num_cpus=1, memory=_decode_memory(engine))
+    # model actors restarted and their batch retried (max_restarts=-1, max_task_retries=-1). A
+    # video that kills its decoding worker every time becomes an error record (``_attempt``).
+    prepared = paths.map(_prepare_row, fn_kwargs={"preparer": engine.without_model(), "run": uuid.uuid4().hex},
+                         num_cpus=1, memory=_decode_memory(engine))
     return prepared.map_batches(
         _ModelActor,
         fn_constructor_kwargs={"weights": [weights], "spec": _ModelSpec.of(model), "options": engine.options, "threads": plan.threads},
