@@ -3,7 +3,11 @@ and a video that kills its worker process costs only that video's result."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +183,81 @@ def test_worker_processes_get_their_share_of_the_cores(tiny_checkpoint: Path, fo
     items = discover([folder]).videos
     prepared = list(prefetch.in_processes(ReportsThreads(engine.without_model()), items, workers=2, decoder_threads=3))
     assert [p.record.warnings[-1] for p in prepared] == ["decoder threads 3"] * len(items)
+
+
+# Loaded at start-up by every Python of a test's runs (the CLI and its worker processes, through
+# PYTHONPATH): decoding a video whose name holds "crash" kills the process, as a decoder segfault
+# would; nothing in the package knows.
+CRASHING_DECODER = '''
+import os
+from vswin_cli import video
+
+_read_video = video.read_video
+
+
+def read_video(path, *args, **kwargs):
+    if "crash" in os.path.basename(path):
+        os._exit(139)
+    return _read_video(path, *args, **kwargs)
+
+
+video.read_video = read_video
+'''
+
+
+def test_a_decoder_crash_in_threads_costs_one_run_not_every_rerun(tiny_checkpoint: Path, folder: Path, tmp_path: Path) -> None:
+    from tests.conftest import REPO, run_vswin
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(CRASHING_DECODER)
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("v0.avi", "v1.avi", "v3.avi"):
+        (videos / name).write_bytes((folder / name).read_bytes())
+    (videos / "v2_crash.avi").write_bytes((folder / "v2.avi").read_bytes())
+    (tmp_path / "tmp").mkdir()
+    env = {"PYTHONPATH": f"{site}{os.pathsep}{REPO}", "TMPDIR": str(tmp_path / "tmp")}
+    out = tmp_path / "labels.jsonl"
+    args = ["classify", videos, "-m", tiny_checkpoint, "--clips", "1", "--crops", "1", "--clip-len", "4",
+            "--frame-interval", "1", "-o", out]
+
+    first = run_vswin(*args, env=env)
+    assert first.returncode == 139, first.stderr  # threads: the crash ends the run (the default)
+    journaled = [json.loads(line)["path"] for line in out.read_text().splitlines()] if out.exists() else []
+    assert not any("crash" in path for path in journaled)  # (how many others made it depends on timing)
+
+    for attempt in range(2):  # then every rerun gets past it: decoded apart, in a process that dies alone
+        again = run_vswin(*args, "--resume", env=env)
+        assert again.returncode == 1, again.stderr
+        records = {Path(r["path"]).name: r for r in map(json.loads, out.read_text().splitlines())}
+        assert sorted(records) == ["v0.avi", "v1.avi", "v2_crash.avi", "v3.avi"], attempt
+        assert (records["v2_crash.avi"]["status"], records["v2_crash.avi"]["error"]) == ("error", prefetch.DECODER_CRASHED)
+        assert all(records[name]["status"] == "ok" for name in ("v0.avi", "v1.avi", "v3.avi"))
+
+
+def test_a_video_decoded_apart_after_a_crash_elsewhere_keeps_its_result(tiny_checkpoint: Path, folder: Path, tmp_path: Path, monkeypatch) -> None:
+    # The process died while this video was decoding, but for another reason (killed, out of
+    # memory): decoded apart, it gives its usual result, and later runs decode it as usual.
+    from vswin_cli import crash_markers
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    item = discover([folder]).videos[0]
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    markers = crash_markers.local_folder()
+    markers.mkdir(parents=True)
+    key = crash_markers.key_of(os.path.abspath(item.path))
+    (markers / f"{key}.{dead}").touch()  # what a process that died decoding it leaves
+
+    engine = Engine(load_model(str(tiny_checkpoint)), RunOptions(decoders="threads", **OPTIONS))
+    apart: list[InputVideo] = []
+    real_in_processes = prefetch.in_processes
+    monkeypatch.setattr(prefetch, "in_processes", lambda preparer, items, *a: apart.extend(items) or real_in_processes(preparer, items, *a))
+    prepared = prefetch.remembering_crashes(engine)(item)
+    assert apart == [item] and prepared.record.status == "ok"
+    usual = engine.prepare(item)
+    assert [v.tolist() for v in prepared.views] == [v.tolist() for v in usual.views]
+    assert list(markers.iterdir()) == []  # forgotten: the next run decodes it in its thread
+    prefetch.remembering_crashes(engine)(item)
+    assert apart == [item]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import copy
-import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,7 +282,7 @@ class Engine:
         threads = prefetch.decoder_threads(workers)
         if processes:
             return prefetch.in_processes(self.without_model(), items, workers, threads)
-        return prefetch.in_threads(functools.partial(self.prepare, decoder_threads=threads), items, workers)
+        return prefetch.in_threads(prefetch.remembering_crashes(self, threads), items, workers)
 
     # the model (runs on the calling thread)
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import torch
 
+from . import crash_markers
 from .errors import VswinError
 from .inputs import InputVideo
 
@@ -72,6 +73,45 @@ def in_threads(prepare: Callable[[InputVideo], "PreparedVideo"], items: Iterable
             if next_item is not None:
                 pending.append(pool.submit(prepare, next_item))
             yield prepared
+
+
+# The error of a video that killed its decoder process (here, or in an earlier run).
+DECODER_CRASHED = "the decoder crashed on this video (its worker process died)"
+
+
+def remembering_crashes(preparer: "Engine", decoder_threads: int = 0) -> Callable[[InputVideo], "PreparedVideo"]:
+    """``preparer.prepare`` for threads, which remembers a decoder crash for the next run.
+
+    In threads a decoder crash ends the whole run, and a rerun (``--resume``) would meet the same
+    video and crash again, for ever. So each video is decoded under a crash marker
+    (crash_markers.py); a video whose marker an earlier run left behind (it died decoding it) is
+    decoded apart in a worker process, where a crash costs only that video. Its markers are
+    forgotten once it decodes there; one that crashes there too keeps them for later runs.
+    """
+    folder = crash_markers.local_folder()
+
+    def prepare(item: InputVideo) -> "PreparedVideo":
+        key = crash_markers.key_of(os.path.abspath(item.path))
+        with crash_markers.decoding(folder, key) as deaths:
+            if not deaths:
+                return preparer.prepare(item, decoder_threads)
+        prepared = _prepare_apart(preparer, item, decoder_threads)
+        if prepared.record.error != DECODER_CRASHED:
+            crash_markers.forget(folder, key)
+        return prepared
+
+    return prepare
+
+
+def _prepare_apart(preparer: "Engine", item: InputVideo, decoder_threads: int) -> "PreparedVideo":
+    alone = in_processes(preparer.without_model(), [item], 1, decoder_threads)
+    try:
+        return next(alone)
+    except VswinError:  # no worker could start (see _NEVER_STARTED): do not risk the run
+        return preparer.failed(item, "an earlier run crashed while decoding this video; it is retried only in a "
+                                     'worker process (decoders="processes"), which could not start here')
+    finally:
+        alone.close()
 
 
 # --- worker processes -------------------------------------------------------------------------
@@ -199,7 +239,7 @@ def _isolate(preparer: "Engine", suspects: list[InputVideo], new_pool: Callable[
             except BrokenProcessPool:
                 single.shutdown(wait=False, cancel_futures=True)
                 single = new_pool(1)
-                yield preparer.failed(item, "the decoder crashed on this video (its worker process died)")
+                yield preparer.failed(item, DECODER_CRASHED)
             except Exception as error:
                 yield preparer.failed(item, f"could not process this video ({error.__class__.__name__}: {error})")
     finally:

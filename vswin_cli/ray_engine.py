@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -53,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
+from . import crash_markers
 from .engine import Engine, PreparedVideo, RunOptions, VideoOutcome, resolve_batch_size
 from .errors import VswinError
 from .inputs import InputVideo, discover
@@ -179,42 +179,16 @@ def _prepare_row(row: dict[str, Any], preparer: Engine, run: str) -> dict[str, A
 _DEATHS_PER_VIDEO = 2
 
 
-@contextlib.contextmanager
-def _attempt(run: str, row: dict[str, Any]) -> Iterator[int]:
+def _attempt(run: str, row: dict[str, Any]) -> contextlib.AbstractContextManager[int]:
     """How many earlier attempts at ``row`` in this ``run`` died on this node while decoding it.
 
     Ray Data re-runs a task whose worker died, without limit: right for a lost node, an endless
-    loop for a video that crashes FFmpeg (or exhausts memory) every time. Each attempt leaves a
-    marker named after the row and its process in the node's temporary folder while it decodes; a
-    marker whose process is gone is an attempt that died there. A retry on another node counts
+    loop for a video that crashes FFmpeg (or exhausts memory) every time. Attempts leave crash
+    markers (crash_markers.py) in the node's temporary folder; a retry on another node counts
     from zero, so a lost node never fails a video.
     """
     folder = Path(tempfile.gettempdir()) / "vswin-ray-attempts" / run
-    key = hashlib.sha1(f"{row['index']}\0{row['file']}".encode("utf-8", "surrogateescape")).hexdigest()
-    mine = folder / f"{key}.{os.getpid()}"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        earlier = [marker for marker in folder.glob(f"{key}.*") if marker != mine]
-        mine.touch()
-    except OSError:  # no writable temporary folder: decode as if this were the first attempt
-        yield 0
-        return
-    try:
-        yield sum(not _running(marker.suffix[1:]) for marker in earlier)
-    finally:
-        mine.unlink(missing_ok=True)
-
-
-def _running(pid: str) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except ValueError:
-        return True  # not a marker of ours
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's process: alive
-        return True
-    return True
+    return crash_markers.decoding(folder, crash_markers.key_of(str(row["index"]), row["file"]))
 
 
 @dataclasses.dataclass(frozen=True)
