@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vswin_cli.frame_formats import FormatRuns, jpeg_layout
+from vswin_cli.frame_formats import FormatRuns, jpeg_layout, theora_subsampling
 
 PICTURE = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
 
@@ -63,3 +63,15 @@ def test_runs_fall_back_to_frame_order_without_increasing_times(times):
     runs = FormatRuns.of_packets(zip(times, [a, a, b, b]))
     assert runs is not None and not runs.by_time
     assert [runs.layout_of(i, 0.0) for i in range(5)] == [a, a, b, b, b]
+
+
+def test_theora_subsampling_from_the_identification_header():
+    def header(pixel_format: int) -> bytes:
+        fields = bytearray(42)
+        fields[0:7] = b"\x80theora"
+        fields[40:42] = ((40 << 10) | (6 << 5) | (pixel_format << 3)).to_bytes(2, "big")  # QUAL, KFGSHIFT, PF
+        return b"\x00\x2a" + bytes(fields) + b"\x81theora comments"  # as FFmpeg's extradata laces them
+
+    assert [theora_subsampling(header(pf)) for pf in (0, 2, 3)] == ["4:2:0", "4:2:2", "4:4:4"]
+    assert theora_subsampling(header(1)) is None  # reserved
+    assert theora_subsampling(b"") is None and theora_subsampling(header(0)[:30]) is None

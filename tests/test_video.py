@@ -252,6 +252,23 @@ def test_each_pixel_format_decodes_the_file_at_most_once(lib, monkeypatch):
     _assert_decoders_frames(video.frames, media.ffmpeg_frames(path))
 
 
+def test_theora_with_an_odd_height_is_refused_not_misread(tmp_path):
+    # OpenCV returns wrong frames (its converter refuses the odd height) while reading succeeds.
+    media.require_ffmpeg()
+    if "libtheora" not in media.encoders():
+        pytest.skip("this ffmpeg has no Theora encoder")
+    odd = media.encode(tmp_path / "odd.ogv", frames=6, size=(64, 47), codec="libtheora", pix_fmt="yuv420p")
+    assert media.ffprobe(odd)["streams"][0]["height"] == 47
+    with pytest.raises(VideoError, match=r"Theora video with an odd height \(64x47\).*convert it first"):
+        read_video(odd, kinetics_plan)
+    with pytest.raises(VideoError, match="odd height"):
+        probe(odd)
+    # An even height, or chroma at full height (4:2:2, 4:4:4), reads as ffmpeg does.
+    for name, size, pix_fmt in (("even.ogv", (64, 48), "yuv420p"), ("odd422.ogv", (64, 47), "yuv422p"), ("odd444.ogv", (64, 47), "yuv444p")):
+        path = media.encode(tmp_path / name, frames=6, size=size, codec="libtheora", pix_fmt=pix_fmt)
+        _assert_decoders_frames(read_video(path, _all_frames).frames, media.ffmpeg_frames(path))
+
+
 def test_probing_reads_no_packets(lib, monkeypatch):
     # Only a second converted frame can meet a changed format; probing converts frame 0 alone.
     monkeypatch.setattr(video_module, "_format_runs", lambda *args: pytest.fail("probe looked for format changes"))

@@ -103,3 +103,14 @@ class FormatRuns:
         key = round(time_ms * 1000) + _SAME_TIME_US if self.by_time else index
         run = bisect.bisect_right(self.starts, key) - 1
         return self.layouts[max(run, 0)]
+
+
+def theora_subsampling(extradata: bytes) -> str | None:
+    """The chroma subsampling a Theora stream's identification header declares ("4:2:0", "4:2:2",
+    "4:4:4"), from FFmpeg's extradata (the three Theora headers); ``None`` if it has none."""
+    start = extradata.find(b"\x80theora")
+    header = extradata[start:start + 42] if start >= 0 else b""
+    if len(header) < 42:
+        return None
+    pixel_format = (int.from_bytes(header[40:42], "big") >> 3) & 3  # the PF field, after QUAL and KFGSHIFT
+    return {0: "4:2:0", 2: "4:2:2", 3: "4:4:4"}.get(pixel_format)

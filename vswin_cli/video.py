@@ -54,7 +54,7 @@ import cv2
 import numpy as np
 
 from .errors import VswinError
-from .frame_formats import JPEG_CODECS, FormatRuns, jpeg_layout
+from .frame_formats import JPEG_CODECS, FormatRuns, jpeg_layout, theora_subsampling
 from .sampling import Clip
 
 # FFmpeg's own log lines (h264 errors on damaged files...) would bypass our one-line reasons;
@@ -561,6 +561,7 @@ def _scan(
 ) -> _Scan:
     """Grab every frame, note its time, retrieve frame 0 (for the upright size) and ``keep``."""
     capture = reader.capture
+    _refuse_known_miscoding(capture, path)
     container_frames = _container_frames(capture)
     limit = _grab_limit(container_frames)
     times = array("d")  # 8 bytes per frame: the only thing that grows with the video's length
@@ -608,6 +609,29 @@ def _scan(
         timestamps=timestamps, warnings=tuple(warnings),
     )
     return _Scan(info=info, kept=kept)
+
+
+def _refuse_known_miscoding(capture: cv2.VideoCapture, path: Path) -> None:
+    """Refuse the files this OpenCV decodes into wrong pixels while reporting success."""
+    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    if _codec(capture) == "theo" and height % 2 and _theora_subsampling(path) in ("4:2:0", None):
+        # Theora codes whole 16-pixel blocks; OpenCV hands FFmpeg's converter the coded size with
+        # the picture's odd height, which it refuses for 4:2:0 ("slice parameters invalid"): the
+        # frames come back stale or black.
+        raise VideoError(f"{path}: Theora video with an odd height ({width}x{height}), which this OpenCV "
+                         "decodes into wrong frames; convert it first, e.g. ffmpeg -i IN -c:v libx264 -vf crop=iw:ih-1 OUT.mp4")
+
+
+def _theora_subsampling(path: Path) -> str | None:
+    with _utf8_name(path) as name:
+        capture = cv2.VideoCapture(name, cv2.CAP_FFMPEG)
+    try:
+        if not capture.isOpened() or not capture.set(cv2.CAP_PROP_FORMAT, -1):
+            return None
+        ok, extradata = capture.retrieve(None, int(capture.get(cv2.CAP_PROP_CODEC_EXTRADATA_INDEX)))
+        return theora_subsampling(extradata.tobytes()) if ok and extradata is not None else None
+    finally:
+        capture.release()
 
 
 def _clean_timestamps(times: Sequence[float], fps: float | None) -> tuple[np.ndarray, bool, str | None]:
