@@ -467,13 +467,18 @@ def _format_runs(path: Path, codec: str, limit: int) -> FormatRuns | None:
     """Where the pixel format changes, from the packets' headers (JPEG streams only); ``None`` if never."""
     if codec not in JPEG_CODECS:
         return None
+    with _packet_capture(path) as capture:
+        return FormatRuns.of_packets(_packet_layouts(capture, limit)) if capture is not None else None
+
+
+@contextmanager
+def _packet_capture(path: Path) -> Iterator[cv2.VideoCapture | None]:
+    """A capture that reads the stream's packets as they are, without decoding (``CAP_PROP_FORMAT``
+    -1), and gives the codec's extradata; ``None`` if OpenCV cannot."""
     with _utf8_name(path) as name:
         capture = cv2.VideoCapture(name, cv2.CAP_FFMPEG)
     try:
-        # CAP_PROP_FORMAT -1: the stream's packets as they are, without decoding.
-        if not capture.isOpened() or not capture.set(cv2.CAP_PROP_FORMAT, -1):
-            return None
-        return FormatRuns.of_packets(_packet_layouts(capture, limit))
+        yield capture if capture.isOpened() and capture.set(cv2.CAP_PROP_FORMAT, -1) else None
     finally:
         capture.release()
 
@@ -623,15 +628,11 @@ def _refuse_known_miscoding(capture: cv2.VideoCapture, path: Path) -> None:
 
 
 def _theora_subsampling(path: Path) -> str | None:
-    with _utf8_name(path) as name:
-        capture = cv2.VideoCapture(name, cv2.CAP_FFMPEG)
-    try:
-        if not capture.isOpened() or not capture.set(cv2.CAP_PROP_FORMAT, -1):
+    with _packet_capture(path) as capture:
+        if capture is None:
             return None
         ok, extradata = capture.retrieve(None, int(capture.get(cv2.CAP_PROP_CODEC_EXTRADATA_INDEX)))
         return theora_subsampling(extradata.tobytes()) if ok and extradata is not None else None
-    finally:
-        capture.release()
 
 
 def _clean_timestamps(times: Sequence[float], fps: float | None) -> tuple[np.ndarray, bool, str | None]:
