@@ -254,11 +254,7 @@ def atomic_path(path: str | Path) -> Iterator[str]:
     os.close(fd)
     try:
         yield temp_name
-        fd = os.open(temp_name, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync(temp_name)
         with suppress(OSError):
             os.chmod(temp_name, 0o666 & ~_UMASK)  # as any new file, not mkstemp's 0600
         os.replace(temp_name, target)
@@ -287,14 +283,18 @@ def _cut_name(name: str, max_bytes: int) -> str:
     return name
 
 
+def _fsync(path: str | Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _fsync_dir(directory: Path) -> None:
     # Makes the rename itself durable; not possible (nor needed) on every platform.
     with suppress(OSError, AttributeError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync(directory)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
