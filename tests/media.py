@@ -210,6 +210,16 @@ def ffprobe_times(path: Path) -> list[float]:
     return [float(frame[key]) for frame in frames]
 
 
+def ffprobe_frame_count(path: Path) -> int:
+    """How many frames ffmpeg's decoder gets out of the file (damaged packets skipped)."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames",
+         "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return int(out.strip())
+
+
 def ffprobe_rotation(path: Path) -> int:
     """The display matrix's rotation as ffprobe reports it (degrees, counter-clockwise)."""
     for stream in ffprobe(path)["streams"]:

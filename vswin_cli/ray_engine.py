@@ -135,7 +135,7 @@ def _quiet_ray_data(ray: Any) -> None:
 
 def _code_env() -> dict[str, Any]:
     """Workers import this very package, shipped from the driver (``py_modules``): the cluster runs
-    the driver's code, so records match, and nodes need only the dependencies (torch, OpenCV ...).
+    the driver's code, so records match, and nodes need only the dependencies (torch, OpenCV, PyAV ...).
     Ray accepts local folders only for the whole job, at ``ray.init``."""
     return {"py_modules": [str(Path(__file__).resolve().parent)]}
 

@@ -31,6 +31,10 @@ What we rely on, and why:
 * A pixel format that changes mid-stream (trail cameras' MJPEG: the first frame 4:2:2, the rest
   4:2:0): every OpenCV so far converts all frames with the converter made for the first one it
   converted. ``_Reader`` gives each format its own capture (frame_formats.py finds the formats).
+* Colour tags and AV1: OpenCV converts every file with BT.601 and limited range (``yuvj*``
+  aside), while decord and ffmpeg follow the stream's tags, and its wheels cannot decode AV1.
+  Such files are decoded by PyAV behind the same capture interface (pyav_capture.py); OpenCV's
+  capture still describes them, so only their pixels change.
 * Nothing hangs: special files are refused before opening (reading a FIFO blocks), and decoding
   stops after ``_grab_limit`` frames, far beyond what the container announces, with a warning.
 * Memory holds only the frames a plan keeps (optionally already resized through
@@ -50,16 +54,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+import av
 import cv2
 import numpy as np
 
 from .errors import VswinError
 from .frame_formats import JPEG_CODECS, FormatRuns, jpeg_layout, theora_subsampling
+from .pyav_capture import PyAVCapture, why_pyav_decodes
 from .sampling import Clip
 
 # FFmpeg's own log lines (h264 errors on damaged files...) would bypass our one-line reasons;
 # OpenCV reads this when it opens a capture. Users who set it themselves keep their value.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+Capture = cv2.VideoCapture | PyAVCapture  # what decodes a file: OpenCV, or PyAV for colour tags OpenCV ignores
 
 _UNKNOWN_FRAMES_LIMIT = 500_000  # grab cap when the container does not say how many frames it has
 
@@ -241,7 +249,7 @@ def _image_kind(head: bytes) -> str | None:
     return None
 
 
-def _open(path: Path, head: bytes, threads: int = 0) -> cv2.VideoCapture:
+def _open(path: Path, head: bytes, threads: int = 0) -> Capture:
     _quiet_opencv_warnings()
     # Several decoders at once each get a share of the cores; by default each would start one
     # FFmpeg thread per core. FFmpeg's threaded decoding gives the same frames as one thread.
@@ -252,6 +260,14 @@ def _open(path: Path, head: bytes, threads: int = 0) -> cv2.VideoCapture:
         capture.release()
         raise VideoError(f"{path}: {_why_unopenable(path, head)}")
     capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
+    if why_pyav_decodes(path, _codec(capture)) is not None:
+        # Colour tags OpenCV would ignore, or a codec it lacks (see pyav_capture.py): PyAV decodes
+        # and converts as decord does; OpenCV's capture still describes the file.
+        try:
+            return PyAVCapture(path, capture, threads)
+        except (av.FFmpegError, OSError) as error:
+            capture.release()
+            raise VideoError(f"{path}: cannot decode the video ({error})") from None
     return capture
 
 
@@ -404,7 +420,7 @@ class _Reader:
         self.position = -1  # the frame it is on
         self._first: tuple[int, float] | None = None  # the first frame converted (index, time)
         self._layout: bytes | None = None  # the format the leading capture's converter was made for
-        self._others: list[tuple[cv2.VideoCapture, int, bytes]] = []  # (capture, frame it is on, its format)
+        self._others: list[tuple[Capture, int, bytes]] = []  # (capture, frame it is on, its format)
         self._runs: FormatRuns | None = None
         self._runs_known = False
 
@@ -441,7 +457,9 @@ class _Reader:
 
     def _format_runs(self) -> FormatRuns | None:
         if not self._runs_known:
-            self._runs = _format_runs(self.path, _codec(self.capture), _grab_limit(_container_frames(self.capture)))
+            # PyAV's converter follows each frame's own format; only OpenCV's needs runs.
+            if not isinstance(self.capture, PyAVCapture):
+                self._runs = _format_runs(self.path, _codec(self.capture), _grab_limit(_container_frames(self.capture)))
             self._runs_known = True
         return self._runs
 
@@ -497,19 +515,19 @@ class _Scan:
     kept: dict[int, np.ndarray]
 
 
-def _container_frames(capture: cv2.VideoCapture) -> int | None:
+def _container_frames(capture: Capture) -> int | None:
     count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
     if not math.isfinite(count) or count < 1 or count > 1e9:
         return None
     return int(count)
 
 
-def _container_fps(capture: cv2.VideoCapture) -> float | None:
+def _container_fps(capture: Capture) -> float | None:
     fps = capture.get(cv2.CAP_PROP_FPS)
     return fps if math.isfinite(fps) and 0 < fps < 10_000 else None
 
 
-def _codec(capture: cv2.VideoCapture) -> str:
+def _codec(capture: Capture) -> str:
     code = int(capture.get(cv2.CAP_PROP_FOURCC))
     if code <= 0:
         return "unknown"
@@ -517,12 +535,12 @@ def _codec(capture: cv2.VideoCapture) -> str:
     return text.strip() if text.isprintable() and text.strip() else f"0x{code:08x}"
 
 
-def _rotation(capture: cv2.VideoCapture) -> int:
+def _rotation(capture: Capture) -> int:
     value = capture.get(cv2.CAP_PROP_ORIENTATION_META)
     return int(round(value)) % 360 if math.isfinite(value) else 0
 
 
-def _container_guess(capture: cv2.VideoCapture, path: Path) -> VideoInfo | None:
+def _container_guess(capture: Capture, path: Path) -> VideoInfo | None:
     """What the container claims, to plan a first pass (verified against the decode after)."""
     frames, fps = _container_frames(capture), _container_fps(capture)
     if frames is None or fps is None:
@@ -542,7 +560,7 @@ def _grab_limit(container_frames: int | None) -> int:
     return 2 * container_frames + 1000
 
 
-def _retrieve(capture: cv2.VideoCapture, path: Path, index: int, transform: FrameTransform | None) -> np.ndarray:
+def _retrieve(capture: Capture, path: Path, index: int, transform: FrameTransform | None) -> np.ndarray:
     ok, frame = capture.retrieve()
     if not ok or frame is None:
         raise VideoError(f"{path}: frame {index} decoded but could not be converted to RGB")
@@ -616,7 +634,7 @@ def _scan(
     return _Scan(info=info, kept=kept)
 
 
-def _refuse_known_miscoding(capture: cv2.VideoCapture, path: Path) -> None:
+def _refuse_known_miscoding(capture: Capture, path: Path) -> None:
     """Refuse the files this OpenCV decodes into wrong pixels while reporting success."""
     width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
     if _codec(capture) == "theo" and height % 2 and _theora_subsampling(path) in ("4:2:0", None):
