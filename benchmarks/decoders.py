@@ -1,0 +1,84 @@
+"""OpenCV against PyAV on the same files: what decoding a colour-tagged (or AV1) video with PyAV costs.
+
+    python benchmarks/decoders.py                     # 4 short 720p h264 videos (needs ffmpeg)
+    python benchmarks/decoders.py --folder my_videos/
+
+video.py decodes files tagged BT.709/BT.2020/full range, and AV1, with PyAV, and every other file
+with OpenCV. This times ``read_video`` with the Kinetics plan (4 clips x 32 frames, resized as
+the engine does) on each file through OpenCV, through OpenCV after the tag check every file gets,
+and through PyAV (forced), interleaved and repeated, and prints the median seconds and process
+CPU seconds per video and the ratios.
+The pixels differ only where the tags say they should; the work is the same, so the ratio is the
+price of the PyAV path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from end_to_end import reencode_h264, write_videos  # noqa: E402
+from vswin_cli import video  # noqa: E402
+from vswin_cli.protocol import KINETICS  # noqa: E402
+from vswin_cli.sampling import plan_clips  # noqa: E402
+from vswin_cli.transforms import short_side_resizer  # noqa: E402
+
+# "checked": the real choice (these test videos are untagged, so OpenCV after the PyAV look at the
+# stream's tags, which every file pays); "opencv" and "pyav" force one decoder.
+DECODERS = {"opencv": lambda path, codec: None, "checked": video.why_pyav_decodes, "pyav": lambda path, codec: "forced"}
+
+
+def read_all(paths: list[Path], decoder: str) -> tuple[float, float]:
+    """Wall and CPU seconds per video to read ``paths`` with ``decoder``."""
+    chosen = video.why_pyav_decodes
+    video.why_pyav_decodes = DECODERS[decoder]
+    resize = short_side_resizer(KINETICS)
+    try:
+        wall, cpu = time.perf_counter(), time.process_time()
+        for path in paths:
+            video.read_video(path, lambda info: plan_clips(info.frames, info.timestamps, info.fps, KINETICS), resize)
+        return (time.perf_counter() - wall) / len(paths), (time.process_time() - cpu) / len(paths)
+    finally:
+        video.why_pyav_decodes = chosen
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--folder", type=Path, help="videos to use (default: write --videos short 720p h264 clips)")
+    parser.add_argument("--videos", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as scratch:
+        if args.folder is not None:
+            paths = sorted(p for p in args.folder.iterdir() if p.is_file())
+        else:
+            paths = write_videos(Path(scratch), args.videos, args.seconds, 1280, 720, 30.0)
+            reencode_h264(paths)
+        for name in DECODERS:
+            read_all(paths, name)  # warm the file cache and the libraries
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in DECODERS}
+        for _ in range(args.repeats):
+            for name in DECODERS:
+                times[name].append(read_all(paths, name))
+    print(f"{len(paths)} videos, Kinetics plan (4 clips x 32 frames), median of {args.repeats}")
+    medians = {}
+    for name, runs in times.items():
+        medians[name] = (statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs))
+        print(f"  {name:7s} {medians[name][0]:.3f} s/video wall  {medians[name][1]:.3f} s/video CPU")
+    for name in ("checked", "pyav"):
+        print(f"  {name} / opencv: {medians[name][0] / medians['opencv'][0]:.2f}x wall, "
+              f"{medians[name][1] / medians['opencv'][1]:.2f}x CPU")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
