@@ -217,3 +217,15 @@ def test_av1_which_opencv_cannot_decode_is_read(av1, name):
     assert info.fps == 25.0 and info.warnings == ()
     np.testing.assert_allclose(info.timestamps, np.array(media.ffprobe_times(path)) - media.ffprobe_times(path)[0], atol=1e-3)
     assert mean_difference(all_frames(path), media.ffmpeg_frames(path)) == 0.0
+
+
+def test_pyav_reads_interlaced_formats_it_cannot_copy(tmp_path, monkeypatch):
+    """NTSC DV (interlaced 4:1:1), which PyAV cannot copy through an array: converted as flagged
+    (field by field) rather than failing, a fraction of a level from ffmpeg's whole-frame colours."""
+    media.require_ffmpeg()
+    path = media.encode(tmp_path / "ntsc.dv", frames=6, size=(720, 480), fps=30000 / 1001, codec="dvvideo",
+                        pix_fmt="yuv411p", extra=["-flags", "+ilme+ildct"])
+    monkeypatch.setattr(video_module, "why_pyav_decodes", lambda path, codec: "forced")
+    frames = all_frames(path)
+    assert frames.shape == (6, 480, 720, 3)
+    assert mean_difference(frames, media.ffmpeg_frames(path)) < 1.0

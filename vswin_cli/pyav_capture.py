@@ -164,8 +164,12 @@ def _bgr(frame: av.VideoFrame) -> np.ndarray:
         # FFmpeg's frame converter (sws_scale_frame, which PyAV 17+ calls) turns frames flagged
         # interlaced field by field, placing the chroma differently from decord's whole-frame
         # conversion; a copy of the same pixels without the flag converts as decord does.
-        copy = av.VideoFrame.from_ndarray(frame.to_ndarray(), format=frame.format.name)
-        copy.colorspace, copy.color_range = frame.colorspace, frame.color_range
-        frame = copy
+        try:
+            copy = av.VideoFrame.from_ndarray(frame.to_ndarray(), format=frame.format.name)
+        except ValueError:
+            pass  # a format PyAV cannot copy through an array (DV's 4:1:1): converted as flagged
+        else:
+            copy.colorspace, copy.color_range = frame.colorspace, frame.color_range
+            frame = copy
     return frame.to_ndarray(format="bgr24")
 
