@@ -6,12 +6,12 @@ from the pixel format alone (full range only for ``yuvj*``): it ignores the stre
 follows each frame's tags, as ffmpeg itself does. Nearly every HD phone or camera video is tagged
 BT.709; OpenCV's frames of such a file differ from decord's by about 8 of 255 on every pixel.
 For those streams ``video.py`` decodes with PyAV instead (the same FFmpeg libraries, with the
-converter told the frame's tags), which gives decord's and ffmpeg's pixels exactly. AV1, which OpenCV's wheels cannot decode at
-all, goes the same way.
+converter told the frame's tags), which gives decord's and ffmpeg's pixels exactly. AV1, which
+the opencv-python wheels cannot decode at all, goes the same way.
 
 ``PyAVCapture`` has the part of ``cv2.VideoCapture`` that video.py uses (``grab``, ``retrieve``,
 ``get``, ``release``), with OpenCV's meanings, so that a file is described, sampled and turned
-upright the same way whichever library decodes it; only the colours change.
+upright the same way whichever library decodes it; only the pixels change.
 """
 
 from __future__ import annotations
@@ -127,7 +127,8 @@ class PyAVCapture:
         self._description.release()
 
     def _decoded_frames(self) -> Iterator[av.VideoFrame]:
-        """Every frame, in presentation order; a damaged packet is skipped, as OpenCV and ffmpeg do."""
+        """Every frame, in presentation order; a damaged packet is skipped and decoding goes on, as
+        ffmpeg does (OpenCV stops at the damage)."""
         context = self._stream.codec_context
         packets = self._container.demux(self._stream)
         while True:

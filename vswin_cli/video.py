@@ -67,7 +67,7 @@ from .sampling import Clip
 # OpenCV reads this when it opens a capture. Users who set it themselves keep their value.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
-Capture = cv2.VideoCapture | PyAVCapture  # what decodes a file: OpenCV, or PyAV for colour tags OpenCV ignores
+Capture = cv2.VideoCapture | PyAVCapture  # what decodes a file: OpenCV, or PyAV (colour tags OpenCV ignores, AV1)
 
 _UNKNOWN_FRAMES_LIMIT = 500_000  # grab cap when the container does not say how many frames it has
 
