@@ -9,9 +9,10 @@ For those streams ``video.py`` decodes with PyAV instead (the same FFmpeg librar
 converter told the frame's tags), which gives decord's and ffmpeg's pixels exactly. AV1, which
 the opencv-python wheels cannot decode at all, goes the same way.
 
-``PyAVCapture`` has the part of ``cv2.VideoCapture`` that video.py uses (``grab``, ``retrieve``,
-``get``, ``release``), with OpenCV's meanings, so that a file is described, sampled and turned
-upright the same way whichever library decodes it; only the pixels change.
+``PyAVCapture`` has the part of ``cv2.VideoCapture`` that video.py uses (``grab``, ``get``,
+``release``), with OpenCV's meanings, so that a file is described, sampled and turned upright the
+same way whichever library decodes it; only the pixels change. Its frames come from
+``retrieve_rgb``, already RGB (OpenCV's ``retrieve`` gives BGR).
 """
 
 from __future__ import annotations
@@ -103,19 +104,21 @@ class PyAVCapture:
         self._frame = next(self._frames, None)
         return self._frame is not None
 
-    def retrieve(self, image: object = None, flag: int = 0) -> tuple[bool, np.ndarray | None]:
+    def retrieve_rgb(self) -> np.ndarray | None:
+        """The grabbed frame, upright, RGB uint8 (``None`` if it cannot be converted). Unlike
+        OpenCV's ``retrieve`` (BGR), FFmpeg's converter gives RGB directly: no channel swap after."""
         frame = self._frame
         if frame is None:
-            return False, None
+            return None
         try:
-            bgr = _bgr(frame)
+            rgb = _rgb(frame)
         except (av.FFmpegError, ValueError):
-            return False, None
+            return None
         if self._turns is None:
             # The display matrix, as FFmpeg attaches it to every frame; OpenCV turns all frames
             # by the stream's, which is the same one.
             self._turns = round(frame.rotation / 90) % 4
-        return (True, np.ascontiguousarray(np.rot90(bgr, self._turns))) if self._turns else (True, bgr)
+        return np.ascontiguousarray(np.rot90(rgb, self._turns)) if self._turns else rgb
 
     def get(self, prop: int) -> float:
         if prop == cv2.CAP_PROP_POS_MSEC:
@@ -160,7 +163,7 @@ class PyAVCapture:
         return float((stamp - (self._stream.start_time or 0)) * time_base * 1000)
 
 
-def _bgr(frame: av.VideoFrame) -> np.ndarray:
+def _rgb(frame: av.VideoFrame) -> np.ndarray:
     if frame.interlaced_frame:
         # FFmpeg's frame converter (sws_scale_frame, which PyAV 17+ calls) turns frames flagged
         # interlaced field by field, placing the chroma differently from decord's whole-frame
@@ -172,5 +175,5 @@ def _bgr(frame: av.VideoFrame) -> np.ndarray:
         else:
             copy.colorspace, copy.color_range = frame.colorspace, frame.color_range
             frame = copy
-    return frame.to_ndarray(format="bgr24")
+    return frame.to_ndarray(format="rgb24")
 

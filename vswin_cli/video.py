@@ -561,18 +561,24 @@ def _grab_limit(container_frames: int | None) -> int:
 
 
 def _retrieve(capture: Capture, path: Path, index: int, transform: FrameTransform | None) -> np.ndarray:
-    ok, frame = capture.retrieve()
-    if not ok or frame is None:
+    if isinstance(capture, PyAVCapture):
+        rgb = capture.retrieve_rgb()
+    else:
+        ok, frame = capture.retrieve()
+        rgb = _opencv_rgb(frame) if ok and frame is not None else None
+    if rgb is None:
         raise VideoError(f"{path}: frame {index} decoded but could not be converted to RGB")
+    return transform(rgb) if transform is not None else rgb
+
+
+def _opencv_rgb(frame: np.ndarray) -> np.ndarray:
     if frame.dtype != np.uint8:  # OpenCV converts to 8-bit BGR by default; be safe anyway
         frame = cv2.convertScaleAbs(frame, alpha=255.0 / 65535.0) if frame.dtype == np.uint16 else frame.astype(np.uint8)
     if frame.ndim == 2:
-        rgb = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
-    elif frame.shape[2] == 4:
-        rgb = cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
-    else:
-        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-    return transform(rgb) if transform is not None else rgb
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
 
 def _scan(
