@@ -3,7 +3,7 @@
 Both keep the input order and hold at most ``workers + 1`` prepared videos at once, so memory
 does not grow with the number of videos.
 
-Threads are the default everywhere. OpenCV and NumPy release the GIL, and a worker's output is
+Threads are the default everywhere. PyAV, OpenCV and NumPy release the GIL, and a worker's output is
 uint8 crops (normalisation happens on the model's device), so a thread's work is mostly outside
 Python. On an H200 with 16 cores, 8 threads fed 17.7 videos/s (Kinetics 4x3 views, bf16) where
 the model alone takes 23/s; 4 threads gave 13.8, 14 gave 14.7 (benchmarks/README.md).
@@ -48,7 +48,7 @@ def default_workers(processes: bool, gpu: bool) -> int:
 def decoder_threads(workers: int) -> int:
     """FFmpeg threads per file when ``workers`` decoders run at once: a share of the cores each.
 
-    0 (OpenCV's default: one per core) for a single decoder. Several decoders each starting one
+    0 (FFmpeg's default: one per core) for a single decoder. Several decoders each starting one
     thread per core crowd the cores (8 decoders on 16 cores: 128 threads): on 2 cores, two
     decoders of one thread each decoded 15-20% more videos per second than with two threads
     each (benchmarks/README.md).

@@ -1,23 +1,25 @@
-"""Decoding with PyAV the streams OpenCV decodes differently from the official pipeline, or not at all.
+"""Decoding with PyAV: every file's pixels, as the official pipeline's decoder gives them.
 
-OpenCV's FFmpeg backend converts every frame to BGR with BT.601 coefficients and takes the range
-from the pixel format alone (full range only for ``yuvj*``): it ignores the stream's colour tags
-(opencv#20513, #24185). The official pipeline decodes with decord, whose FFmpeg scale filter
-follows each frame's tags, as ffmpeg itself does. Nearly every HD phone or camera video is tagged
-BT.709; OpenCV's frames of such a file differ from decord's by about 8 of 255 on every pixel.
-For those streams ``video.py`` decodes with PyAV instead (the same FFmpeg libraries, with the
-converter told the frame's tags), which gives decord's and ffmpeg's pixels exactly. AV1, which
-the opencv-python wheels cannot decode at all, goes the same way.
+The official pipeline decodes with decord: FFmpeg's decoders, then FFmpeg's scale filter, which
+converts each frame by its own pixel format, colour matrix and range, and scales every frame to
+the stream's first size. OpenCV's FFmpeg backend gets several of these wrong while reporting
+success: it converts with BT.601 and limited range whatever the stream's tags say (opencv#20513,
+#24185; about 8 of 255 on every pixel of a BT.709 HD video), converts all frames with the
+converter it made for the first (garbage after a pixel format change mid-stream, opencv#29699),
+keeps the first size (stale or repeated frames after a resolution change, opencv#27116), stops
+at the first damaged packet, and its wheels cannot decode AV1. PyAV runs the same FFmpeg
+libraries with the converter told each frame's format and tags, which gives decord's pixels.
 
 ``PyAVCapture`` has the part of ``cv2.VideoCapture`` that video.py uses (``grab``, ``get``,
 ``release``), with OpenCV's meanings, so that a file is described, sampled and turned upright the
-same way whichever library decodes it; only the pixels change. Its frames come from
-``retrieve_rgb``, already RGB (OpenCV's ``retrieve`` gives BGR).
+same way whichever library decodes it. Its frames come from ``retrieve_rgb``, already RGB
+(OpenCV's ``retrieve`` gives BGR). OpenCV still decodes a file PyAV cannot open.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -25,56 +27,16 @@ import av
 import cv2
 import numpy as np
 
-# FFmpeg's AVColorSpace values whose coefficients differ from BT.601, the only ones OpenCV uses.
-# Unspecified (2), reserved (3), BT.470BG (5) and SMPTE 170M (6) are BT.601 in FFmpeg too; YCgCo
-# (8) and the newer ones are BT.601 in decord's FFmpeg 4.1, so OpenCV already matches it there.
-_NOT_BT601 = {1: "BT.709", 4: "FCC", 7: "SMPTE 240M", 9: "BT.2020", 10: "BT.2020"}
-_FULL_RANGE = 2  # AVCOL_RANGE_JPEG
-# Codecs the opencv-python wheels' FFmpeg cannot decode (for AV1 it has only the hardware-accelerated
-# decoder, so every AV1 file failed with "no decodable frames"); PyAV's wheels bring dav1d.
-_OPENCV_CANNOT_DECODE = {"av01": "AV1"}
+_ERRORS = (av.FFmpegError, OSError, ValueError, UnicodeError)
 
 
-def why_pyav_decodes(path: Path, opencv_codec: str) -> str | None:
-    """Why PyAV, not OpenCV, should decode this file (``None``: OpenCV decodes it right).
-
-    ``opencv_codec``: the codec's four-character code as OpenCV's capture of the file reports it.
-    """
-    codec = _OPENCV_CANNOT_DECODE.get(opencv_codec.lower())
-    if codec is not None:
-        return f"{codec}, which OpenCV cannot decode"
-    return conversion_opencv_ignores(path)
-
-
-def conversion_opencv_ignores(path: Path) -> str | None:
-    """What about this file's first video stream OpenCV would convert wrongly (``None``: nothing).
-
-    Read from the stream's parameters, which FFmpeg fills from the codec's headers when it opens
-    the file (no frame is converted). ``None`` too when PyAV cannot open the file: OpenCV then
-    opens it or explains why not, as for any file.
-    """
+def open_pyav(path: Path, description: cv2.VideoCapture, threads: int = 0) -> PyAVCapture | None:
+    """PyAV's capture of the file's first video stream; ``None`` if PyAV cannot open the file or has
+    no decoder for the stream (OpenCV then decodes it, or explains why it cannot)."""
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                return None
-            context = container.streams.video[0].codec_context
-            matrix, colour_range, pixel_format = context.colorspace, context.color_range, context.format
-    except (av.FFmpegError, OSError, ValueError, UnicodeError):
+        return PyAVCapture(path, description, threads)
+    except _ERRORS:
         return None
-    reasons = []
-    if matrix in _NOT_BT601:
-        reasons.append(f"{_NOT_BT601[matrix]} colour matrix")
-    if colour_range == _FULL_RANGE and _limited_unless_told(pixel_format):
-        reasons.append("full range")
-    return " and ".join(reasons) or None
-
-
-def _limited_unless_told(pixel_format: av.VideoFormat | None) -> bool:
-    """Whether OpenCV reads this format as limited range: YUV, except the ``yuvj*`` (JPEG) formats.
-    RGB, grey and palette formats have no range to get wrong."""
-    if pixel_format is None or pixel_format.is_rgb or len(pixel_format.components) < 3:
-        return False
-    return not pixel_format.name.startswith("yuvj")
 
 
 class PyAVCapture:
@@ -86,33 +48,35 @@ class PyAVCapture:
     """
 
     def __init__(self, path: Path, description: cv2.VideoCapture, threads: int = 0) -> None:
+        self._path, self._threads = path, threads
         self._description = description
-        self._container = av.open(str(path))
-        try:
-            self._stream = self._container.streams.video[0]
-            context = self._stream.codec_context
-            context.thread_count = threads  # 0: one per core, as OpenCV's default
-            context.thread_type = "AUTO"  # frame and slice threads, as OpenCV; same frames as one thread
-        except BaseException:
-            self._container.close()
-            raise
+        self._container, self._stream = _open_stream(path, threads)
         self._frames = self._decoded_frames()
         self._frame: av.VideoFrame | None = None
+        self._size: tuple[int, int] | None = None  # (width, height) of the first frame: every frame's
+        self.other_sizes: list[tuple[int, int]] = []  # sizes met after the first, in order (scaled to it)
         self._turns: int | None = None  # quarter turns that show frames upright, from the first frame
 
     def grab(self) -> bool:
-        self._frame = next(self._frames, None)
-        return self._frame is not None
+        frame = self._frame = next(self._frames, None)
+        if frame is None:
+            return False
+        size = (frame.width, frame.height)
+        if self._size is None:
+            self._size = size
+        elif size != self._size and size not in self.other_sizes:
+            self.other_sizes.append(size)
+        return True
 
     def retrieve_rgb(self) -> np.ndarray | None:
         """The grabbed frame, upright, RGB uint8 (``None`` if it cannot be converted). Unlike
         OpenCV's ``retrieve`` (BGR), FFmpeg's converter gives RGB directly: no channel swap after."""
         frame = self._frame
-        if frame is None:
+        if frame is None or self._size is None:
             return None
         try:
-            rgb = _rgb(frame)
-        except (av.FFmpegError, ValueError):
+            rgb = _rgb(frame, self._size)
+        except _ERRORS:
             return None
         if self._turns is None:
             # The display matrix, as FFmpeg attaches it to every frame; OpenCV turns all frames
@@ -123,33 +87,38 @@ class PyAVCapture:
     def get(self, prop: int) -> float:
         if prop == cv2.CAP_PROP_POS_MSEC:
             return self._time_ms()
+        if prop == cv2.CAP_PROP_N_THREADS:
+            return float(self._stream.codec_context.thread_count)
         return self._description.get(prop)
 
     def release(self) -> None:
+        self._frames.close()
         self._container.close()
         self._description.release()
 
     def _decoded_frames(self) -> Iterator[av.VideoFrame]:
-        """Every frame, in presentation order; a damaged packet is skipped and decoding goes on, as
-        ffmpeg does (OpenCV stops at the damage)."""
-        context = self._stream.codec_context
-        packets = self._container.demux(self._stream)
-        while True:
-            try:
-                packet = next(packets)
-            except StopIteration:
-                return
-            except av.FFmpegError:
-                # The container cannot be read further (truncated, damaged): drain the decoder.
-                try:
-                    yield from context.decode(None)
-                except av.FFmpegError:
-                    pass
-                return
-            try:
-                yield from packet.decode()
-            except av.FFmpegError:
-                continue
+        """Every frame in presentation order, for any thread count the same frames ffmpeg gives.
+
+        A damaged packet is skipped and decoding goes on, as ffmpeg does (OpenCV stops there).
+        With several threads, FFmpeg's frame threads report a damaged packet late or not at all,
+        and the frames still held for reordering are lost (2 of 14 on a file cut mid-GOP). So at
+        the first damaged packet (one that fails to decode, or that the demuxer flags as corrupt,
+        as it does the cut-short last packet of a truncated file) the file is decoded again with
+        one thread, past the frames already given: the same frames for any thread count.
+        """
+        given = 0
+        try:
+            for frame in _frames(self._container, self._stream, stop_at_damage=self._threads != 1):
+                given += 1
+                yield frame
+            return
+        except _Damaged:
+            pass
+        self._container.close()
+        self._container, self._stream = _open_stream(self._path, 1)
+        for index, frame in enumerate(_frames(self._container, self._stream, stop_at_damage=False)):
+            if index >= given:
+                yield frame
 
     def _time_ms(self) -> float:
         """The frame's presentation time from the stream's start, as OpenCV's ``CAP_PROP_POS_MSEC``."""
@@ -163,17 +132,93 @@ class PyAVCapture:
         return float((stamp - (self._stream.start_time or 0)) * time_base * 1000)
 
 
-def _rgb(frame: av.VideoFrame) -> np.ndarray:
-    if frame.interlaced_frame:
-        # FFmpeg's frame converter (sws_scale_frame, which PyAV 17+ calls) turns frames flagged
-        # interlaced field by field, placing the chroma differently from decord's whole-frame
-        # conversion; a copy of the same pixels without the flag converts as decord does.
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may use
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+class _Damaged(Exception):
+    """A packet did not decode."""
+
+
+def _open_stream(path: Path, threads: int) -> tuple[av.container.InputContainer, av.VideoStream]:
+    container = av.open(str(path))
+    try:
+        if not container.streams.video:
+            raise ValueError("no video stream")
+        stream = container.streams.video[0]
+        context = stream.codec_context
+        if context is None:
+            raise ValueError("no decoder for the video stream")
+        # 0: one per core, as OpenCV's default (FFmpeg's own default starts one more; on 2 cores
+        # that decoded 17% slower)
+        context.thread_count = threads or _cores()
+        context.thread_type = "AUTO"  # frame and slice threads, as OpenCV; the same frames as one thread
+    except BaseException:
+        container.close()
+        raise
+    return container, stream
+
+
+def _frames(container: av.container.InputContainer, stream: av.VideoStream, stop_at_damage: bool) -> Iterator[av.VideoFrame]:
+    """The stream's frames; a packet that does not decode raises ``_Damaged`` or is skipped."""
+    context = stream.codec_context
+    packets = container.demux(stream)
+    while True:
         try:
-            copy = av.VideoFrame.from_ndarray(frame.to_ndarray(), format=frame.format.name)
-        except ValueError:
-            pass  # a format PyAV cannot copy through an array (DV's 4:1:1): converted as flagged
-        else:
-            copy.colorspace, copy.color_range = frame.colorspace, frame.color_range
-            frame = copy
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.FFmpegError:
+            # The container cannot be read further (truncated, damaged): drain the decoder.
+            try:
+                yield from context.decode(None)
+            except av.FFmpegError:
+                if stop_at_damage:
+                    raise _Damaged() from None
+            return
+        if stop_at_damage and packet.is_corrupt:  # cut short (a truncated file), or flagged by the demuxer
+            raise _Damaged()
+        try:
+            frames = packet.decode()  # the demuxer's last, empty packet drains the decoder
+        except av.FFmpegError:
+            if stop_at_damage:
+                raise _Damaged() from None
+            continue
+        yield from frames
+
+
+def _rgb(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
+    """The frame as RGB at ``size`` (the stream's first), converted as decord's scale filter does."""
+    if frame.interlaced_frame:
+        # FFmpeg's frame converter (sws_scale_frame, which PyAV 17+ calls) converts frames flagged
+        # interlaced field by field, placing the chroma differently from decord's whole-frame
+        # conversion; the same pixels without the flag convert as decord does.
+        frame = _unflagged(frame)
+    width, height = size
+    if (frame.width, frame.height) != size:
+        # The picture size changed mid-stream: decord's scale filter (FFmpeg's default flags,
+        # bilinear) scales every frame to the stream's first size; so do we.
+        return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="BILINEAR")
+    if max(component.bits for component in frame.format.components) > 8:
+        # High bit depth goes through swscale's general path, whose chroma filter differs between
+        # decord's FFmpeg 4.1 and PyAV's: nearest-neighbour chroma is closest to decord's (4:2:2
+        # 10-bit exactly; 4:2:0 10-bit 1.1 of 255 against bilinear's 2.4). 8-bit frames take the
+        # unscaled path, identical across versions whatever the flags.
+        return frame.to_ndarray(format="rgb24", interpolation="POINT")
     return frame.to_ndarray(format="rgb24")
 
+
+def _unflagged(frame: av.VideoFrame) -> av.VideoFrame:
+    """A copy of the frame's planes in a frame without the interlaced flag (any planar format)."""
+    copy = av.VideoFrame(frame.width, frame.height, frame.format.name)
+    for source, target in zip(frame.planes, copy.planes):
+        row = min(source.line_size, target.line_size)
+        rows_in = np.frombuffer(source, np.uint8).reshape(source.height, source.line_size)
+        rows_out = np.frombuffer(target, np.uint8).reshape(target.height, target.line_size)
+        rows_out[:, :row] = rows_in[:, :row]
+    copy.colorspace, copy.color_range = frame.colorspace, frame.color_range
+    copy.pts, copy.time_base = frame.pts, frame.time_base
+    return copy

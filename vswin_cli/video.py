@@ -1,4 +1,4 @@
-"""Reading videos with OpenCV: probe a file, then stream it once keeping only the planned frames.
+"""Reading videos: probe a file, then stream it once keeping only the planned frames.
 
     info = probe("clip.mp4")                                   # frames, fps, size, rotation, ...
     video = read_video("clip.mp4", lambda info: plan_clips(info.frames, info.timestamps, info.fps, KINETICS))
@@ -6,6 +6,12 @@
 
 What we rely on, and why:
 
+* Who decodes: PyAV, for every file it opens (pyav_capture.py: the official pipeline's decord
+  converts each frame by its own format, colour tags and range and scales it to the stream's
+  first size; OpenCV does none of this, and its wheels cannot decode AV1). OpenCV's capture of
+  the same file, never read when PyAV decodes, describes it (container frame count, rate, codec,
+  size, rotation), so a file is described and sampled the same way whichever library decodes it.
+  OpenCV decodes only a file PyAV cannot open.
 * Frame counts come from decoding, never from the container alone: ``CAP_PROP_FRAME_COUNT`` is
   the container's claim (or an estimate from duration x fps) and is wrong for truncated and some
   damaged or variable-frame-rate files. ``grab()`` decodes without converting colours, so counting
@@ -15,26 +21,20 @@ What we rely on, and why:
   from what was actually decoded. If that plan needs a frame it did not keep (the container lied),
   a second sequential pass fetches the missing frames. The result is always the plan of the
   decoded frames; nothing relies on the container being right.
-* No seeking: ``CAP_PROP_POS_FRAMES`` seeks land on nearby keyframes for some codecs and then
-  return different frames than a sequential read; we always read sequentially from the start.
+* No seeking: seeks land on nearby keyframes for some codecs and then return different frames
+  than a sequential read; we always read sequentially from the start.
 * Timestamps: ``CAP_PROP_POS_MSEC`` after each ``grab()`` is the decoded frame's presentation
-  time (OpenCV >= 4.2), so variable frame rate videos get true times. If a file has none or they
-  go backwards, times fall back to ``index / fps`` with a warning.
-* Rotation: OpenCV >= 4.5 turns frames upright from the container's display matrix
-  (``CAP_PROP_ORIENTATION_AUTO``, on by default; 4.6 fixed its direction). We switch it on
-  explicitly and never rotate ourselves, so frames are turned exactly once; ``rotation`` reports
-  ``CAP_PROP_ORIENTATION_META`` (degrees clockwise, the classic ``rotate`` tag). Tests compare
-  against ffmpeg's own auto-rotation.
-* OpenCV below 4.13 (pyproject pins it): the wheels from 4.13 on bundle an FFmpeg whose
-  colour converter refuses interlaced frames (DV, broadcast MPEG-2, 1080i camcorders), and
-  OpenCV then returns black or stale frames while reporting success.
-* A pixel format that changes mid-stream (trail cameras' MJPEG: the first frame 4:2:2, the rest
-  4:2:0): every OpenCV so far converts all frames with the converter made for the first one it
-  converted. ``_Reader`` gives each format its own capture (frame_formats.py finds the formats).
-* Colour tags and AV1: OpenCV converts every file with BT.601 and limited range (``yuvj*``
-  aside), while decord and ffmpeg follow the stream's tags, and its wheels cannot decode AV1.
-  Such files are decoded by PyAV behind the same capture interface (pyav_capture.py); OpenCV's
-  capture still describes them, so only their pixels change.
+  time (PyAV's frame time; OpenCV >= 4.2), so variable frame rate videos get true times. If a
+  file has none or they go backwards, times fall back to ``index / fps`` with a warning.
+* Rotation: frames are turned upright from the container's display matrix exactly once (PyAV:
+  the frame's matrix; OpenCV >= 4.5: ``CAP_PROP_ORIENTATION_AUTO``, switched on explicitly);
+  ``rotation`` reports ``CAP_PROP_ORIENTATION_META`` (degrees clockwise, the classic ``rotate``
+  tag). Tests compare against ffmpeg's own auto-rotation.
+* Where OpenCV decodes, its known misreadings are handled: OpenCV below 4.13 (pyproject pins
+  it; later wheels return black or stale frames for interlaced video); a pixel format that
+  changes mid-stream in MJPEG (trail cameras: the first frame 4:2:2, the rest 4:2:0), which OpenCV
+  converts with the first frame's converter: ``_Reader`` gives each format its own capture
+  (frame_formats.py finds the formats); Theora 4:2:0 with an odd height is refused.
 * Nothing hangs: special files are refused before opening (reading a FIFO blocks), and decoding
   stops after ``_grab_limit`` frames, far beyond what the container announces, with a warning.
 * Memory holds only the frames a plan keeps (optionally already resized through
@@ -54,20 +54,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-import av
 import cv2
 import numpy as np
 
 from .errors import VswinError
 from .frame_formats import JPEG_CODECS, FormatRuns, jpeg_layout, theora_subsampling
-from .pyav_capture import PyAVCapture, why_pyav_decodes
+from .pyav_capture import PyAVCapture, open_pyav
 from .sampling import Clip
 
 # FFmpeg's own log lines (h264 errors on damaged files...) would bypass our one-line reasons;
 # OpenCV reads this when it opens a capture. Users who set it themselves keep their value.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
-Capture = cv2.VideoCapture | PyAVCapture  # what decodes a file: OpenCV, or PyAV (colour tags OpenCV ignores, AV1)
+Capture = cv2.VideoCapture | PyAVCapture  # what decodes a file: PyAV, or OpenCV where PyAV cannot
 
 _UNKNOWN_FRAMES_LIMIT = 500_000  # grab cap when the container does not say how many frames it has
 
@@ -164,8 +163,8 @@ def read_video(
     """Decode a file and keep the frames of ``plan(info)`` (RGB uint8, upright).
 
     ``frame_transform`` (e.g. ``transforms.short_side_resizer(protocol)``) is applied once to each
-    kept frame as it is decoded. ``decoder_threads``: FFmpeg's threads for this file (0: OpenCV's
-    default, one per core); the frames are the same for any count.
+    kept frame as it is decoded. ``decoder_threads``: FFmpeg's threads for this file (0: one per
+    core); the frames are the same for any count.
     """
     path = Path(path)
     head = check_file(path)
@@ -260,15 +259,9 @@ def _open(path: Path, head: bytes, threads: int = 0) -> Capture:
         capture.release()
         raise VideoError(f"{path}: {_why_unopenable(path, head)}")
     capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
-    if why_pyav_decodes(path, _codec(capture)) is not None:
-        # Colour tags OpenCV would ignore, or a codec it lacks (see pyav_capture.py): PyAV decodes
-        # and converts as decord does; OpenCV's capture still describes the file.
-        try:
-            return PyAVCapture(path, capture, threads)
-        except (av.FFmpegError, OSError) as error:
-            capture.release()
-            raise VideoError(f"{path}: cannot decode the video ({error})") from None
-    return capture
+    # PyAV decodes and converts as decord does (see pyav_capture.py); OpenCV's capture still
+    # describes the file, and decodes it only if PyAV cannot.
+    return open_pyav(path, capture, threads) or capture
 
 
 @contextmanager
@@ -590,7 +583,8 @@ def _scan(
 ) -> _Scan:
     """Grab every frame, note its time, retrieve frame 0 (for the upright size) and ``keep``."""
     capture = reader.capture
-    _refuse_known_miscoding(capture, path)
+    if not isinstance(capture, PyAVCapture):
+        _refuse_known_miscoding(capture, path)
     container_frames = _container_frames(capture)
     limit = _grab_limit(container_frames)
     times = array("d")  # 8 bytes per frame: the only thing that grows with the video's length
@@ -607,7 +601,7 @@ def _scan(
                 kept[index] = transform(frame) if transform is not None else frame
     count = len(times)
     if count == 0:
-        raise VideoError(f"{path}: {_why_no_frames(path, head, _codec(capture))}")
+        raise VideoError(f"{path}: {_why_no_frames(path, head, _codec(capture), isinstance(capture, PyAVCapture))}")
     fps = _container_fps(capture)
     if count == 1 and fps is None:
         # FFmpeg shows the cover art of an audio file (MP3, M4A, FLAC...) as a video stream of
@@ -620,6 +614,10 @@ def _scan(
         warnings.append(f"decoded {count} of {container_frames} frames the container announced (the file may be truncated or damaged; some containers only estimate the count)")
     elif container_frames is not None and count > container_frames:
         warnings.append(f"decoded {count} frames, the container announced {container_frames}")
+    if isinstance(capture, PyAVCapture) and capture.other_sizes:
+        sizes = ", ".join(f"{width}x{height}" for width, height in capture.other_sizes)
+        warnings.append(f"the picture size changes mid-stream (also {sizes}); every frame is scaled to the first size, "
+                        "as the official pipeline's decoder does")
 
     timestamps, variable, note = _clean_timestamps(times, fps)
     if note:
@@ -675,12 +673,14 @@ def _clean_timestamps(times: Sequence[float], fps: float | None) -> tuple[np.nda
     return stamps, variable, None
 
 
-def _why_no_frames(path: Path, head: bytes, codec: str) -> str:
+def _why_no_frames(path: Path, head: bytes, codec: str, pyav: bool) -> str:
     if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
         reason = _why_mp4(path)
         if reason.startswith("truncated"):
             return f"no decodable frames ({reason})"
-    return f"no decodable frames (codec {codec}): a damaged file, or a codec this OpenCV build cannot decode"
+    if pyav:
+        return f"no decodable frames (codec {codec}): a damaged file"
+    return f"no decodable frames (codec {codec}): a damaged file, or a codec neither PyAV nor this OpenCV build can decode"
 
 
 def _frames_of(clips: Sequence[Clip]) -> frozenset[int]:
