@@ -148,3 +148,11 @@ def refuse_writes_under(monkeypatch: pytest.MonkeyPatch, folders: list[str]) -> 
     for name in ("replace", "rename", "link"):
         monkeypatch.setattr(os, name, guard(getattr(os, name), 0, 1))
     monkeypatch.setattr(os, "symlink", guard(os.symlink, 1))
+
+
+@pytest.fixture
+def opencv_decodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files decoded by OpenCV, as those PyAV cannot open are: its workarounds stay tested."""
+    from vswin_cli import video
+
+    monkeypatch.setattr(video, "open_pyav", lambda path, capture, threads=0: None)

@@ -260,3 +260,18 @@ def decord_frames(path: Path) -> np.ndarray:
 
     reader = decord.VideoReader(str(path))
     return reader.get_batch(list(range(len(reader)))).asnumpy()
+
+
+def opencv_frames(path: Path) -> np.ndarray:
+    """Every frame as OpenCV alone reads it, RGB uint8 (N, H, W, 3): what vswin's frames are
+    checked to differ from, where OpenCV is wrong."""
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    frames = []
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                return np.stack(frames)
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    finally:
+        capture.release()

@@ -71,16 +71,6 @@ def all_frames(path: Path, threads: int = 0) -> np.ndarray:
     return np.stack(video.clip_frames(video.clips[0]))
 
 
-def opencv_frames(path: Path) -> np.ndarray:
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            return np.stack(frames)
-        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-
-
 def mean_difference(a: np.ndarray, b: np.ndarray) -> float:
     assert a.shape == b.shape
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
@@ -92,7 +82,7 @@ def test_tagged_streams_give_ffmpegs_colours(tagged, name):
     reference = media.ffmpeg_frames(path)
     assert mean_difference(all_frames(path), reference) == 0.0
     if name != "bt709_rot90":  # OpenCV turns this one by 90 degrees too; its colours are bt709_h264's case
-        assert mean_difference(opencv_frames(path), reference) > 2.0  # what OpenCV alone gives: other colours
+        assert mean_difference(media.opencv_frames(path), reference) > 2.0  # what OpenCV alone gives: other colours
 
 
 @pytest.mark.parametrize("name", TAGGED)
@@ -134,11 +124,6 @@ def described(path: Path) -> tuple:
             info.codec, info.variable_frame_rate, info.timestamps.tolist(), info.warnings)
 
 
-@pytest.fixture
-def opencv_decodes(monkeypatch):
-    monkeypatch.setattr(video_module, "open_pyav", lambda path, capture, threads=0: None)
-
-
 @pytest.mark.parametrize("name", ["bt709_h264", "bt709_vp9", "bt709_rot90", "bt709_interlaced_h264",
                                   "untagged", "untagged_mjpeg", "untagged_vp9", "bt601"])
 def test_a_file_is_described_and_sampled_as_the_opencv_path_would(tagged, name, request):
@@ -169,7 +154,7 @@ def test_damaged_tagged_files_keep_the_frames_they_have(tagged):
     frames = all_frames(path)
     assert mean_difference(frames, media.ffmpeg_frames(path)) == 0.0
     assert mean_difference(frames[:-2], all_frames(tagged["bt709_long"])[:info.frames - 2]) == 0.0
-    assert info.frames > len(opencv_frames(path))
+    assert info.frames > len(media.opencv_frames(path))
     # Garbage in the middle: the damaged packets are skipped and decoding goes on, as ffmpeg does
     # (OpenCV gives up at the damage; here it decodes 20 frames of the same file).
     info = probe(tagged["bt709_corrupt"])

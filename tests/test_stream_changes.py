@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -52,16 +51,6 @@ def all_frames(path: Path, threads: int = 0) -> tuple[np.ndarray, tuple[str, ...
     return np.stack([video.frames[i] for i in range(video.info.frames)]), video.warnings
 
 
-def opencv_frames(path: Path) -> np.ndarray:
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            return np.stack(frames)
-        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-
-
 def by_part(a: np.ndarray, b: np.ndarray) -> list[float]:
     """Mean absolute difference of each part (8 frames)."""
     assert a.shape == b.shape, (a.shape, b.shape)
@@ -78,7 +67,7 @@ def test_a_size_change_is_scaled_to_the_first_size_as_decord_does(changing):
     assert first == 0.0
     # Scaled frames: FFmpeg 4.1's bilinear scaler (decord's) and PyAV's newer one round apart.
     assert bigger < 1.0 and smaller < 1.5, (bigger, smaller)
-    assert min(by_part(opencv_frames(changing["size_h264_mkv"]), official)[1:]) > 5.0  # stale or repeated frames
+    assert min(by_part(media.opencv_frames(changing["size_h264_mkv"]), official)[1:]) > 5.0  # stale or repeated frames
 
     frames, warnings = all_frames(changing["size_vp9"])
     assert frames.shape == (2 * PART, 64, 96, 3) and any("also 128x96" in w for w in warnings)
@@ -102,7 +91,7 @@ def test_a_pixel_format_change_gives_each_frame_its_own_conversion(changing, con
     assert by_part(frames, media.ffmpeg_frames(path)) == [0.0, 0.0]
     if container == "mkv":
         assert by_part(frames, media.decord_frames(path)) == [0.0, 0.0]
-    assert by_part(opencv_frames(path), frames)[1] > 20.0  # OpenCV: the 4:4:4 converter on 4:2:0 frames
+    assert by_part(media.opencv_frames(path), frames)[1] > 20.0  # OpenCV: the 4:4:4 converter on 4:2:0 frames
 
 
 def test_an_8_bit_then_10_bit_hevc_stream_reads_as_decord_does(changing):
@@ -110,7 +99,7 @@ def test_an_8_bit_then_10_bit_hevc_stream_reads_as_decord_does(changing):
     frames, _ = all_frames(path)
     eight, ten = by_part(frames, media.decord_frames(path))
     assert eight == 0.0 and ten < 1.5  # FFmpeg versions dither 10 to 8 bits differently
-    assert by_part(opencv_frames(path), frames)[1] > 20.0
+    assert by_part(media.opencv_frames(path), frames)[1] > 20.0
 
 
 @pytest.mark.parametrize("name", ["size_h264_mkv", "format_h264_ts", "format_hevc"])

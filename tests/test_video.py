@@ -95,12 +95,6 @@ def sequential_frames(path: Path) -> list[np.ndarray]:
     return out
 
 
-@pytest.fixture
-def opencv_decodes(monkeypatch):
-    """Files decoded by OpenCV, as those PyAV cannot open are: its workarounds stay tested."""
-    monkeypatch.setattr(video_module, "open_pyav", lambda path, capture, threads=0: None)
-
-
 def kinetics_plan(info):
     return plan_clips(info.frames, info.timestamps, info.fps, KINETICS)
 
@@ -267,7 +261,7 @@ def test_each_pixel_format_decodes_the_file_at_most_once(lib, monkeypatch, openc
     _assert_decoders_frames(video.frames, media.ffmpeg_frames(path))
 
 
-def test_theora_with_an_odd_height_is_read_or_refused_not_misread(tmp_path, monkeypatch):
+def test_theora_with_an_odd_height_is_read_or_refused_not_misread(tmp_path, request):
     # OpenCV returns wrong frames (its converter refuses the odd height) while reading succeeds;
     # PyAV reads them right. Where OpenCV decodes, such a file is refused.
     media.require_ffmpeg()
@@ -278,7 +272,7 @@ def test_theora_with_an_odd_height_is_read_or_refused_not_misread(tmp_path, monk
     video = read_video(odd, _all_frames)
     assert video.info.frames == 6 and (video.info.width, video.info.height) == (64, 47)
     _assert_decoders_frames(video.frames, media.ffmpeg_frames(odd))  # 0.3 of 255: FFmpeg versions differ on odd heights
-    monkeypatch.setattr(video_module, "open_pyav", lambda path, capture, threads=0: None)
+    request.getfixturevalue("opencv_decodes")
     with pytest.raises(VideoError, match=r"Theora video with an odd height \(64x47\).*convert it first"):
         read_video(odd, kinetics_plan)
     with pytest.raises(VideoError, match="odd height"):

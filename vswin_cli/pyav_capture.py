@@ -115,7 +115,10 @@ class PyAVCapture:
         except _Damaged:
             pass
         self._container.close()
-        self._container, self._stream = _open_stream(self._path, 1)
+        try:
+            self._container, self._stream = _open_stream(self._path, 1)
+        except _ERRORS:
+            return  # the file went away meanwhile: the frames given are all there is
         for index, frame in enumerate(_frames(self._container, self._stream, stop_at_damage=False)):
             if index >= given:
                 yield frame
@@ -220,5 +223,4 @@ def _unflagged(frame: av.VideoFrame) -> av.VideoFrame:
         rows_out = np.frombuffer(target, np.uint8).reshape(target.height, target.line_size)
         rows_out[:, :row] = rows_in[:, :row]
     copy.colorspace, copy.color_range = frame.colorspace, frame.color_range
-    copy.pts, copy.time_base = frame.pts, frame.time_base
     return copy
