@@ -41,6 +41,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from vswin_cli import video  # noqa: E402
 from vswin_cli.checkpoints import save_native  # noqa: E402
 from vswin_cli.engine import Engine, RunOptions  # noqa: E402
 from vswin_cli.inputs import discover  # noqa: E402
@@ -111,7 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     parser.add_argument("--decoders", default="auto", choices=("auto", "threads", "processes"),
                         help="where videos are decoded (default auto: threads)")
+    parser.add_argument("--opencv", action="store_true",
+                        help="decode with OpenCV, as for a file PyAV cannot open (default: PyAV, as vswin does)")
     args = parser.parse_args(argv)
+    if args.opencv:
+        video.open_pyav = lambda path, capture, threads=0: None
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory(prefix="vswin-e2e-") as tmp:
