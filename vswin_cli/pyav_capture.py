@@ -195,15 +195,18 @@ def _frames(container: av.container.InputContainer, stream: av.VideoStream, stop
 
 def _rgb(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
     """The frame as RGB at ``size`` (the stream's first), converted as decord's scale filter does."""
-    if frame.interlaced_frame:
-        # FFmpeg's frame converter (sws_scale_frame, which PyAV 17+ calls) converts frames flagged
-        # interlaced field by field, placing the chroma differently from decord's whole-frame
-        # conversion; the same pixels without the flag convert as decord does.
-        frame = _unflagged(frame)
+    width, height = size
+    resized = (frame.width, frame.height) != size
+    if frame.interlaced_frame or resized:
+        # Two things FFmpeg's frame converter (sws_scale_frame, which PyAV 17+ calls) follows and
+        # decord's FFmpeg 4.1 scale filter did not: the interlaced flag (it converts such frames
+        # field by field, placing the chroma elsewhere: up to 255 apart) and, when scaling, the
+        # chroma siting (0.5-1.1 of 255 apart on H.264). The same pixels in a frame without them
+        # convert as decord does.
+        frame = _bare_copy(frame)
     # One converter thread, as decord's: PyAV's default (one per core) took 0.67-0.82 ms per 720p
     # frame and twice the CPU, against 0.49 ms; the pixels are the same.
-    width, height = size
-    if (frame.width, frame.height) != size:
+    if resized:
         # The picture size changed mid-stream: decord's scale filter (FFmpeg's default flags,
         # bilinear) scales every frame to the stream's first size; so do we.
         return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="BILINEAR", threads=1)
@@ -216,8 +219,9 @@ def _rgb(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
     return frame.to_ndarray(format="rgb24", threads=1)
 
 
-def _unflagged(frame: av.VideoFrame) -> av.VideoFrame:
-    """A copy of the frame's planes in a frame without the interlaced flag (any planar format)."""
+def _bare_copy(frame: av.VideoFrame) -> av.VideoFrame:
+    """The frame's pixels in a new frame that keeps only their colour matrix and range (any planar
+    format; PyAV's array round trip does not know them all, e.g. DV's 4:1:1)."""
     copy = av.VideoFrame(frame.width, frame.height, frame.format.name)
     for source, target in zip(frame.planes, copy.planes):
         row = min(source.line_size, target.line_size)
