@@ -48,12 +48,12 @@ class PyAVCapture:
     """
 
     def __init__(self, path: Path, description: cv2.VideoCapture, threads: int = 0) -> None:
-        self._path, self._threads = path, threads
+        self._path = path
         self._description = description
         self._container, self._stream = _open_stream(path, threads)
         self._frames = self._decoded_frames()
         self._frame: av.VideoFrame | None = None
-        self._size: tuple[int, int] | None = None  # (width, height) of the first frame: every frame's
+        self._size: tuple[int, int] | None = None  # (width, height) of the first frame, every frame's size out
         self.other_sizes: list[tuple[int, int]] = []  # sizes met after the first, in order (scaled to it)
         self._turns: int | None = None  # quarter turns that show frames upright, from the first frame
 
@@ -108,7 +108,7 @@ class PyAVCapture:
         """
         given = 0
         try:
-            for frame in _frames(self._container, self._stream, stop_at_damage=self._threads != 1):
+            for frame in _frames(self._container, self._stream, stop_at_damage=self._stream.codec_context.thread_count != 1):
                 given += 1
                 yield frame
             return
