@@ -4,12 +4,13 @@ OpenCV's FFmpeg reader (up to at least 4.14; opencv/opencv#29699) makes its colo
 the first frame it converts and keeps it while the frame size stays the same. A stream whose pixel
 format changes mid-way is then converted with the wrong chroma layout: colour garbage, read past
 the end of the frame's planes, reported as success. Trail cameras (Bushnell) write MJPEG AVI files
-whose first frame is 4:2:2 and every later one 4:2:0. ``video.py`` gives each format its own
+whose first frame is 4:2:2 and every later one 4:2:0. Where OpenCV decodes (a file PyAV cannot
+open; PyAV converts each frame by its own format), ``video.py`` gives each format its own
 capture; this module tells it which frames have which format.
 
 Only JPEG-coded streams (MJPEG) are checked: their every packet is a whole picture with a plain
 frame header. A format change inside an H.264 or HEVC stream (a new sequence parameter set) is
-not detected.
+not detected, so such a file is read right only through PyAV.
 """
 
 from __future__ import annotations

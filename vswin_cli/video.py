@@ -399,7 +399,8 @@ def _find_all(data: bytes, needle: bytes) -> Iterator[int]:
 class _Reader:
     """A file's frames in order, each converted to RGB by a converter made for its pixel format.
 
-    ``grab``/``time_ms``/``retrieve`` as on one capture. OpenCV converts every frame with the
+    ``grab``/``time_ms``/``retrieve`` as on one capture. PyAV converts each frame by its own
+    format, so a PyAV capture always works alone. OpenCV converts every frame with the
     converter made for the first frame it converted (see frame_formats.py), so when the format
     changes mid-stream each format gets its own capture: the one whose converter fits retrieves,
     after decoding up to the current frame if it lags behind (no seeking). Each capture decodes a
