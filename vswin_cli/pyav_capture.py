@@ -14,6 +14,10 @@ libraries with the converter told each frame's format and tags, which gives deco
 ``release``), with OpenCV's meanings, so that a file is described, sampled and turned upright the
 same way whichever library decodes it. Its frames come from ``retrieve_rgb``, already RGB
 (OpenCV's ``retrieve`` gives BGR). OpenCV still decodes a file PyAV cannot open.
+
+A file with several video streams is read from the stream decord reads (``official_stream``),
+which is not always the first: a one-picture cover stored as the first track, or a second
+camera's track with a higher bit rate.
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ _ERRORS = (av.FFmpegError, OSError, ValueError, UnicodeError)
 
 
 def open_pyav(path: Path, description: cv2.VideoCapture, threads: int = 0) -> PyAVCapture | None:
-    """PyAV's capture of the file's first video stream; ``None`` if PyAV cannot open the file or has
-    no decoder for the stream (OpenCV then decodes it, or explains why it cannot)."""
+    """PyAV's capture of the file's video stream (``official_stream``); ``None`` if PyAV cannot open
+    the file or has no decoder for the stream (OpenCV then decodes it, or explains why it cannot)."""
     try:
         return PyAVCapture(path, description, threads)
     except _ERRORS:
@@ -40,22 +44,31 @@ def open_pyav(path: Path, description: cv2.VideoCapture, threads: int = 0) -> Py
 
 
 class PyAVCapture:
-    """A file's first video stream decoded with PyAV, behind OpenCV's capture interface.
+    """A file's video stream (``official_stream``) decoded with PyAV, behind OpenCV's capture interface.
 
     ``description`` is OpenCV's capture of the same file, opened but never read: the container's
     claims (frame count, frame rate, codec, size, rotation) come from it, so a file is described
-    exactly as when OpenCV decodes it. Frames, their times and their pixels come from PyAV.
+    exactly as when OpenCV decodes it. OpenCV describes the first video stream; when the stream
+    read is another, the claims come from PyAV, by OpenCV's rules (``_claim``). Frames, their
+    times and their pixels come from PyAV.
     """
 
     def __init__(self, path: Path, description: cv2.VideoCapture, threads: int = 0) -> None:
         self._path = path
         self._description = description
         self._container, self._stream = _open_stream(path, threads)
+        videos = self._container.streams.video
+        self._described_by_opencv = self._stream.index == videos[0].index  # OpenCV's capture reads the first
+        moving = [stream for stream in videos if not stream.disposition & av.stream.Disposition.attached_pic]
+        # (index, of how many, width, height) when the file has several video streams that move
+        self.chosen_stream = ((self._stream.index, len(moving), self._stream.codec_context.width,
+                               self._stream.codec_context.height) if len(moving) > 1 else None)
         self._frames = self._decoded_frames()
         self._frame: av.VideoFrame | None = None
         self._size: tuple[int, int] | None = None  # (width, height) of the first frame, every frame's size out
         self.other_sizes: list[tuple[int, int]] = []  # sizes met after the first, in order (scaled to it)
         self._turns: int | None = None  # quarter turns that show frames upright, from the first frame
+        self._rotation = 0  # degrees clockwise, as OpenCV's CAP_PROP_ORIENTATION_META, from the first frame
 
     def grab(self) -> bool:
         frame = self._frame = next(self._frames, None)
@@ -82,6 +95,7 @@ class PyAVCapture:
             # The display matrix, as FFmpeg attaches it to every frame; OpenCV turns all frames
             # by the stream's, which is the same one.
             self._turns = round(frame.rotation / 90) % 4
+            self._rotation = round(-frame.rotation) % 360
         return np.ascontiguousarray(np.rot90(rgb, self._turns)) if self._turns else rgb
 
     def get(self, prop: int) -> float:
@@ -89,6 +103,8 @@ class PyAVCapture:
             return self._time_ms()
         if prop == cv2.CAP_PROP_N_THREADS:
             return float(self._stream.codec_context.thread_count)
+        if not self._described_by_opencv and prop in _CLAIMS:
+            return _claim(prop, self._container, self._stream, self._rotation)
         return self._description.get(prop)
 
     def release(self) -> None:
@@ -135,6 +151,64 @@ class PyAVCapture:
         return float((stamp - (self._stream.start_time or 0)) * time_base * 1000)
 
 
+_CLAIMS = frozenset({cv2.CAP_PROP_FRAME_COUNT, cv2.CAP_PROP_FPS, cv2.CAP_PROP_FOURCC, cv2.CAP_PROP_FRAME_WIDTH,
+                     cv2.CAP_PROP_FRAME_HEIGHT, cv2.CAP_PROP_ORIENTATION_META})
+
+# OpenCV's FOURCC for codecs whose FFmpeg name is not four letters (what OpenCV 4.12 reports for
+# them); other codecs are named by FFmpeg's four-letter name, as OpenCV does (h264, hevc).
+_OPENCV_FOURCC = {"mpeg4": "FMP4", "mjpeg": "MJPG", "vp8": "VP80", "vp9": "VP90", "av1": "AV01", "theora": "theo",
+                  "mpeg1video": "mpg1", "mpeg2video": "mpg2", "msmpeg4v3": "MP43", "png": "MPNG", "prores": "apch",
+                  "dnxhd": "AVdn", "dvvideo": "dvsd", "huffyuv": "HFYU", "utvideo": "ULRA", "dirac": "drac"}
+
+
+def _claim(prop: int, container: av.container.InputContainer, stream: av.VideoStream, rotation: int) -> float:
+    """What OpenCV's capture would say of ``stream`` if it read that stream (it reads the first):
+    the container's frame count, else duration x frame rate; the average frame rate, else the
+    stream's base rate; the coded size; the codec's four letters; the rotation."""
+    if prop == cv2.CAP_PROP_FPS:
+        rate = stream.average_rate if stream.average_rate and stream.average_rate > 0 else stream.base_rate
+        return float(rate) if rate and rate > 0 else 0.0
+    if prop == cv2.CAP_PROP_FRAME_COUNT:
+        if stream.frames > 0:
+            return float(stream.frames)
+        seconds = container.duration / av.time_base if container.duration else 0.0
+        if seconds <= 0 and stream.duration and stream.time_base:
+            seconds = float(stream.duration * stream.time_base)
+        return float(math.floor(seconds * _claim(cv2.CAP_PROP_FPS, container, stream, rotation) + 0.5))
+    if prop == cv2.CAP_PROP_FRAME_WIDTH:
+        return float(stream.codec_context.height if rotation in (90, 270) else stream.codec_context.width)
+    if prop == cv2.CAP_PROP_FRAME_HEIGHT:
+        return float(stream.codec_context.width if rotation in (90, 270) else stream.codec_context.height)
+    if prop == cv2.CAP_PROP_ORIENTATION_META:
+        return float(rotation)
+    name = stream.codec_context.codec.canonical_name
+    code = _OPENCV_FOURCC.get(name, name if len(name) == 4 else "")
+    return float(sum(ord(char) << (8 * i) for i, char in enumerate(code)) if len(code) == 4 and code.isascii() else 0)
+
+
+def official_stream(container: av.container.InputContainer) -> av.VideoStream:
+    """The video stream decord, the official pipeline's decoder, reads.
+
+    decord takes FFmpeg's ``av_find_best_stream`` as it was in FFmpeg 4.1 (the version in its
+    wheels): among the video streams with a decoder, the one with the most frames seen while
+    probing (counted up to 5, so a one-picture cover loses to any video), then the highest bit
+    rate, then the first. Later FFmpeg (PyAV's) first prefers a stream flagged "default"; with
+    that flag cleared for the call, it chooses as FFmpeg 4.1 did.
+    """
+    videos = [stream for stream in container.streams.video if stream.codec_context is not None]
+    if len(videos) < 2:
+        return videos[0] if videos else container.streams.video[0]
+    flags = [stream.disposition for stream in videos]
+    try:
+        for stream, flag in zip(videos, flags):
+            stream.disposition = flag & ~av.stream.Disposition.default
+        best = container.streams.best("video")
+    finally:
+        for stream, flag in zip(videos, flags):
+            stream.disposition = flag
+    return best if best in videos else videos[0]
+
+
 def _cores() -> int:
     try:
         return len(os.sched_getaffinity(0))  # the cores this process may use
@@ -151,7 +225,7 @@ def _open_stream(path: Path, threads: int) -> tuple[av.container.InputContainer,
     try:
         if not container.streams.video:
             raise ValueError("no video stream")
-        stream = container.streams.video[0]
+        stream = official_stream(container)
         context = stream.codec_context
         if context is None:
             raise ValueError("no decoder for the video stream")

@@ -619,6 +619,10 @@ def _scan(
         sizes = ", ".join(f"{width}x{height}" for width, height in capture.other_sizes)
         warnings.append(f"the picture size changes mid-stream (also {sizes}); every frame is scaled to the first size, "
                         "as the official pipeline's decoder does")
+    if isinstance(capture, PyAVCapture) and capture.chosen_stream is not None:
+        index, streams, width, height = capture.chosen_stream
+        warnings.append(f"the file has {streams} video streams; read stream #{index} ({width}x{height}), the one the "
+                        "official pipeline's decoder reads")
 
     timestamps, variable, note = _clean_timestamps(times, fps)
     if note:
