@@ -21,9 +21,10 @@ video (issue 9 asks for at most 10% more), the decoding time per video, and the 
 memory of the process. It also reports the CPU seconds (all threads) the model and the decoding
 each take per video, and from them the best ratio any overlap could reach on these cores:
 ``max(1, (model CPU + decode CPU) / (cores x model seconds))``. When the model keeps every core
-busy, decoding cannot hide behind it: its CPU time has to come out of the model's cores. Both model and end-to-end figures are totals over the same views divided
-by the number of videos; the model's is the mean of 1 and 4, so a shared machine's drift during
-the run weighs on both sides alike.
+busy, decoding cannot hide behind it: its CPU time has to come out of the model's cores. Both
+model and end-to-end figures are totals over the same views divided by the number of videos; the
+model's is the mean of 1 and 4, so a shared machine's drift during the run weighs on both sides
+alike.
 """
 
 from __future__ import annotations

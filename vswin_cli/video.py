@@ -11,7 +11,8 @@ What we rely on, and why:
   first size; OpenCV does none of this, and its wheels cannot decode AV1). OpenCV's capture of
   the same file, never read when PyAV decodes, describes it (container frame count, rate, codec,
   size, rotation), so a file is described and sampled the same way whichever library decodes it.
-  OpenCV decodes only a file PyAV cannot open.
+  OpenCV decodes only a file PyAV cannot open. Of several video streams, PyAV reads the one
+  decord reads (``pyav_capture.official_stream``), and describes it itself if it is not the first.
 * Frame counts come from decoding, never from the container alone: ``CAP_PROP_FRAME_COUNT`` is
   the container's claim (or an estimate from duration x fps) and is wrong for truncated and some
   damaged or variable-frame-rate files. ``grab()`` decodes without converting colours, so counting
