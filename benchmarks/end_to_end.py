@@ -46,7 +46,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vswin_cli import prefetch, video  # noqa: E402
+from vswin_cli import video  # noqa: E402
 from vswin_cli.checkpoints import save_native  # noqa: E402
 from vswin_cli.engine import Engine, RunOptions  # noqa: E402
 from vswin_cli.inputs import discover  # noqa: E402
@@ -169,9 +169,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # 2. decoding + preprocessing alone, with the FFmpeg threads the run gives each decoder
         decode = []
-        processes = engine.decodes_in_processes(len(items))
-        workers = args.decode_workers or prefetch.default_workers(processes, gpu=engine.device.type != "cpu")
-        threads = prefetch.decoder_threads(workers)
+        _, _, threads = engine.decoding_plan(len(items))
         start_cpu = time.process_time()
         for item in items:
             start = time.perf_counter()

@@ -46,7 +46,7 @@ def changing(tmp_path_factory) -> dict[str, Path]:
     return v
 
 
-def all_frames(path: Path, threads: int = 0) -> tuple[np.ndarray, tuple[str, ...]]:
+def all_frames(path: Path, threads: int = 0) -> tuple[np.ndarray, list[str]]:
     video = read_video(path, lambda info: [Clip(frames=list(range(info.frames)), start=0.0, end=0.0)], decoder_threads=threads)
     return np.stack([video.frames[i] for i in range(video.info.frames)]), video.warnings
 

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 import media  # tests/media.py
-from vswin_cli.sampling import Clip
-from vswin_cli.video import probe, read_video
+from test_stream_changes import all_frames  # every frame through read_video, with the warnings
+from vswin_cli.video import probe
 
 BIG, SMALL = (64, 48), (32, 24)  # widths decord reads (it mangles some others, e.g. 48)
 
@@ -57,11 +57,6 @@ def streams(tmp_path_factory) -> dict[str, Path]:
     ffmpeg("-i", str(big), "-i", str(cover), "-map", "0", "-map", "1", "-c:v:0", "copy", "-c:v:1", "mjpeg",
            "-disposition:v:1", "attached_pic", str(v["thumbnail"]))
     return v
-
-
-def all_frames(path: Path) -> tuple[np.ndarray, list[str]]:
-    video = read_video(path, lambda info: [Clip(frames=list(range(info.frames)), start=0.0, end=0.0)])
-    return np.stack([video.frames[i] for i in range(video.info.frames)]), video.warnings
 
 
 @pytest.mark.parametrize("name, size, stream", [

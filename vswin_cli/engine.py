@@ -276,10 +276,14 @@ class Engine:
         """
         return self.options.decoders == "processes" and self.options.stride is None and videos > 1
 
-    def _prefetch(self, items: Sequence[InputVideo]) -> Iterator[PreparedVideo]:
-        processes = self.decodes_in_processes(len(items))
+    def decoding_plan(self, videos: int) -> tuple[bool, int, int]:
+        """How :meth:`run` decodes ``videos`` videos: (in processes, how many decoders, FFmpeg threads each)."""
+        processes = self.decodes_in_processes(videos)
         workers = self.options.decode_workers or prefetch.default_workers(processes, gpu=self.device.type != "cpu")
-        threads = prefetch.decoder_threads(workers)
+        return processes, workers, prefetch.decoder_threads(workers)
+
+    def _prefetch(self, items: Sequence[InputVideo]) -> Iterator[PreparedVideo]:
+        processes, workers, threads = self.decoding_plan(len(items))
         if processes:
             return prefetch.in_processes(self.without_model(), items, workers, threads)
         return prefetch.in_threads(prefetch.remembering_crashes(self, threads), items, workers)

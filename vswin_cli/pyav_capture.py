@@ -67,8 +67,7 @@ class PyAVCapture:
         self._frame: av.VideoFrame | None = None
         self._size: tuple[int, int] | None = None  # (width, height) of the first frame, every frame's size out
         self.other_sizes: list[tuple[int, int]] = []  # sizes met after the first, in order (scaled to it)
-        self._turns: int | None = None  # quarter turns that show frames upright, from the first frame
-        self._rotation = 0  # degrees clockwise, as OpenCV's CAP_PROP_ORIENTATION_META, from the first frame
+        self._display_rotation: float | None = None  # the first frame's display matrix angle (counterclockwise)
 
     def grab(self) -> bool:
         frame = self._frame = next(self._frames, None)
@@ -91,12 +90,12 @@ class PyAVCapture:
             rgb = _rgb(frame, self._size)
         except _ERRORS:
             return None
-        if self._turns is None:
+        if self._display_rotation is None:
             # The display matrix, as FFmpeg attaches it to every frame; OpenCV turns all frames
             # by the stream's, which is the same one.
-            self._turns = round(frame.rotation / 90) % 4
-            self._rotation = round(-frame.rotation) % 360
-        return np.ascontiguousarray(np.rot90(rgb, self._turns)) if self._turns else rgb
+            self._display_rotation = frame.rotation
+        turns = round(self._display_rotation / 90) % 4  # quarter turns that show the frame upright
+        return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
     def get(self, prop: int) -> float:
         if prop == cv2.CAP_PROP_POS_MSEC:
@@ -104,7 +103,9 @@ class PyAVCapture:
         if prop == cv2.CAP_PROP_N_THREADS:
             return float(self._stream.codec_context.thread_count)
         if not self._described_by_opencv and prop in _CLAIMS:
-            return _claim(prop, self._container, self._stream, self._rotation)
+            # degrees clockwise, as OpenCV's CAP_PROP_ORIENTATION_META
+            rotation = round(-self._display_rotation) % 360 if self._display_rotation is not None else 0
+            return _claim(prop, self._container, self._stream, rotation)
         return self._description.get(prop)
 
     def release(self) -> None:

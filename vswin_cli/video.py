@@ -616,14 +616,15 @@ def _scan(
         warnings.append(f"decoded {count} of {container_frames} frames the container announced (the file may be truncated or damaged; some containers only estimate the count)")
     elif container_frames is not None and count > container_frames:
         warnings.append(f"decoded {count} frames, the container announced {container_frames}")
-    if isinstance(capture, PyAVCapture) and capture.other_sizes:
-        sizes = ", ".join(f"{width}x{height}" for width, height in capture.other_sizes)
-        warnings.append(f"the picture size changes mid-stream (also {sizes}); every frame is scaled to the first size, "
-                        "as the official pipeline's decoder does")
-    if isinstance(capture, PyAVCapture) and capture.chosen_stream is not None:
-        index, streams, width, height = capture.chosen_stream
-        warnings.append(f"the file has {streams} video streams; read stream #{index} ({width}x{height}), the one the "
-                        "official pipeline's decoder reads")
+    if isinstance(capture, PyAVCapture):
+        if capture.other_sizes:
+            sizes = ", ".join(f"{width}x{height}" for width, height in capture.other_sizes)
+            warnings.append(f"the picture size changes mid-stream (also {sizes}); every frame is scaled to the first "
+                            "size, as the official pipeline's decoder does")
+        if capture.chosen_stream is not None:
+            index, streams, width, height = capture.chosen_stream
+            warnings.append(f"the file has {streams} video streams; read stream #{index} ({width}x{height}), the one "
+                            "the official pipeline's decoder reads")
 
     timestamps, variable, note = _clean_timestamps(times, fps)
     if note:
