@@ -6,8 +6,9 @@
 When the model is faster than the decoders (a GPU), this is the end-to-end rate. For each number
 of decoder threads it times ``Engine.prepare`` over the folder as the engine runs it (the
 engine's own FFmpeg thread count per decoder: a share of the cores when several decoders run),
-against the same with FFmpeg's default of one thread per core in every decoder, interleaved and
-repeated, and prints medians and the ratio. The CPU time of the process per video is printed
+against the same with FFmpeg's default of one thread per core in every decoder, and against the
+engine's settings with every frame decoded (before frames that no kept frame needs were left
+undecoded: ``PyAVCapture.decode_only``), interleaved and repeated, and prints medians and ratios. The CPU time of the process per video is printed
 too: on a CPU the model needs the cores, so a decoder's CPU time, not its speed, is what it costs.
 """
 
@@ -30,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from end_to_end import reencode_h264, write_videos  # noqa: E402
-from vswin_cli import prefetch  # noqa: E402
+from vswin_cli import prefetch, pyav_capture  # noqa: E402
 from vswin_cli.checkpoints import save_native  # noqa: E402
 from vswin_cli.engine import Engine, RunOptions  # noqa: E402
 from vswin_cli.inputs import discover  # noqa: E402
@@ -70,31 +71,39 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(items)} videos from {folder}, {args.clips} clips x {args.crops} crops, "
               f"{os.cpu_count()} cores, decoding in threads", file=sys.stderr)
 
-        timings: dict[tuple[int, int], list[tuple[float, float]]] = {}
+        order = pyav_capture._presentation_order
+        timings: dict[tuple[int, int, bool], list[tuple[float, float]]] = {}
         for _ in range(args.repeats):
             for workers in args.workers:
-                for threads in sorted({prefetch.decoder_threads(workers), 0}, reverse=True):
+                engine_threads = prefetch.decoder_threads(workers)
+                for threads, every in sorted({(engine_threads, False), (0, False), (engine_threads, True)}, reverse=True):
+                    # every frame decoded: no presentation order, so no frame is left undecoded
+                    pyav_capture._presentation_order = (lambda path, stream: None) if every else order
                     start, cpu = time.perf_counter(), cpu_seconds()
                     prepared = prefetch.in_threads(functools.partial(engine.prepare, decoder_threads=threads), items, workers)
                     for video in prepared:
                         if video.record.status != "ok":
                             raise SystemExit(f"{video.record.path}: {video.record.error}")
                         list(video.views)
-                    timings.setdefault((workers, threads), []).append(
+                    timings.setdefault((workers, threads, every), []).append(
                         ((time.perf_counter() - start) / len(items), (cpu_seconds() - cpu) / len(items)))
+                pyav_capture._presentation_order = order
 
     print()
-    print("| decoders | FFmpeg threads each | videos/s | CPU s/video | vs FFmpeg default |")
-    print("|---|---|---|---|---|")
+    print("| decoders | FFmpeg threads each | frames decoded | videos/s | CPU s/video | vs FFmpeg default | vs every frame |")
+    print("|---|---|---|---|---|---|---|")
     cores = os.cpu_count()
     for workers in args.workers:
-        default_wall = statistics.median(w for w, _ in timings[(workers, 0)])
-        for threads in sorted({prefetch.decoder_threads(workers), 0}, reverse=True):
-            wall = statistics.median(w for w, _ in timings[(workers, threads)])
-            cpu = statistics.median(c for _, c in timings[(workers, threads)])
-            engine_uses = threads == prefetch.decoder_threads(workers)
+        engine_threads = prefetch.decoder_threads(workers)
+        default_wall = statistics.median(w for w, _ in timings[(workers, 0, False)])
+        every_wall = statistics.median(w for w, _ in timings[(workers, engine_threads, True)])
+        for threads, every in sorted({(engine_threads, False), (0, False), (engine_threads, True)}, reverse=True):
+            wall = statistics.median(w for w, _ in timings[(workers, threads, every)])
+            cpu = statistics.median(c for _, c in timings[(workers, threads, every)])
+            engine_uses = threads == engine_threads and not every
             label = (str(threads) if threads else f"default ({cores})") + (" (engine)" if engine_uses else "")
-            print(f"| {workers} | {label} | {1 / wall:.2f} | {cpu:.3f} | {default_wall / wall:.2f}x |")
+            decoded = "every frame" if every else "needed"
+            print(f"| {workers} | {label} | {decoded} | {1 / wall:.2f} | {cpu:.3f} | {default_wall / wall:.2f}x | {every_wall / wall:.2f}x |")
     return 0
 
 

@@ -46,7 +46,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vswin_cli import video  # noqa: E402
+from vswin_cli import pyav_capture, video  # noqa: E402
 from vswin_cli.checkpoints import save_native  # noqa: E402
 from vswin_cli.engine import Engine, RunOptions  # noqa: E402
 from vswin_cli.inputs import discover  # noqa: E402
@@ -119,9 +119,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="where videos are decoded (default auto: threads)")
     parser.add_argument("--opencv", action="store_true",
                         help="decode with OpenCV, as for a file PyAV cannot open (default: PyAV, as vswin does)")
+    parser.add_argument("--decode-every-frame", action="store_true",
+                        help="decode every frame, as before frames no kept frame needs were left undecoded (a baseline)")
     args = parser.parse_args(argv)
     if args.opencv:
         video.open_pyav = lambda path, capture, threads=0: None
+    if args.decode_every_frame:
+        pyav_capture._presentation_order = lambda path, stream: None  # no order: nothing is skipped
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory(prefix="vswin-e2e-") as tmp:

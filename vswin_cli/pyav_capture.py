@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import math
 import os
+from array import array
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import av
 import cv2
@@ -63,16 +64,32 @@ class PyAVCapture:
         # (index, of how many, width, height) when the file has several video streams that move
         self.chosen_stream = ((self._stream.index, len(moving), self._stream.codec_context.width,
                                self._stream.codec_context.height) if len(moving) > 1 else None)
+        self._wanted: frozenset[int] | None = None  # the only frames to be retrieved, when told (decode_only)
+        self.frames_not_decoded = 0  # frames grabbed without decoding them (decode_only)
         self._frames = self._decoded_frames()
-        self._frame: av.VideoFrame | None = None
+        self._frame: av.VideoFrame | _NotDecoded | None = None
         self._size: tuple[int, int] | None = None  # (width, height) of the first frame, every frame's size out
         self.other_sizes: list[tuple[int, int]] = []  # sizes met after the first, in order (scaled to it)
         self._display_rotation: float | None = None  # the first frame's display matrix angle (counterclockwise)
+
+    def decode_only(self, wanted: frozenset[int]) -> None:
+        """Only the frames at these indices (and frame 0) will be retrieved; call before the first ``grab``.
+
+        Then frames that no other frame is predicted from (H.264/HEVC's non-reference frames, most
+        B-frames) and that are not wanted need not be decoded at all: every frame is still grabbed,
+        with its time, and the wanted ones decode exactly as before (``_frames_decoding_only``).
+        On a damaged file (where concealing the damage depends on every frame decoded before)
+        ``grab`` raises :class:`DecodeAgain`: read the file again with a new capture, without this.
+        """
+        self._wanted = wanted | {0}
 
     def grab(self) -> bool:
         frame = self._frame = next(self._frames, None)
         if frame is None:
             return False
+        if isinstance(frame, _NotDecoded):
+            self.frames_not_decoded += 1
+            return True
         size = (frame.width, frame.height)
         if self._size is None:
             self._size = size
@@ -86,6 +103,8 @@ class PyAVCapture:
         frame = self._frame
         if frame is None or self._size is None:
             return None
+        if isinstance(frame, _NotDecoded):
+            raise RuntimeError(f"{self._path}: a frame outside decode_only's set was retrieved")
         try:
             rgb = _rgb(frame, self._size)
         except _ERRORS:
@@ -123,6 +142,15 @@ class PyAVCapture:
         as it does the cut-short last packet of a truncated file) the file is decoded again with
         one thread, past the frames already given: the same frames for any thread count.
         """
+        order = _presentation_order(self._path, self._stream) if self._wanted is not None else None
+        if order is not None and self._wanted is not None:
+            try:
+                yield from _frames_decoding_only(self._container, self._stream, order, self._wanted)
+                return
+            except _Damaged:
+                # What a damaged frame looks like depends on the frames decoded before it, so the
+                # frames already given may differ from a full decode's: only the caller can start over.
+                raise DecodeAgain(f"{self._path}: damaged; read it again, decoding every frame") from None
         given = 0
         try:
             for frame in _frames(self._container, self._stream, stop_at_damage=self._stream.codec_context.thread_count != 1):
@@ -145,8 +173,11 @@ class PyAVCapture:
         frame = self._frame
         if frame is None:
             return 0.0
-        stamp = frame.pts if frame.pts is not None else frame.dts
-        time_base = frame.time_base or self._stream.time_base  # frames drained after a read error carry none
+        if isinstance(frame, _NotDecoded):
+            stamp, time_base = frame.pts, self._stream.time_base
+        else:
+            stamp = frame.pts if frame.pts is not None else frame.dts
+            time_base = frame.time_base or self._stream.time_base  # frames drained after a read error carry none
         if stamp is None or time_base is None:
             return math.nan
         return float((stamp - (self._stream.start_time or 0)) * time_base * 1000)
@@ -221,6 +252,11 @@ class _Damaged(Exception):
     """A packet did not decode."""
 
 
+class DecodeAgain(Exception):
+    """Frames were left undecoded (``PyAVCapture.decode_only``) in a file that turned out damaged:
+    the frames given so far may not be a full decode's, so the file must be read again whole."""
+
+
 def _open_stream(path: Path, threads: int) -> tuple[av.container.InputContainer, av.VideoStream]:
     container = av.open(str(path))
     try:
@@ -266,6 +302,126 @@ def _frames(container: av.container.InputContainer, stream: av.VideoStream, stop
                 raise _Damaged() from None
             continue
         yield from frames
+
+
+class _NotDecoded(NamedTuple):
+    """A frame that was not decoded (``PyAVCapture.decode_only``): only its presentation time is known."""
+
+    pts: int
+
+
+# Codecs whose decoders skip non-reference frames on request (FFmpeg's skip_frame = NONREF) and
+# put one frame in each packet of MP4, MKV and the like.
+_SKIPPABLE_CODECS = frozenset({"h264", "hevc"})
+_ORDER_LIMIT = 2_000_000  # packets; past this a file is simply decoded whole
+_HELD_LIMIT = 64  # decoded frames waiting for an earlier frame's packet (H.264 reorders 16 at most)
+
+
+def _presentation_order(path: Path, stream: av.VideoStream) -> np.ndarray | None:
+    """The presentation times of the stream's frames, sorted, read from its packets without decoding.
+
+    ``None`` where frames cannot be skipped safely: a codec that cannot skip, a stream without
+    reordered (B-) frames, or packets without times, with repeated times or flagged corrupt.
+    """
+    context = stream.codec_context
+    if context.name not in _SKIPPABLE_CODECS or not context.has_b_frames:
+        return None
+    times = array("q")
+    try:
+        with av.open(str(path)) as container:
+            for packet in container.demux(container.streams[stream.index]):
+                if packet.size == 0 or packet.is_discard:  # the demuxer's final empty packet; edit-list lead-in
+                    continue
+                if packet.pts is None or packet.is_corrupt or len(times) >= _ORDER_LIMIT:
+                    return None
+                times.append(packet.pts)
+    except _ERRORS:
+        return None
+    order = np.sort(np.frombuffer(times, dtype=np.int64))
+    if np.any(np.diff(order) == 0):
+        return None
+    return order
+
+
+def _frames_decoding_only(
+    container: av.container.InputContainer, stream: av.VideoStream, order: np.ndarray, wanted: frozenset[int]
+) -> Iterator[av.VideoFrame | _NotDecoded]:
+    """Every frame in presentation order, decoding only what the ``wanted`` frames need.
+
+    A packet whose frame is not wanted goes to the decoder with skip_frame = NONREF: a frame that
+    later frames are predicted from is decoded anyway, one that none is (most B-frames) is not,
+    so the wanted frames decode exactly as in a full decode. ``order`` (``_presentation_order``)
+    gives each packet's frame index: its rank among the packets' times, counted from the first
+    frame the decoder gives (frame 0). A frame sent for skipping and never given is yielded as
+    ``_NotDecoded``. Anything unexpected (a decode error, a frame FFmpeg flags as damaged, a time
+    the packets do not have, a frame out of order or missing) raises ``_Damaged``: the file is then
+    decoded again, whole.
+    """
+    context = stream.codec_context
+
+    def rank_of(pts: int | None) -> int:
+        rank = int(np.searchsorted(order, pts)) if pts is not None else len(order)
+        if rank == len(order) or order[rank] != pts:
+            raise _Damaged()
+        return rank
+
+    base: int | None = None  # rank of frame 0: the first frame the decoder gives
+    given = 0  # ranks below this have been yielded
+    sent: dict[int, bool] = {}  # rank -> sent for skipping, for ranks not yet yielded
+    held: list[tuple[int, av.VideoFrame]] = []  # decoded, waiting for the packets of earlier frames
+
+    def ready() -> Iterator[av.VideoFrame | _NotDecoded]:
+        nonlocal given
+        while held:
+            rank, frame = held[0]
+            while given < rank:
+                if given not in sent:
+                    return  # that frame's packet is still to come
+                if not sent.pop(given):
+                    raise _Damaged()  # decoded, yet never given: not the frames a full decode gives
+                yield _NotDecoded(int(order[given]))
+                given += 1
+            sent.pop(rank, None)
+            held.pop(0)
+            yield frame
+            given = rank + 1
+
+    skipping = False
+    try:
+        for packet in container.demux(stream):
+            if packet.is_corrupt:
+                raise _Damaged()
+            skip = False
+            if packet.size and not packet.is_discard:
+                rank = rank_of(packet.pts)
+                skip = base is not None and rank > base and rank - base not in wanted
+                sent[rank] = skip
+            if skip != skipping:
+                context.skip_frame = "NONREF" if skip else "DEFAULT"
+                skipping = skip
+            for frame in packet.decode():  # the demuxer's last, empty packet drains the decoder
+                if frame.is_corrupt:  # concealed damage: its pixels depend on what was decoded before
+                    raise _Damaged()
+                rank = rank_of(frame.pts)
+                if base is None:
+                    base = given = rank  # frames before it (leading frames of an open GOP) are not given by FFmpeg
+                if rank < given or (held and rank <= held[-1][0]):
+                    raise _Damaged()
+                held.append((rank, frame))
+                if len(held) > _HELD_LIMIT:
+                    raise _Damaged()
+                yield from ready()
+    except av.FFmpegError:
+        raise _Damaged() from None
+    if base is None:
+        return
+    yield from ready()
+    if held or any(not skip for rank, skip in sent.items() if rank >= given):
+        raise _Damaged()
+    for rank in range(given, len(order)):
+        if rank not in sent:
+            raise _Damaged()
+        yield _NotDecoded(int(order[rank]))
 
 
 def _rgb(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:

@@ -16,7 +16,11 @@ What we rely on, and why:
 * Frame counts come from decoding, never from the container alone: ``CAP_PROP_FRAME_COUNT`` is
   the container's claim (or an estimate from duration x fps) and is wrong for truncated and some
   damaged or variable-frame-rate files. ``grab()`` decodes without converting colours, so counting
-  is cheaper than reading.
+  is cheaper than reading. Each pass says first which frames it will retrieve
+  (``_Reader.retrieves_only``): PyAV then leaves H.264/HEVC non-reference frames outside that set
+  undecoded, counting and timing them from their packets, and a damaged file is read again
+  decoding every frame (``PyAVCapture.decode_only``). ``_stream`` decodes every frame: the clips it
+  has yielded could not be taken back.
 * One pass when the container tells the truth: ``read_video`` plans clips from the container's
   count and frame rate, decodes the file once, converts only the planned frames, then re-plans
   from what was actually decoded. If that plan needs a frame it did not keep (the container lied),
@@ -39,7 +43,7 @@ What we rely on, and why:
 * Nothing hangs: special files are refused before opening (reading a FIFO blocks), and decoding
   stops after ``_grab_limit`` frames, far beyond what the container announces, with a warning.
 * Memory holds only the frames a plan keeps (optionally already resized through
-  ``frame_transform``) plus 8 bytes of timestamp per frame; ``iter_clips`` releases each frame
+  ``frame_transform``) plus 8 bytes of timestamp per frame (16 where frames are skipped); ``iter_clips`` releases each frame
   once no later clip needs it, for sliding windows over long videos.
 """
 
@@ -60,7 +64,7 @@ import numpy as np
 
 from .errors import VswinError
 from .frame_formats import JPEG_CODECS, FormatRuns, jpeg_layout, theora_subsampling
-from .pyav_capture import PyAVCapture, open_pyav
+from .pyav_capture import DecodeAgain, PyAVCapture, open_pyav
 from .sampling import Clip
 
 # FFmpeg's own log lines (h264 errors on damaged files...) would bypass our one-line reasons;
@@ -149,13 +153,7 @@ FrameTransform = Callable[[np.ndarray], np.ndarray]
 def probe(path: str | os.PathLike[str], decoder_threads: int = 0) -> VideoInfo:
     """Decode the whole file once (without colour conversion) and describe it."""
     path = Path(path)
-    head = check_file(path)
-    reader = _Reader(path, head, decoder_threads)
-    try:
-        scan = _scan(reader, path, head, keep=frozenset())
-    finally:
-        reader.release()
-    return scan.info
+    return _scan_file(path, check_file(path), decoder_threads, lambda capture: frozenset()).info
 
 
 def read_video(
@@ -169,13 +167,12 @@ def read_video(
     """
     path = Path(path)
     head = check_file(path)
-    reader = _Reader(path, head, decoder_threads)
-    try:
-        guess = _container_guess(reader.capture, path)
-        wanted = _frames_of(plan(guess)) if guess is not None else frozenset()
-        scan = _scan(reader, path, head, keep=wanted, transform=frame_transform)
-    finally:
-        reader.release()
+
+    def planned(capture: Capture) -> frozenset[int]:  # the frames the container's claims plan
+        guess = _container_guess(capture, path)
+        return _frames_of(plan(guess)) if guess is not None else frozenset()
+
+    scan = _scan_file(path, head, decoder_threads, planned, frame_transform)
     info = scan.info
     clips = list(plan(info))
     needed = _frames_of(clips)
@@ -428,6 +425,12 @@ class _Reader:
     def time_ms(self) -> float:
         return self.capture.get(cv2.CAP_PROP_POS_MSEC)
 
+    def retrieves_only(self, indices: frozenset[int]) -> None:
+        """Say, before the first ``grab``, which frames will be retrieved: PyAV then leaves the
+        others undecoded where no retrieved frame needs them (``PyAVCapture.decode_only``)."""
+        if isinstance(self.capture, PyAVCapture):
+            self.capture.decode_only(indices)
+
     def retrieve(self, transform: FrameTransform | None) -> np.ndarray:
         index = self.position
         if self._first is None:
@@ -576,6 +579,25 @@ def _opencv_rgb(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
 
+def _scan_file(
+    path: Path, head: bytes, threads: int, keep: Callable[[Capture], frozenset[int]], transform: FrameTransform | None = None
+) -> _Scan:
+    """``_scan`` of the file, keeping ``keep(capture)``, and decoding only the frames they need
+    (``_Reader.retrieves_only``); a damaged file is scanned again, decoding every frame."""
+    for every_frame in (False, True):
+        reader = _Reader(path, head, threads)
+        try:
+            wanted = keep(reader.capture)
+            if not every_frame:
+                reader.retrieves_only(wanted | {0})
+            return _scan(reader, path, head, wanted, transform)
+        except DecodeAgain:
+            continue
+        finally:
+            reader.release()
+    raise AssertionError("a scan that decodes every frame does not ask to decode again")
+
+
 def _scan(
     reader: _Reader,
     path: Path,
@@ -699,17 +721,23 @@ def _fetch(
     threads: int = 0,
 ) -> dict[int, np.ndarray]:
     """Second sequential pass: retrieve the ``wanted`` frames (no seeking, see the module doc)."""
-    reader = _Reader(path, head, threads)
-    frames: dict[int, np.ndarray] = {}
     last = max(wanted)
-    try:
-        index = 0
-        while index <= last and reader.grab():
-            if index in wanted:
-                frames[index] = reader.retrieve(transform)
-            index += 1
-    finally:
-        reader.release()
+    for every_frame in (False, True):
+        reader = _Reader(path, head, threads)
+        frames: dict[int, np.ndarray] = {}
+        if not every_frame:
+            reader.retrieves_only(frozenset(wanted))
+        try:
+            index = 0
+            while index <= last and reader.grab():
+                if index in wanted:
+                    frames[index] = reader.retrieve(transform)
+                index += 1
+            break
+        except DecodeAgain:
+            continue
+        finally:
+            reader.release()
     if len(frames) != len(wanted):
         raise VideoError(f"{path}: decoding is not repeatable ({count} frames on the first pass, {index} on the second)")
     return frames
@@ -728,6 +756,8 @@ def _stream(
     ready_at: list[int] = []
     for clip in clips:
         ready_at.append(max([max(clip.frames), *ready_at[-1:]]))
+    # Every frame is decoded here: clips already yielded could not be taken back if the file
+    # turned out damaged (PyAVCapture.decode_only).
     reader = _Reader(path, check_file(path), threads)
     held: dict[int, np.ndarray] = {}
     next_clip = 0
