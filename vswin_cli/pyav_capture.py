@@ -65,7 +65,7 @@ class PyAVCapture:
         self.chosen_stream = ((self._stream.index, len(moving), self._stream.codec_context.width,
                                self._stream.codec_context.height) if len(moving) > 1 else None)
         self._wanted: frozenset[int] | None = None  # the only frames to be retrieved, when told (decode_only)
-        self.frames_not_decoded = 0  # frames grabbed without decoding them (decode_only)
+        self.frames_skipped = 0  # frames grabbed with only their time (decode_only)
         self._frames = self._decoded_frames()
         self._frame: av.VideoFrame | _NotDecoded | None = None
         self._size: tuple[int, int] | None = None  # (width, height) of the first frame, every frame's size out
@@ -88,7 +88,7 @@ class PyAVCapture:
         if frame is None:
             return False
         if isinstance(frame, _NotDecoded):
-            self.frames_not_decoded += 1
+            self.frames_skipped += 1
             return True
         size = (frame.width, frame.height)
         if self._size is None:
