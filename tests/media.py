@@ -74,6 +74,11 @@ def _run(args: Sequence[str], stdin: bytes | None = None) -> None:
         raise RuntimeError(f"ffmpeg {' '.join(args)} failed: {done.stderr.decode(errors='replace')[-500:]}")
 
 
+def ffmpeg(*args: str) -> None:
+    """Run ffmpeg with these arguments (quiet; raises with its last words if it fails)."""
+    _run(args)
+
+
 def encode(
     path: Path,
     *,

@@ -10,7 +10,6 @@ time here is ffmpeg's or ffprobe's.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import cv2
@@ -23,10 +22,6 @@ from vswin_cli.sampling import Clip
 from vswin_cli.video import probe, read_video
 
 SIZE = (64, 48)
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +42,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     # Cut at a time between keyframes without re-encoding: an MP4 edit list whose first packets
     # decode only as references, and (open GOP) leading frames FFmpeg never gives.
     v["cut"] = d / "cut.mp4"
-    ffmpeg("-ss", "1.3", "-i", str(v["open_gop"]), "-c", "copy", str(v["cut"]))
+    media.ffmpeg("-ss", "1.3", "-i", str(v["open_gop"]), "-c", "copy", str(v["cut"]))
     return v
 
 

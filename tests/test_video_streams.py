@@ -11,7 +11,6 @@ cover picture (one frame) or the other camera. Every expected frame here is deco
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import cv2
@@ -23,10 +22,6 @@ from test_stream_changes import all_frames  # every frame through read_video, wi
 from vswin_cli.video import probe
 
 BIG, SMALL = (64, 48), (32, 24)  # widths decord reads (it mangles some others, e.g. 48)
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +44,12 @@ def streams(tmp_path_factory) -> dict[str, Path]:
         # a thumbnail flagged as the cover, as yt-dlp embeds it: the video, no warning
         "thumbnail": d / "thumbnail.mp4",
     }
-    ffmpeg("-i", str(cover), "-i", str(big), "-map", "0", "-map", "1", "-c", "copy", str(v["cover_first"]))
-    ffmpeg("-i", str(small), "-i", str(big), "-map", "0", "-map", "1", "-c", "copy", str(v["preview_first"]))
-    ffmpeg("-i", str(big), "-i", str(small), "-map", "0", "-map", "1", "-c", "copy", str(v["main_first"]))
-    ffmpeg("-i", str(small), "-i", str(big), "-map", "0", "-map", "1", "-c", "copy",
+    media.ffmpeg("-i", str(cover), "-i", str(big), "-map", "0", "-map", "1", "-c", "copy", str(v["cover_first"]))
+    media.ffmpeg("-i", str(small), "-i", str(big), "-map", "0", "-map", "1", "-c", "copy", str(v["preview_first"]))
+    media.ffmpeg("-i", str(big), "-i", str(small), "-map", "0", "-map", "1", "-c", "copy", str(v["main_first"]))
+    media.ffmpeg("-i", str(small), "-i", str(big), "-map", "0", "-map", "1", "-c", "copy",
            "-disposition:v:0", "0", "-disposition:v:1", "default", str(v["default_second"]))
-    ffmpeg("-i", str(big), "-i", str(cover), "-map", "0", "-map", "1", "-c:v:0", "copy", "-c:v:1", "mjpeg",
+    media.ffmpeg("-i", str(big), "-i", str(cover), "-map", "0", "-map", "1", "-c:v:0", "copy", "-c:v:1", "mjpeg",
            "-disposition:v:1", "attached_pic", str(v["thumbnail"]))
     return v
 
