@@ -7,9 +7,10 @@ When the model is faster than the decoders (a GPU), this is the end-to-end rate.
 of decoder threads it times ``Engine.prepare`` over the folder as the engine runs it (the
 engine's own FFmpeg thread count per decoder: a share of the cores when several decoders run),
 against the same with FFmpeg's default of one thread per core in every decoder, and against the
-engine's settings with every frame decoded (before frames that no kept frame needs were left
-undecoded: ``PyAVCapture.decode_only``), interleaved and repeated, and prints medians and ratios. The CPU time of the process per video is printed
-too: on a CPU the model needs the cores, so a decoder's CPU time, not its speed, is what it costs.
+engine's settings with every frame decoded (as before frames that no kept frame needs were left
+undecoded: ``PyAVCapture.decode_only``), interleaved and repeated, and prints medians and ratios.
+The CPU time of the process per video is printed too: on a CPU the model needs the cores, so a
+decoder's CPU time, not its speed, is what it costs.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@ exactly what a full decode gives.
 
 H.264 and HEVC B-frames are mostly non-reference frames: nothing is predicted from them, so a
 frame the plan does not keep can be left undecoded (FFmpeg's skip_frame) without changing any
-other frame. That is 35-45% of the decoding work of an x264 file. The count and the times still
-cover every frame (taken from the packets), so sampling does not change. Every expected frame and
+other frame. That is about a third of the decoding work of an x264 file. The count and the times
+still cover every frame (taken from the packets), so sampling does not change. Every expected frame and
 time here is ffmpeg's or ffprobe's.
 """
 
@@ -52,7 +52,7 @@ def frames_of(path: Path, wanted: list[int], threads: int = 0) -> tuple[list[flo
 
 
 def undecoded(path: Path, wanted: frozenset[int], threads: int = 0) -> tuple[int, int]:
-    """(frames grabbed, frames not decoded) when only ``wanted`` will be retrieved."""
+    """(frames grabbed, frames skipped) when only ``wanted`` will be retrieved."""
     capture = open_pyav(path, cv2.VideoCapture(str(path)), threads)
     assert capture is not None
     capture.decode_only(wanted)
