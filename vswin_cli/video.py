@@ -57,7 +57,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import cv2
 import numpy as np
@@ -582,20 +582,32 @@ def _opencv_rgb(frame: np.ndarray) -> np.ndarray:
 def _scan_file(
     path: Path, head: bytes, threads: int, keep: Callable[[Capture], frozenset[int]], transform: FrameTransform | None = None
 ) -> _Scan:
-    """``_scan`` of the file, keeping ``keep(capture)``, and decoding only the frames they need
-    (``_Reader.retrieves_only``); a damaged file is scanned again, decoding every frame."""
+    """``_scan`` of the file, keeping ``keep(capture)`` (see ``_decoding_only``)."""
+    return _decoding_only(path, head, threads, keep, lambda reader, wanted: _scan(reader, path, head, wanted, transform))
+
+
+_Pass = TypeVar("_Pass")
+
+
+def _decoding_only(
+    path: Path, head: bytes, threads: int, retrieved: Callable[[Capture], frozenset[int]],
+    read: Callable[[_Reader, frozenset[int]], _Pass],
+) -> _Pass:
+    """``read(reader, retrieved(capture))`` on a fresh reader that decodes only the frames the
+    retrieved ones need (``_Reader.retrieves_only``); a file found damaged on the way is read
+    again, decoding every frame."""
     for every_frame in (False, True):
         reader = _Reader(path, head, threads)
         try:
-            wanted = keep(reader.capture)
+            wanted = retrieved(reader.capture)
             if not every_frame:
-                reader.retrieves_only(wanted | {0})
-            return _scan(reader, path, head, wanted, transform)
+                reader.retrieves_only(wanted)
+            return read(reader, wanted)
         except DecodeAgain:
             continue
         finally:
             reader.release()
-    raise AssertionError("a scan that decodes every frame does not ask to decode again")
+    raise AssertionError("a pass that decodes every frame does not ask to decode again")
 
 
 def _scan(
@@ -722,22 +734,17 @@ def _fetch(
 ) -> dict[int, np.ndarray]:
     """Second sequential pass: retrieve the ``wanted`` frames (no seeking, see the module doc)."""
     last = max(wanted)
-    for every_frame in (False, True):
-        reader = _Reader(path, head, threads)
+
+    def read(reader: _Reader, wanted: frozenset[int]) -> tuple[dict[int, np.ndarray], int]:
         frames: dict[int, np.ndarray] = {}
-        if not every_frame:
-            reader.retrieves_only(frozenset(wanted))
-        try:
-            index = 0
-            while index <= last and reader.grab():
-                if index in wanted:
-                    frames[index] = reader.retrieve(transform)
-                index += 1
-            break
-        except DecodeAgain:
-            continue
-        finally:
-            reader.release()
+        index = 0
+        while index <= last and reader.grab():
+            if index in wanted:
+                frames[index] = reader.retrieve(transform)
+            index += 1
+        return frames, index
+
+    frames, index = _decoding_only(path, head, threads, lambda capture: frozenset(wanted), read)
     if len(frames) != len(wanted):
         raise VideoError(f"{path}: decoding is not repeatable ({count} frames on the first pass, {index} on the second)")
     return frames
