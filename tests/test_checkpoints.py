@@ -363,3 +363,69 @@ def test_converting_a_checkpoint_without_head_prints_one_line(tmp_path, tiny, cl
     loaded = ck.load_checkpoint(tmp_path / "backbone.safetensors")
     with torch.inference_mode():
         assert torch.equal(loaded.model.forward_features(clip), tiny.forward_features(clip))
+
+
+# --- files that once loaded wrongly or ended in a traceback -------------------------------------
+
+
+def test_a_pickle_named_safetensors_loads_as_what_it_is(tmp_path, tiny, clip):
+    # torch.load hands any path ending in .safetensors to the safetensors reader.
+    renamed = tmp_path / "model.safetensors"
+    torch.save({"state_dict": ck.native_to_official(tiny.state_dict())}, renamed)
+    assert torch.equal(outputs(ck.load_checkpoint(renamed).model, clip), outputs(tiny, clip))
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(b"\x08\x00\x00\x00\x00")
+    with pytest.raises(ck.CheckpointError) as info:
+        ck.load_checkpoint(cut)
+    assert "\n" not in str(info.value)
+
+
+def test_an_image_swin_checkpoint_is_refused(tmp_path, tiny):
+    # microsoft/Swin-Transformer's layout uses the same names, with a 2D patch embedding.
+    state = dict(tiny.state_dict())
+    state["patch_embed.proj.weight"] = torch.zeros(16, 3, 4, 4)
+    torch.save({"model": state}, tmp_path / "swin_tiny_patch4_window7_224.pth")
+    with pytest.raises(ck.CheckpointError, match="patch embedding has 4 dimensions.*image Swin"):
+        ck.load_checkpoint(tmp_path / "swin_tiny_patch4_window7_224.pth")
+
+
+def test_a_window_other_than_7_is_read_right_or_refused_without_the_index(tmp_path, clip):
+    # vswin's own state_dict() has no relative_position_index: the table's length alone decides.
+    cube = random_model(SwinConfig(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1), window_size=(4, 4, 4), num_classes=3))
+    torch.save(cube.state_dict(), tmp_path / "cube.pth")  # 7*7*7 rows: 4x4x4 (1x1 spatial is no Swin)
+    loaded = ck.load_checkpoint(tmp_path / "cube.pth").model
+    assert loaded.config.window_size == (4, 4, 4)
+    assert torch.equal(outputs(loaded, clip), outputs(cube, clip))
+    odd = random_model(SwinConfig(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1), window_size=(8, 5, 5), num_classes=3))
+    torch.save(odd.state_dict(), tmp_path / "odd.pth")  # 15*9*9 rows: 8x5x5 or 68x2x2
+    with pytest.raises(ck.CheckpointError, match="cannot tell the attention window.*68x2x2 or 8x5x5"):
+        ck.load_checkpoint(tmp_path / "odd.pth")
+    state = dict(odd.state_dict())
+    for name, module in odd.named_modules():
+        if hasattr(module, "relative_position_index"):
+            state[f"{name}.relative_position_index"] = module.relative_position_index
+    torch.save(state, tmp_path / "odd_with_index.pth")
+    loaded = ck.load_checkpoint(tmp_path / "odd_with_index.pth").model
+    assert loaded.config.window_size == (8, 5, 5)
+    assert torch.equal(outputs(loaded, clip), outputs(odd, clip))
+
+
+def test_safetensors_metadata_another_tool_wrote_is_not_a_traceback(tmp_path, tiny, clip):
+    from safetensors.torch import save_file
+
+    tensors = {k: v.contiguous() for k, v in tiny.state_dict().items()}
+    save_file(tensors, tmp_path / "other.safetensors", metadata={"format": "pt", "labels": "cat,dog,bird"})
+    loaded = ck.load_checkpoint(tmp_path / "other.safetensors")
+    assert loaded.labels is None and torch.equal(outputs(loaded.model, clip), outputs(tiny, clip))
+    ck.save_native(tiny, tmp_path / "native.safetensors", labels=[f"c{i}" for i in range(10)])
+    assert ck.load_checkpoint(tmp_path / "native.safetensors").labels == [f"c{i}" for i in range(10)]
+    native = ck.read_checkpoint(tmp_path / "native.safetensors")[1]
+    for key, value in (("labels", "cat,dog"), ("config", "{not json")):
+        save_file(tensors, tmp_path / f"bad_{key}.safetensors", metadata={**native, key: value})
+        with pytest.raises(ck.CheckpointError, match="in its metadata that (is|are) not"):
+            ck.load_checkpoint(tmp_path / f"bad_{key}.safetensors")
+
+
+def test_a_counter_beside_the_state_dict_does_not_hide_it(tmp_path, tiny, clip):
+    torch.save({"state_dict": ck.native_to_official(tiny.state_dict()), "step": torch.tensor(100)}, tmp_path / "ckpt.pth")
+    assert torch.equal(outputs(ck.load_checkpoint(tmp_path / "ckpt.pth").model, clip), outputs(tiny, clip))

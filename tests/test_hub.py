@@ -313,6 +313,15 @@ def test_hf_reference_picks_up_labels_and_protocol_from_config(env: Path, hub: F
     assert checkpoint.config == config
 
 
+def test_hf_labels_that_are_not_utf8_are_one_line(env: Path, hub: FakeHub) -> None:
+    hub.add_commit("me/latin", {"model.safetensors": WEIGHTS, "labels.txt": "caf\u00e9\nna\u00efve\n".encode("latin-1")})
+    with pytest.raises(VswinError) as info:
+        resolve_checkpoint("hf://me/latin")
+    assert str(info.value) == "hf://me/latin: its labels.txt is not UTF-8 text; run its checkpoint file with -m PATH --labels FILE"
+    hub.add_commit("me/bom", {"model.safetensors": WEIGHTS, "labels.txt": "\ufeffcat\ndog\n".encode("utf-8")})
+    assert resolve_checkpoint("hf://me/bom").labels == ["cat", "dog"]  # as Windows editors save UTF-8
+
+
 @pytest.mark.parametrize("ref", ["hf://a b/c", "hf://me/re..po", "hf://me/" + "x" * 100])
 def test_a_repository_name_the_hub_cannot_hold_is_a_bad_reference(env: Path, hub: FakeHub, ref: str) -> None:
     # Not "cannot reach the Hub ... run vswin download", which could never work.

@@ -167,9 +167,11 @@ def _read_pickle(path: Path) -> dict[str, Any]:
     for _ in range(_STAND_IN_ROUNDS):
         try:
             allowing = torch.serialization.safe_globals(stand_ins) if stand_ins else nullcontext()
-            with warnings.catch_warnings(), allowing:
+            # An open file, not the path: torch.load hands any path ending in .safetensors to the
+            # safetensors reader, and this file is a pickle whatever its name.
+            with warnings.catch_warnings(), allowing, open(path, "rb") as handle:
                 warnings.simplefilter("ignore")  # torch's notes on pickle protocols are not the user's business
-                obj = torch.load(path, map_location="cpu", weights_only=True)
+                obj = torch.load(handle, map_location="cpu", weights_only=True)
             break
         except pickle.UnpicklingError as error:
             text = str(error)
@@ -211,8 +213,9 @@ def unwrap_state_dict(obj: Mapping[str, Any]) -> StateDict:
     """Find the tensors: unwrap ``{"state_dict": ...}``-style containers and wrapper prefixes."""
     current: Mapping[str, Any] = obj
     for _ in range(4):
-        tensors = {k: v for k, v in current.items() if isinstance(v, Tensor)}
-        if tensors:
+        # Weights have dotted names; a lone tensor beside a wrapper ({"state_dict": ..., "step":
+        # tensor(100)}) is a training counter, not the model.
+        if any(isinstance(v, Tensor) and "." in str(k) for k, v in current.items()):
             break
         inner = next((current[k] for k in _WRAPPER_KEYS if isinstance(current.get(k), Mapping)), None)
         if inner is None:
@@ -352,8 +355,10 @@ def _strip_common_prefix(state: Mapping[str, Tensor]) -> StateDict | None:
 def _window_from_table(table_len: int, index_len: int | None) -> tuple[int, int, int]:
     """Window (d, h, w) with (2d-1)(2h-1)(2w-1) == table_len, h == w (Video Swin's windows are square).
 
-    When a relative_position_index came with the checkpoint, its size N = d*h*w settles it;
-    else the spatial window 7 of every released model is preferred.
+    When a relative_position_index came with the checkpoint, its size N = d*h*w settles it.
+    Without one, the spatial window 7 of every released model is preferred; another is taken
+    only when it is the one window (of at least 2x2) that fits, and an ambiguous table is
+    refused: a wrong window gives wrong numbers without any error.
     """
     candidates = []
     for w in range(1, 65):
@@ -365,16 +370,30 @@ def _window_from_table(table_len: int, index_len: int | None) -> tuple[int, int,
             candidates.append(((depth_span + 1) // 2, w, w))
     if index_len is not None:
         candidates = [c for c in candidates if c[0] * c[1] * c[2] == index_len]
+    else:
+        candidates = [c for c in candidates if c[1] >= 2]  # a 1x1 spatial window is no Swin
     if not candidates:
         raise CheckpointError(f"cannot infer the attention window from a position-bias table of {table_len} rows")
     preferred = [c for c in candidates if c[1] == 7]
-    return (preferred or candidates)[0]
+    if preferred or len(candidates) == 1:
+        return (preferred or candidates)[0]
+    shown = " or ".join("x".join(map(str, c)) for c in candidates[:4])
+    raise CheckpointError(
+        f"cannot tell the attention window from a position-bias table of {table_len} rows (it fits {shown}) "
+        "and the file has no relative_position_index to settle it; save the checkpoint with those buffers, "
+        "as the official code does, or with vswin_cli.checkpoints.save_native"
+    )
 
 
 def infer_config(native: Mapping[str, Tensor], index_len: int | None = None) -> SwinConfig:
     """The architecture of a native state dict, from its tensor shapes."""
     try:
         proj = native["patch_embed.proj.weight"]
+        if proj.ndim != 5:  # (C, in, d, h, w); an image Swin's is (C, in, h, w)
+            raise CheckpointError(
+                f"not a Video Swin checkpoint: its patch embedding has {proj.ndim} dimensions, not 5 "
+                "(an image Swin Transformer's checkpoint?)"
+            )
         embed_dim, in_channels = int(proj.shape[0]), int(proj.shape[1])
         patch = tuple(int(s) for s in proj.shape[2:])
         depths: list[int] = []
@@ -457,11 +476,15 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
     if not tensors:
         raise CheckpointError(f"{path} holds no tensors: not a model checkpoint")
     native, layout = to_native(tensors)
+    native_file = metadata.get("format") == NATIVE_FORMAT
     config = None
-    if metadata.get("format") == NATIVE_FORMAT and "config" in metadata:
-        config = SwinConfig.from_dict(json.loads(metadata["config"]))
+    if native_file and "config" in metadata:
+        try:
+            config = SwinConfig.from_dict(json.loads(metadata["config"]))
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            raise CheckpointError(f"{path} has an architecture in its metadata that is not one ({error})") from None
     model = build_model(native, config or infer_config(native, _index_len(tensors)))
-    labels = json.loads(metadata["labels"]) if metadata.get("labels") else None
+    labels = _metadata_labels(path, metadata.get("labels"), strict=native_file)
     model.labels = labels
     protocol = None
     if metadata.get("format") == NATIVE_FORMAT and metadata.get("protocol"):
@@ -474,6 +497,23 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
     return LoadedCheckpoint(
         model=model, layout=layout, sha256=file_sha256(path), labels=labels, metadata=metadata, protocol=protocol
     )
+
+
+def _metadata_labels(path: Path, text: str | None, strict: bool) -> list[str] | None:
+    """The class names a safetensors file's metadata holds (a JSON list of strings, as
+    ``save_native`` writes). Another tool's file may mean something else by the key: what is not
+    such a list is ignored there, and refused in a vswin file."""
+    if not text:
+        return None
+    try:
+        labels = json.loads(text)
+    except ValueError:
+        labels = None
+    if isinstance(labels, list) and all(isinstance(label, str) for label in labels):
+        return labels
+    if strict:
+        raise CheckpointError(f"{path} has class names in its metadata that are not a JSON list of strings")
+    return None
 
 
 def save_native(

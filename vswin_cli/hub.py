@@ -888,7 +888,10 @@ def _resolve_hf(ref: str) -> ResolvedCheckpoint:
         config = _read_json_config(ref, repo_id, commit or revision)
     if files is not None and "labels.txt" in files:
         labels_path, _ = _fetch_hub_file(ref, repo_id, "labels.txt", commit or revision, _Expected())
-        labels = parse_label_lines(labels_path.read_text(encoding="utf-8"))
+        try:
+            labels = parse_label_lines(labels_path.read_text(encoding="utf-8-sig"))
+        except UnicodeDecodeError:
+            raise VswinError(f"{ref}: its labels.txt is not UTF-8 text; run its checkpoint file with -m PATH --labels FILE") from None
     if config is not None:
         labels = labels or _labels_from_config(ref, config)
         if isinstance(config.get("protocol"), dict):
