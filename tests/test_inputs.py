@@ -66,3 +66,18 @@ def test_signatures():
             p = Path(d) / "f"
             p.write_bytes(head)
             assert looks_like_video(p) is expected, head
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX named pipes")
+def test_a_named_pipe_in_a_folder_is_skipped_without_waiting(tree):
+    # Was: sniffing its first bytes opened it, which waits for a writer forever.
+    import threading
+
+    os.mkfifo(tree / "pipe")
+    result = []
+    worker = threading.Thread(target=lambda: result.append(discover([tree])), daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert result, "discovery blocked on a named pipe"
+    assert names(result[0], tree) == ["a clip é.mkv", "b.mp4", "broken.avi", "no_extension"]
+    assert result[0].skipped_files == 2  # notes.txt and the pipe

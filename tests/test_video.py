@@ -546,3 +546,52 @@ def test_streaming_windows_hold_only_overlapping_frames(lib):
     assert long_clips > 8 * short_clips  # 96 windows against 11: all frames are planned ...
     window_bytes = 8 * 32 * 32 * 3
     assert long - short < 1070 * 200 + 2 * window_bytes, (short, long)  # ... yet few are held
+
+
+def test_a_display_matrix_that_is_no_rotation_leaves_frames_as_coded(tmp_path):
+    # An all-zero tkhd matrix: ffprobe gives no angle (INT64_MIN) and ffmpeg shows the frames as
+    # coded. Was: PyAV's INT_MIN turned them three quarter turns and probe said "rotation": 232.
+    media.require_ffmpeg()
+    source = media.encode(tmp_path / "coded.mp4", frames=20, size=(48, 32))
+    data = bytearray(source.read_bytes())
+    assert data[data.find(b"tkhd") + 4] == 0  # version 0: the matrix is 36 bytes after the flags
+    matrix = data.find(b"tkhd") + 4 + 4 + 36
+    assert data[matrix:matrix + 4] == (1 << 16).to_bytes(4, "big")  # the identity's 1.0, about to go
+    data[matrix:matrix + 36] = bytes(36)
+    zeroed = tmp_path / "zero_matrix.mp4"
+    zeroed.write_bytes(bytes(data))
+    coded = media.ffmpeg_frames(source)  # identity matrix: as coded, (20, 32, 48, 3)
+    raw = ["ffmpeg", "-v", "error", "-i", "IN", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    shown = [subprocess.run([a if a != "IN" else str(p) for a in raw], capture_output=True, check=True).stdout for p in (source, zeroed)]
+    assert shown[0] == shown[1] == coded.tobytes()  # ffmpeg shows the zeroed file's frames as coded too
+    info = probe(zeroed)
+    assert (info.rotation, info.width, info.height) == (0, 48, 32)
+    frames = read_video(zeroed, kinetics_plan).frames
+    first = min(frames)
+    assert frames[first].shape == (32, 48, 3) and np.abs(frames[first].astype(int) - coded[first]).mean() < 2
+
+
+def test_a_false_frame_count_in_the_header_costs_no_memory(tmp_path):
+    # An AVI header claiming 50 million frames: planning from the claim made arrays of 8 bytes a
+    # claimed frame (0.4 GB each) before the scan found 25.
+    import struct
+
+    source = media.encode_cv2(tmp_path / "true.avi", frames=25, size=(32, 24))
+    data = bytearray(source.read_bytes())
+    claim = 50_000_000
+    data[48:52] = struct.pack("<I", claim)  # avih.dwTotalFrames
+    length = data.find(b"strh") + 8 + 32  # strh.dwLength
+    data[length:length + 4] = struct.pack("<I", claim)
+    false = tmp_path / "claims.avi"
+    false.write_bytes(bytes(data))
+    tracemalloc.start()
+    try:
+        video = read_video(false, kinetics_plan, frame_transform=np.copy)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert video.info.frames == 25 and video.info.container_frames == claim
+    assert peak < 50_000_000, peak
+    reference = read_video(source, kinetics_plan)
+    assert [c.frames for c in video.clips] == [c.frames for c in reference.clips]
+    assert all(np.array_equal(video.frames[i], reference.frames[i]) for i in reference.frames)

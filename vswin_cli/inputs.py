@@ -10,6 +10,7 @@ Symbolic links are followed; a folder reached twice (link cycles) is listed once
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -47,11 +48,7 @@ class Discovery:
 
 def looks_like_video(path: Path) -> bool:
     """True when the first bytes are a common video container's signature."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError:
-        return False
+    head = _regular_file_head(path, 188 * 3 + 1)
     return (
         head[4:8] == b"ftyp"  # MP4 / MOV / 3GP
         or head[:4] == b"\x1a\x45\xdf\xa3"  # Matroska / WebM
@@ -59,17 +56,25 @@ def looks_like_video(path: Path) -> bool:
         or head[:4] in (b"GIF8", b"OggS", b"FLV\x01", b"DKIF", b"YUV4", b"nut/")
         or head[:4] in (b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3")  # MPEG program / elementary stream
         or head[:4] == b"\x30\x26\xb2\x75"  # ASF / WMV
-        or (len(head) >= 1 and head[0] == 0x47 and _is_mpeg_ts(path))
+        or (len(head) > 376 and head[0] == head[188] == head[376] == 0x47)  # MPEG-TS: a sync byte every 188
     )
 
 
-def _is_mpeg_ts(path: Path) -> bool:
+def _regular_file_head(path: Path, size: int) -> bytes:
+    """The first ``size`` bytes of a regular file; nothing for anything else. Opened without
+    blocking: opening a FIFO that no one writes to waits forever."""
     try:
-        with open(path, "rb") as f:
-            data = f.read(188 * 3 + 1)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError:
-        return False
-    return len(data) > 376 and data[0] == data[188] == data[376] == 0x47
+        return b""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return b""
+        return os.read(fd, size)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
 
 
 def _is_candidate(path: Path) -> bool:

@@ -113,7 +113,7 @@ class PyAVCapture:
             # The display matrix, as FFmpeg attaches it to every frame; OpenCV turns all frames
             # by the stream's, which is the same one.
             self._display_rotation = frame.rotation
-        turns = round(self._display_rotation / 90) % 4  # quarter turns that show the frame upright
+        turns = quarter_turns(self._display_rotation)
         return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
     def get(self, prop: int) -> float:
@@ -123,7 +123,7 @@ class PyAVCapture:
             return float(self._stream.codec_context.thread_count)
         if not self._described_by_opencv and prop in _CLAIMS:
             # degrees clockwise, as OpenCV's CAP_PROP_ORIENTATION_META
-            rotation = round(-self._display_rotation) % 360 if self._display_rotation is not None else 0
+            rotation = -90 * quarter_turns(self._display_rotation) % 360 if self._display_rotation is not None else 0
             return _claim(prop, self._container, self._stream, rotation)
         return self._description.get(prop)
 
@@ -181,6 +181,16 @@ class PyAVCapture:
         if stamp is None or time_base is None:
             return math.nan
         return float((stamp - (self._stream.start_time or 0)) * time_base * 1000)
+
+
+def quarter_turns(rotation: float) -> int:
+    """Counterclockwise quarter turns that show a frame upright, from its display matrix's angle
+    (degrees counterclockwise, as PyAV gives it). Only quarter turns are applied, as OpenCV does;
+    a matrix that is no rotation (all zeros: PyAV gives INT_MIN) leaves the frame as coded, as
+    ffmpeg does."""
+    if not math.isfinite(rotation) or abs(rotation) > 360 or round(rotation) % 90:
+        return 0
+    return round(rotation) // 90 % 4
 
 
 _CLAIMS = frozenset({cv2.CAP_PROP_FRAME_COUNT, cv2.CAP_PROP_FPS, cv2.CAP_PROP_FOURCC, cv2.CAP_PROP_FRAME_WIDTH,

@@ -74,6 +74,10 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 Capture = cv2.VideoCapture | PyAVCapture  # what decodes a file: PyAV, or OpenCV where PyAV cannot
 
 _UNKNOWN_FRAMES_LIMIT = 500_000  # grab cap when the container does not say how many frames it has
+# Frames a container may claim and still be planned from before decoding (a header's count sizes
+# arrays of 8 bytes a frame: a false claim of 10^9 frames would take gigabytes). A longer video
+# is planned after its scan and its kept frames read in a second pass.
+_GUESS_LIMIT = 1 << 22  # 39 hours at 30 fps
 
 
 class VideoError(VswinError):
@@ -535,13 +539,16 @@ def _codec(capture: Capture) -> str:
 
 def _rotation(capture: Capture) -> int:
     value = capture.get(cv2.CAP_PROP_ORIENTATION_META)
-    return int(round(value)) % 360 if math.isfinite(value) else 0
+    degrees = int(round(value)) % 360 if math.isfinite(value) else 0
+    # Frames are turned by quarter turns only (OpenCV and PyAVCapture alike); another angle, or a
+    # matrix that is no rotation (OpenCV reports it as INT_MIN), leaves them as coded.
+    return degrees if degrees % 90 == 0 and abs(value) <= 360 else 0
 
 
 def _container_guess(capture: Capture, path: Path) -> VideoInfo | None:
     """What the container claims, to plan a first pass (verified against the decode after)."""
     frames, fps = _container_frames(capture), _container_fps(capture)
-    if frames is None or fps is None:
+    if frames is None or fps is None or frames > _GUESS_LIMIT:
         return None
     return VideoInfo(
         path=str(path), frames=frames, container_frames=frames, fps=fps, duration=frames / fps,
