@@ -470,3 +470,42 @@ def test_output_to_its_own_stdout_is_refused(folder, tiny_checkpoint, tmp_path, 
     assert result.returncode == 2
     assert result.stderr.splitlines() == ["error: -o /dev/fd/1 is this run's own stdout or stderr; for results on stdout give --format json|jsonl|csv without -o"]
     assert log.read_text() == "earlier lines\n" and sorted(p.name for p in tmp_path.iterdir()) == ["log.txt"]
+
+
+def test_closed_stdout_or_stderr_loses_nothing_and_mixes_nothing(folder, tiny_checkpoint, tmp_path):
+    # Was: with stderr closed (2>&-) a batch ended at once in Python's None stderr, and one video's
+    # summary line went into stdout; with stdout closed (>&-), a traceback.
+    command = f'"{sys.executable}" -m vswin_cli classify "{folder / "a.avi"}" "{folder / "sub" / "c.avi"}" -m "{tiny_checkpoint}" ' + " ".join(FAST)
+    env = {**os.environ, **SUBPROCESS_ENV}
+
+    def shell(redirects: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", "-c", f"{command} {redirects}"], capture_output=True, text=True, env=env, timeout=300)
+
+    out = tmp_path / "out.jsonl"
+    done = shell(f'-o "{out}" 2>&-')
+    assert done.returncode == 0 and done.stdout == ""
+    assert [Path(r["path"]).name for r in records_of(out.read_text())] == ["a.avi", "c.avi"]
+    done = shell("--format jsonl 2>&-")
+    assert done.returncode == 0 and [r["status"] for r in records_of(done.stdout)] == ["ok", "ok"]  # and nothing else
+    done = shell("--format jsonl >&-")
+    assert done.returncode == 2 and done.stderr.splitlines() == ["error: stdout is closed, so the results would be lost; give -o FILE"]
+    done = shell(f'-o "{tmp_path / "again.jsonl"}" >&-')
+    assert done.returncode == 0 and len(records_of((tmp_path / "again.jsonl").read_text())) == 2, done.stderr
+
+
+def test_resume_with_other_class_names_redoes_the_records_that_show_them(folder, tiny_checkpoint, invoke, tmp_path):
+    # Was: the done records kept the old names, the rest got the new ones: one file, two label sets.
+    out = tmp_path / "out.jsonl"
+    videos = [folder / "a.avi", folder / "sub" / "c.avi"]
+    code, _, err = invoke("classify", *videos, "-m", tiny_checkpoint, *FAST, "-o", out)
+    assert code == 0, err
+    renamed = tmp_path / "renamed.txt"
+    renamed.write_text("".join(f"renamed {i}\n" for i in range(len(TINY_LABELS))))
+    code, _, err = invoke("classify", *videos, "-m", tiny_checkpoint, *FAST, "-o", out, "--labels", renamed, "--resume")
+    assert code == 0 and err.splitlines()[-1] == f"2 ok, 0 failed; results in {out}", err
+    records = records_of(out.read_text())
+    assert len(records) == 2
+    assert all(p["label"] == f"renamed {p['index']}" for r in records for p in r["predictions"])
+    # The same names again: nothing to redo.
+    code, _, err = invoke("classify", *videos, "-m", tiny_checkpoint, *FAST, "-o", out, "--labels", renamed, "--resume")
+    assert code == 0 and "0 ok, 0 failed, 2 already done (--resume)" in err, err

@@ -371,3 +371,47 @@ def test_an_output_folder_inside_the_input_folder_is_not_an_input(tmp_path, tiny
     media.encode_cv2(beside / "w.avi", frames=24, size=(48, 32))
     code, _, err = invoke("extract-features", beside, "-o", beside, "-m", tiny_checkpoint, *FAST)
     assert code == 0 and (beside / "w.avi.npy").is_file(), err
+
+
+def test_a_video_named_like_anothers_scores_file_gets_its_own_names(tmp_path, tiny_checkpoint, invoke):
+    # Was: the features of `x.avi.scores` were written to `x.avi.scores.npy`, x.avi's scores file.
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    media.encode_cv2(videos / "x.avi", frames=40, size=(64, 48))
+    media.encode_cv2(tmp_path / "y.avi", frames=24, size=(64, 48)).rename(videos / "x.avi.scores")  # a video by its content
+    out = tmp_path / "feats"
+    code, _, err = invoke("extract-features", videos, "-o", out, "-m", tiny_checkpoint, *FAST, "--with-logits")
+    assert code == 0, err
+    index = {Path(e["path"]).name: e for e in map(json.loads, (out / "index.jsonl").read_text().splitlines())}
+    npy = {name: out / entry["output"] for name, entry in index.items()}
+    assert len(set(npy.values())) == 2 and all(path.name.endswith(".npy") for path in npy.values())
+    for name, path in npy.items():
+        scores = np.load(path.with_name(path.name[: -len(".npy")] + ".scores.npy"))
+        assert np.load(path).shape == (128,) and scores.shape == (10,), name
+        assert scores.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_run_stopped_while_replacing_a_videos_files_leaves_no_entry_vouching_for_them(tmp_path, tiny_checkpoint, invoke, monkeypatch):
+    # Was: a --per-clip --resume run replaced x's .npy, stopped (disk full) before its index line,
+    # and a --resume with the first run's options then took the (N, C) array for its (C,) one.
+    import vswin_cli.features as features
+
+    videos = _videos(tmp_path / "videos", 1)
+    out = tmp_path / "feats"
+    code, _, err = invoke("extract-features", videos, "-o", out, "-m", tiny_checkpoint, *FAST)
+    assert code == 0, err
+    real = features.write_json_atomic
+
+    def disk_full(path, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(features, "write_json_atomic", disk_full)  # the sidecar, after the new .npy
+    code, _, err = invoke("extract-features", videos, "-o", out, "-m", tiny_checkpoint, *FAST, "--per-clip", "--resume")
+    assert code == 1 and "no space left on device" in err
+    assert np.load(out / "v0.avi.npy").shape == (2, 128)  # replaced
+    monkeypatch.setattr(features, "write_json_atomic", real)
+    code, _, err = invoke("extract-features", videos, "-o", out, "-m", tiny_checkpoint, *FAST, "--resume")
+    assert code == 0 and err.splitlines()[-1] == f"1 ok, 0 failed; results in {out}", err  # redone, not "already done"
+    assert np.load(out / "v0.avi.npy").shape == (128,)
+    [entry] = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+    assert entry["status"] == "ok" and entry["shape"] == [128]

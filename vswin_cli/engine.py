@@ -32,6 +32,11 @@ from .protocol import KINETICS, Protocol
 from .records import ClipResult, VideoRecord, top_k_predictions
 
 
+# Sliding windows at most this close (seconds): far below any frame step, and far enough above 0
+# that the window times stay distinct numbers (a stride of 1e-30 never reached the next frame).
+MIN_STRIDE = 0.001
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How videos become views and where the model runs; ``None`` means the model's protocol default."""
@@ -55,6 +60,7 @@ class RunOptions:
             (self.clip_len is None or self.clip_len >= 1, "--clip-len must be at least 1"),
             (self.frame_interval is None or self.frame_interval >= 1, "--frame-interval must be at least 1"),
             (self.stride is None or (self.stride > 0 and math.isfinite(self.stride)), "--stride must be a positive number of seconds"),
+            (self.stride is None or not self.stride < MIN_STRIDE, f"--stride must be at least {MIN_STRIDE:g} seconds"),
             (self.top_k >= 1, "--top-k must be at least 1"),
             (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"), "--device must be auto, cpu, cuda or mps"),
             (self.precision in ("auto", "fp32", "fp16", "bf16"), "--precision must be auto, fp32, fp16 or bf16"),
@@ -190,9 +196,26 @@ class Engine:
             clip_len=options.clip_len,
             frame_interval=options.frame_interval,
         )
+        if self.protocol.sampling == "uniform" and options.stride is None:
+            ignored = [flag for flag, value in (("--clips", options.clips), ("--frame-interval", options.frame_interval)) if value is not None]
+            if ignored:
+                raise VswinError(
+                    f"{' and '.join(ignored)} do not apply to {model.name}: its protocol takes --clip-len frames spread "
+                    "over the whole video (Something-Something v2), in one clip; use --clip-len, or --stride for windows"
+                )
         self.labels = model.labels or [f"class_{i}" for i in range(model.config.num_classes)]
         self.views = _views_dict(self.protocol, options.stride)
         self.model_name = model.name
+        # A backbone-only checkpoint (no classifier head) gives features and no class scores.
+        self.classifies = model.config.num_classes > 0
+
+    def require_classifier(self, purpose: str = "classify") -> None:
+        """VswinError (exit 2) when the model has no classifier head, so ``purpose`` cannot work."""
+        if not self.classifies:
+            raise VswinError(
+                f"{self.model_name} has no classifier head (a backbone-only checkpoint), so it cannot {purpose}; "
+                "use extract-features for its features, or a checkpoint that includes the head"
+            )
 
     # decoding + preprocessing (runs in worker threads, or in Ray tasks)
     def prepare(self, item: InputVideo, decoder_threads: int = 0) -> PreparedVideo:
@@ -301,6 +324,8 @@ class Engine:
         x = normalize_views(torch.stack(batch).to(self.device))  # uint8 crops travel; floats are made there
         with torch.inference_mode(), self._autocast():
             features = self.model.forward_features(x)
+            if not self.classifies:
+                return features.float().cpu(), torch.zeros((len(batch), 0))
             logits = self.model.classify_features(features)
         return features.float().cpu(), torch.softmax(logits.float(), dim=-1).cpu()
 
@@ -354,8 +379,13 @@ class Engine:
         num_clips = len(pending.features) // crops
         features = torch.stack(pending.features[: num_clips * crops])  # (views, C); view = clip * crops + crop
         scores = torch.stack(pending.probs[: num_clips * crops])
-        clip_features = features.view(num_clips, crops, -1).mean(dim=1)
-        clip_scores = scores.view(num_clips, crops, -1).mean(dim=1)
+        if not (torch.isfinite(features).all() and torch.isfinite(scores).all()):
+            # NaN or infinity from damaged weights or an overflow in reduced precision: not a result.
+            hint = "" if self.dtype == torch.float32 else "; try --precision fp32"
+            _fail(record, f"the model gave non-finite outputs (NaN or infinity): damaged weights?{hint}")
+            return outcome
+        clip_features = features.view(num_clips, crops, features.shape[-1]).mean(dim=1)
+        clip_scores = scores.view(num_clips, crops, scores.shape[-1]).mean(dim=1)
         outcome.features = features.mean(dim=0).numpy()
         outcome.scores = scores.mean(dim=0).numpy()
         outcome.clip_features = clip_features.numpy()
@@ -522,6 +552,7 @@ def classify(
     restore = _restorer(model)
     try:
         engine = _engine_for(model, labels, run_options)
+        engine.require_classifier()
         return [outcome.record.to_dict() for outcome in engine.run(items)]
     finally:
         restore()

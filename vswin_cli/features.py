@@ -11,14 +11,9 @@ import numpy as np
 from .engine import Engine, VideoOutcome
 from .inputs import InputVideo
 from .outputs import (
-    FeatureEntry, feature_path, open_feature_index, plan_feature_paths, sidecar_path, user_io, write_json_atomic,
+    FeatureEntry, feature_path, open_feature_index, plan_feature_paths, scores_path, sidecar_path, user_io, write_json_atomic,
     write_npy_atomic,
 )
-
-
-def scores_path(npy_path: Path) -> Path:
-    """``x.mp4.npy`` -> ``x.mp4.scores.npy``."""
-    return npy_path.with_name(npy_path.name[: -len(".npy")] + ".scores.npy")
 
 
 def feature_files(out_dir: Path, videos: Sequence[InputVideo]) -> list[Path]:
@@ -75,6 +70,7 @@ class FeatureWriter:
             return False
         array = outcome.clip_features if self.per_clip else outcome.features
         array = np.ascontiguousarray(array, dtype=self.dtype)
+        self.index.replacing(record.path)
         with user_io(target):
             target.parent.mkdir(parents=True, exist_ok=True)
             write_npy_atomic(target, array)

@@ -493,16 +493,20 @@ class ResultSink:
 
     ``top_k``, when given, is the number of labels this run puts in each record: an older record
     with another number (a run with another ``--top-k``) is redone, so that every record of the
-    output holds the same labels and the CSV no empty columns.
+    output holds the same labels and the CSV no empty columns. ``labels``, when given, are this
+    run's class names: an older record that names a class otherwise (a run with another
+    ``--labels``) is redone, so that one output never mixes two label sets.
     """
 
     format: str = "jsonl"
 
     def __init__(
-        self, model: str = "", views: Mapping[str, Any] | None = None, top_k: int | None = None
+        self, model: str = "", views: Mapping[str, Any] | None = None, top_k: int | None = None,
+        labels: Sequence[str] | None = None,
     ) -> None:
         self.model = model
         self.top_k = top_k
+        self.labels = None if labels is None else list(labels)
         self.views = None if views is None else dict(views)
         self._views_canonical = _canonical(self.views)
         self._done: set[str] = set()
@@ -535,7 +539,20 @@ class ResultSink:
             and entry.get("model") == self.model
             and _canonical(entry.get("views")) == self._views_canonical
             and (self.top_k is None or len(entry.get("predictions") or []) == self.top_k)
+            and self._same_labels(entry)
         )
+
+    def _same_labels(self, entry: Mapping[str, Any]) -> bool:
+        if self.labels is None:
+            return True
+        shown = list(entry.get("predictions") or [])
+        for clip in entry.get("clips") or []:
+            shown += clip.get("predictions") or []
+        try:
+            indices = [int(p["index"]) for p in shown]
+            return all(0 <= i < len(self.labels) and self.labels[i] == p["label"] for i, p in zip(indices, shown))
+        except (KeyError, TypeError, ValueError):
+            return False
 
     def _update_done(self, entry: Mapping[str, Any]) -> None:
         key = _path_key(entry["path"])
@@ -620,9 +637,10 @@ class JsonlFileSink(ResultSink):
     format = "jsonl"
 
     def __init__(
-        self, path: Path, resume: bool, model: str, views: Mapping[str, Any] | None, top_k: int | None = None
+        self, path: Path, resume: bool, model: str, views: Mapping[str, Any] | None, top_k: int | None = None,
+        labels: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(model, views, top_k)
+        super().__init__(model, views, top_k, labels)
         self.path = Path(path)
         self._journal = _Journal(self.path, keep=resume)
         self._seen: set[str] = set()
@@ -656,9 +674,10 @@ class SnapshotFileSink(ResultSink):
     come; the final file is written atomically from the previous output and the journal."""
 
     def __init__(
-        self, path: Path, fmt: str, resume: bool, top_k: int | None, model: str, views: Mapping[str, Any] | None
+        self, path: Path, fmt: str, resume: bool, top_k: int | None, model: str, views: Mapping[str, Any] | None,
+        labels: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(model, views, top_k)
+        super().__init__(model, views, top_k, labels)
         self.format = fmt
         self.path = Path(path)
         self.journal_path = journal_path(self.path)
@@ -716,12 +735,14 @@ def open_sink(
     views: Mapping[str, Any] | None = None,
     timeline: bool | None = None,
     stream: IO[str] | None = None,
+    labels: Sequence[str] | None = None,
 ) -> ResultSink:
     """The sink for a run: ``-o FILE`` (format from ``fmt`` or its extension) or ``stream``
     (stdout by default; a table when it is a terminal). ``top_k``: the labels per record of this
     run (CSV columns; with ``resume``, records with another number are redone); when None, CSV has
     5 pairs of columns and records are not checked. ``timeline`` (default: when ``views`` has a
-    ``stride``) adds the per-clip rows to the table."""
+    ``stride``) adds the per-clip rows to the table. ``labels``: this run's class names (with
+    ``resume``, records that name classes otherwise are redone)."""
     if resume and output is None:
         raise VswinError("--resume needs -o FILE: the results already written are read from it")
     stream = sys.stdout if stream is None else stream
@@ -733,8 +754,8 @@ def open_sink(
         return StreamSink(stream, chosen, columns, timeline=timeline, model=model, views=views)
     target = output_target(output, chosen)
     if chosen == "jsonl":
-        return JsonlFileSink(target, resume, model, views, top_k)
-    return SnapshotFileSink(target, chosen, resume, top_k, model, views)
+        return JsonlFileSink(target, resume, model, views, top_k, labels)
+    return SnapshotFileSink(target, chosen, resume, top_k, model, views, labels)
 
 
 def output_target(output: Path, fmt: str) -> Path:
@@ -995,19 +1016,27 @@ def plan_feature_paths(
     ``taken`` maps files already recorded in the folder's index (``str(path).casefold()``) to the
     video they belong to (its index path): another video never gets that name."""
     plain = [feature_path(out_dir, path, root) for path, root in inputs]
+    # A video's .npy and its scores file: a video named ``x.mp4.scores`` would otherwise write
+    # its features where ``x.mp4``'s scores go.
     owners: dict[str, set[str]] = {}
     for (path, _), out in zip(inputs, plain):
-        owners.setdefault(str(out).casefold(), set()).add(_path_key(path))
+        for name in (out, scores_path(out)):
+            owners.setdefault(str(name).casefold(), set()).add(_path_key(path))
     taken = taken or {}
 
     def clashes(path: Path, out: Path) -> bool:
-        key = str(out).casefold()
-        return len(owners[key]) > 1 or (key in taken and taken[key] != _path_key(path))
+        keys = [str(name).casefold() for name in (out, scores_path(out))]
+        return any(len(owners[key]) > 1 or (key in taken and taken[key] != _path_key(path)) for key in keys)
 
     return [
         feature_path(out_dir, path, root, disambiguate=True) if clashes(path, out) else out
         for (path, root), out in zip(inputs, plain)
     ]
+
+
+def scores_path(npy_path: Path) -> Path:
+    """``x.mp4.npy`` -> ``x.mp4.scores.npy``."""
+    return npy_path.with_name(npy_path.name[: -len(".npy")] + ".scores.npy")
 
 
 def sidecar_path(npy_path: Path) -> Path:
@@ -1126,6 +1155,14 @@ class FeatureIndex:
     def add(self, entry: FeatureEntry) -> None:
         self._journal.append(entry.to_dict())
         self._remember(entry)
+
+    def replacing(self, path: str) -> None:
+        """Call before a video's files are replaced: an ok entry of an earlier run (other settings)
+        stops counting first, so a run stopped halfway never leaves it vouching for new files."""
+        entry = self._newest.get(_path_key(path))
+        if entry is not None and entry.status == "ok":
+            self.add(FeatureEntry(path=path, status="error", model=self.model, views=entry.views,
+                                  error="stopped while its files were being replaced; run again to redo it"))
 
     def close(self, complete: bool = True) -> None:
         if self._closed:

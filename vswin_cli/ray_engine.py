@@ -511,6 +511,8 @@ def classify_dataset(
     restore = _restorer(model)
     try:
         engine = driver_engine(model, labels, run_options)
+        if not with_features:
+            engine.require_classifier()
         if not ray.is_initialized():
             _connect(ray, address)
         if isinstance(data, ray.data.Dataset):

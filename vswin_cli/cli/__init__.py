@@ -72,6 +72,7 @@ def main() -> None:
         interrupted = True
         raise KeyboardInterrupt
 
+    _output.fill_closed_streams()
     # Typer turns Ctrl-C into a silent exit 130; the handler lets us say what was kept.
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:

@@ -8,6 +8,24 @@ import sys
 from rich.console import Console
 
 
+# Set by ``fill_closed_streams`` when vswin started with stdout closed (``>&-``).
+stdout_closed = False
+
+
+def fill_closed_streams() -> None:
+    """A stream the shell closed (``2>&-``, ``>&-``) is None in Python; writing to it would end
+    the run in a traceback. Messages to a closed stderr are dropped; results that would go to a
+    closed stdout are refused by the commands that make them (``stdout_closed``)."""
+    global stdout_closed
+    # In this order, the null device takes the closed descriptors 1 and 2 themselves: a file
+    # opened later (the output) can then never become fd 1 or 2, where libraries print.
+    if sys.stdout is None:
+        stdout_closed = True
+        sys.stdout = open(os.devnull, "w")
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")
+
+
 def _no_color() -> bool:
     return bool(os.environ.get("NO_COLOR"))
 

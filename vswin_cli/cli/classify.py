@@ -14,7 +14,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..errors import VswinError
 from ..outputs import claim_output, open_sink
+from . import _output
 from ._options import (
     BatchSizeOpt, ClipLenOpt, ClipsOpt, CropsOpt, DeviceOpt, EngineChoice, EngineOpt, FormatOpt, FrameIntervalOpt,
     LabelsOpt, ModelOpt, PathsArg, PrecisionOpt, RayAddressOpt, RecursiveOpt, ResumeOpt, StrideOpt,
@@ -48,16 +50,21 @@ def classify(
         device=device, precision=precision, batch_size=batch_size, top_k=top_k,
     )
     fmt = format.value if format is not None else None
+    if output is None and _output.stdout_closed:
+        raise VswinError("stdout is closed, so the results would be lost; give -o FILE")
     check_engine(engine, ray_address)
     found = find_inputs(paths, recursive)
     failed = done = 0
     # The output is checked and locked before the model loads: a mistake there costs no waiting.
     with claim_output(output, fmt, [item.path for item in found.videos]) as target:
         runner = build_engine(model, labels, options, engine)
+        runner.require_classifier()
         # Records hold at most one label per class; the CSV has no columns beyond them, and
         # --resume redoes records with another number of labels.
         top_k = min(top_k, len(runner.labels))
-        with open_sink(target, fmt, resume=resume, top_k=top_k, model=runner.model_name, views=runner.views) as sink:
+        with open_sink(
+            target, fmt, resume=resume, top_k=top_k, model=runner.model_name, views=runner.views, labels=runner.labels
+        ) as sink:
             todo = [item for item in found.videos if not sink.done(item.path)]
             with progress(len(todo), "classifying", results_on_terminal=output is None and sys.stdout.isatty()) as advance:
                 for outcome in outcomes(engine, ray_address, runner, todo):

@@ -62,6 +62,8 @@ def extract_features(
     # The folder is checked and locked before the model loads: a mistake there costs no waiting.
     with claim_folder(output, written, [item.path for item in found.videos]):
         runner = build_engine(model, labels, options, engine)
+        if with_logits:
+            runner.require_classifier("write class scores (--with-logits)")
         with FeatureWriter(output, found.videos, runner, resume=resume, per_clip=per_clip, dtype=dtype.value, with_scores=with_logits) as writer:
             todo = [item for item in found.videos if not writer.done(item)]
             with progress(len(todo), "extracting") as advance:
