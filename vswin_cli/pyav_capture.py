@@ -123,7 +123,7 @@ class PyAVCapture:
             return float(self._stream.codec_context.thread_count)
         if not self._described_by_opencv and prop in _CLAIMS:
             # degrees clockwise, as OpenCV's CAP_PROP_ORIENTATION_META
-            rotation = -90 * quarter_turns(self._display_rotation) % 360 if self._display_rotation is not None else 0
+            rotation = turned_degrees(self._display_rotation) if self._display_rotation is not None else 0
             return _claim(prop, self._container, self._stream, rotation)
         return self._description.get(prop)
 
@@ -191,6 +191,12 @@ def quarter_turns(rotation: float) -> int:
     if not math.isfinite(rotation) or abs(rotation) > 360 or round(rotation) % 90:
         return 0
     return round(rotation) // 90 % 4
+
+
+def turned_degrees(rotation: float) -> int:
+    """The degrees clockwise (OpenCV's ``CAP_PROP_ORIENTATION_META`` convention) that frames of a
+    display matrix angle ``rotation`` (counterclockwise) are turned by: ``quarter_turns``' rule."""
+    return -90 * quarter_turns(rotation) % 360
 
 
 _CLAIMS = frozenset({cv2.CAP_PROP_FRAME_COUNT, cv2.CAP_PROP_FPS, cv2.CAP_PROP_FOURCC, cv2.CAP_PROP_FRAME_WIDTH,

@@ -64,7 +64,7 @@ import numpy as np
 
 from .errors import VswinError
 from .frame_formats import JPEG_CODECS, FormatRuns, jpeg_layout, theora_subsampling
-from .pyav_capture import DecodeAgain, PyAVCapture, open_pyav
+from .pyav_capture import DecodeAgain, PyAVCapture, open_pyav, turned_degrees
 from .sampling import Clip
 
 # FFmpeg's own log lines (h264 errors on damaged files...) would bypass our one-line reasons;
@@ -538,11 +538,9 @@ def _codec(capture: Capture) -> str:
 
 
 def _rotation(capture: Capture) -> int:
-    value = capture.get(cv2.CAP_PROP_ORIENTATION_META)
-    degrees = int(round(value)) % 360 if math.isfinite(value) else 0
-    # Frames are turned by quarter turns only (OpenCV and PyAVCapture alike); another angle, or a
-    # matrix that is no rotation (OpenCV reports it as INT_MIN), leaves them as coded.
-    return degrees if degrees % 90 == 0 and abs(value) <= 360 else 0
+    # Degrees clockwise; frames are turned by quarter turns only (OpenCV and PyAVCapture alike):
+    # another angle, or a matrix that is no rotation (OpenCV reports INT_MIN), leaves them as coded.
+    return turned_degrees(-capture.get(cv2.CAP_PROP_ORIENTATION_META))
 
 
 def _container_guess(capture: Capture, path: Path) -> VideoInfo | None:
