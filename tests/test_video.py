@@ -386,6 +386,30 @@ def test_partial_files_decode_what_they_can_with_a_warning(lib, name, announced)
         assert np.array_equal(frame, reference[index])
 
 
+def test_a_cut_made_without_reencoding_is_not_reported_damaged(tmp_path):
+    """``ffmpeg -ss ... -c copy`` keeps the frames from the keyframe before the cut and writes an
+    edit list that drops them: the container counts them, no decoder shows them."""
+    media.require_ffmpeg()
+    source = media.encode(tmp_path / "source.mp4", frames=120, size=(64, 48), extra=["-g", "50", "-bf", "2"])
+    cut = tmp_path / "cut.mp4"
+    media.ffmpeg("-ss", "2.6", "-i", str(source), "-t", "1.6", "-c", "copy", "-movflags", "+faststart", str(cut))
+    reference = media.ffmpeg_frames(cut)
+    announced = int(media.ffprobe(cut)["streams"][0]["nb_frames"])
+    assert announced > len(reference)  # the edit list drops the lead-in
+    video = read_video(cut, kinetics_plan)
+    assert video.info.frames == len(reference)
+    assert video.info.container_frames == announced
+    assert not video.warnings
+    for index, frame in video.frames.items():
+        assert np.array_equal(frame, reference[index])
+    # Cut short, the same file still says so, counting what the edit list leaves.
+    short = media.truncated(cut, tmp_path / "short.mp4", 0.6)
+    decoded = len(media.ffmpeg_frames(short))
+    warnings = " ".join(read_video(short, kinetics_plan).warnings)
+    assert f"decoded {decoded} of {len(reference)} frames the container announced ({announced} less the " \
+           f"{announced - len(reference)} its edit list drops" in warnings
+
+
 @pytest.mark.parametrize("name, reason", [
     ("empty", "empty file (0 bytes)"),
     ("random", "not a video"),

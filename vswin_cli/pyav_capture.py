@@ -66,6 +66,10 @@ class PyAVCapture:
                                self._stream.codec_context.height) if len(moving) > 1 else None)
         self._wanted: frozenset[int] | None = None  # the only frames to be retrieved, when told (decode_only)
         self.frames_skipped = 0  # frames grabbed with only their time (decode_only)
+        # Packets the container marks to be dropped, counted as they are read: the frames an MP4/MOV
+        # edit list leaves out (the lead-in a cut without re-encoding keeps), which the container's
+        # frame count includes and no decoder shows.
+        self.discarded_packets = 0
         self._frames = self._decoded_frames()
         self._frame: av.VideoFrame | _NotDecoded | None = None
         self._size: tuple[int, int] | None = None  # (width, height) of the first frame, every frame's size out
@@ -145,7 +149,7 @@ class PyAVCapture:
         order = _presentation_order(self._path, self._stream) if self._wanted is not None else None
         if order is not None and self._wanted is not None:
             try:
-                yield from _frames_decoding_only(self._container, self._stream, order, self._wanted)
+                yield from _frames_decoding_only(self._packets(), self._stream, order, self._wanted)
                 return
             except _Damaged:
                 # What a damaged frame looks like depends on the frames decoded before it, so the
@@ -153,7 +157,7 @@ class PyAVCapture:
                 raise DecodeAgain(f"{self._path}: damaged; read it again, decoding every frame") from None
         given = 0
         try:
-            for frame in _frames(self._container, self._stream, stop_at_damage=self._stream.codec_context.thread_count != 1):
+            for frame in _frames(self._packets(), self._stream, stop_at_damage=self._stream.codec_context.thread_count != 1):
                 given += 1
                 yield frame
             return
@@ -164,9 +168,17 @@ class PyAVCapture:
             self._container, self._stream = _open_stream(self._path, 1)
         except _ERRORS:
             return  # the file went away meanwhile: the frames given are all there is
-        for index, frame in enumerate(_frames(self._container, self._stream, stop_at_damage=False)):
+        for index, frame in enumerate(_frames(self._packets(), self._stream, stop_at_damage=False)):
             if index >= given:
                 yield frame
+
+    def _packets(self) -> Iterator[av.Packet]:
+        """The stream's packets, from the start, counting the discarded ones."""
+        self.discarded_packets = 0
+        for packet in self._container.demux(self._stream):
+            if packet.size and packet.is_discard:
+                self.discarded_packets += 1
+            yield packet
 
     def _time_ms(self) -> float:
         """The frame's presentation time from the stream's start, as OpenCV's ``CAP_PROP_POS_MSEC``."""
@@ -292,10 +304,9 @@ def _open_stream(path: Path, threads: int) -> tuple[av.container.InputContainer,
     return container, stream
 
 
-def _frames(container: av.container.InputContainer, stream: av.VideoStream, stop_at_damage: bool) -> Iterator[av.VideoFrame]:
-    """The stream's frames; a packet that does not decode raises ``_Damaged`` or is skipped."""
+def _frames(packets: Iterator[av.Packet], stream: av.VideoStream, stop_at_damage: bool) -> Iterator[av.VideoFrame]:
+    """The frames of ``stream``'s ``packets``; a packet that does not decode raises ``_Damaged`` or is skipped."""
     context = stream.codec_context
-    packets = container.demux(stream)
     while True:
         try:
             packet = next(packets)
@@ -360,7 +371,7 @@ def _presentation_order(path: Path, stream: av.VideoStream) -> np.ndarray | None
 
 
 def _frames_decoding_only(
-    container: av.container.InputContainer, stream: av.VideoStream, order: np.ndarray, wanted: frozenset[int]
+    packets: Iterator[av.Packet], stream: av.VideoStream, order: np.ndarray, wanted: frozenset[int]
 ) -> Iterator[av.VideoFrame | _NotDecoded]:
     """Every frame in presentation order, decoding only what the ``wanted`` frames need.
 
@@ -404,7 +415,7 @@ def _frames_decoding_only(
 
     skipping = False
     try:
-        for packet in container.demux(stream):
+        for packet in packets:
             if packet.is_corrupt:
                 raise _Damaged()
             skip = False

@@ -651,8 +651,12 @@ def _scan(
         raise VideoError(f"{path}: no video stream (only a still picture, such as an audio file's cover art)")
     if count >= limit:
         warnings.append(f"stopped decoding after {count} frames, far more than the container announced; the rest is ignored")
-    if container_frames is not None and count < container_frames:
-        warnings.append(f"decoded {count} of {container_frames} frames the container announced (the file may be truncated or damaged; some containers only estimate the count)")
+    # An edit list's dropped frames are in the container's count, yet no decoder gives them.
+    dropped = capture.discarded_packets if isinstance(capture, PyAVCapture) else 0
+    if container_frames is not None and count < container_frames - dropped:
+        why = (f"{container_frames} less the {dropped} its edit list drops; the file may be truncated or damaged" if dropped
+               else "the file may be truncated or damaged; some containers only estimate the count")
+        warnings.append(f"decoded {count} of {container_frames - dropped} frames the container announced ({why})")
     elif container_frames is not None and count > container_frames:
         warnings.append(f"decoded {count} frames, the container announced {container_frames}")
     if isinstance(capture, PyAVCapture):
