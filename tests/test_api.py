@@ -7,6 +7,7 @@ caller passes in comes back as it was (labels, mode).
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from pathlib import Path
@@ -183,6 +184,48 @@ def test_load_model_takes_labels_from_any_iterable(tiny_checkpoint):
     assert loaded.labels == [f"g{i}" for i in range(10)]
     with pytest.raises(TypeError, match=r"labels must be class names \(str\); found 3 \(int\)"):
         vswin_cli.load_model(tiny_checkpoint, labels=[*map(str, range(9)), 3])
+
+
+def test_labels_rename_classes_and_leave_the_protocol_alone(tmp_path, invoke):
+    """A Something-Something v2 checkpoint (174 classes, no names inside) samples uniformly; renaming
+    its classes must not turn it into a Kinetics model (other frames, other scores)."""
+    from vswin_cli.checkpoints import native_to_official
+    from vswin_cli.model import SwinConfig, VideoSwin
+    from vswin_cli.protocol import STHV2
+
+    torch.manual_seed(0)
+    net = VideoSwin(SwinConfig(embed_dim=16, depths=(1, 1, 2, 1), num_heads=(1, 1, 2, 2), window_size=(4, 7, 7), num_classes=174))
+    path = tmp_path / "sthv2.pth"
+    torch.save({"state_dict": native_to_official(net.state_dict())}, path)
+    names = [f"motion {i}" for i in range(174)]
+    assert vswin_cli.load_model(path).protocol == STHV2
+    renamed = vswin_cli.load_model(path, labels=names)
+    assert renamed.labels == names and renamed.protocol == STHV2
+    label_file = tmp_path / "names.txt"
+    label_file.write_text("\n".join(names) + "\n")
+    video = media.encode_cv2(tmp_path / "v.avi", frames=40, size=(40, 32))
+    records = []
+    for extra in ([], ["--labels", str(label_file)]):
+        code, out, err = invoke("classify", str(video), "-m", str(path), "--clip-len", "4", "--crops", "1", "--format", "json", *extra)
+        assert code == 0, err
+        records.append(json.loads(out)[0])
+    assert [r["views"] for r in records] == [{"clips": 1, "crops": 1, "clip_len": 4, "frame_interval": 2, "sampling": "uniform"}] * 2
+    # The official uniform test sampling: segments of (40 - 1) / 4 frames, the middle of each
+    # rounded bounds: (0+10)//2, (10+20)//2, (20+29)//2, (29+39)//2.
+    assert records[0]["clips"][0]["frames"] == records[1]["clips"][0]["frames"] == [5, 15, 24, 34]
+    assert [p["score"] for p in records[0]["predictions"]] == [p["score"] for p in records[1]["predictions"]]
+    assert records[1]["predictions"][0]["label"].startswith("motion ")
+
+
+@pytest.mark.parametrize("device, message", [
+    ("gpu", "device must be auto, cpu, cuda, cuda:N or mps, not 'gpu'"),
+    ("meta", "device must be auto, cpu, cuda, cuda:N or mps, not 'meta'"),
+    ("cuda:x", "device must be auto, cpu, cuda, cuda:N or mps, not 'cuda:x'"),
+    ("cuda:99", "CUDA GPU"),
+])
+def test_load_model_refuses_a_device_it_cannot_use_before_reading_weights(device, message, tmp_path):
+    with pytest.raises(VswinError, match=re.escape(message)):
+        vswin_cli.load_model(tmp_path / "never read.pth", device=device)
 
 
 def test_load_model_device_auto_and_torch_device(tiny_checkpoint):

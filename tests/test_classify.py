@@ -493,6 +493,17 @@ def test_closed_stdout_or_stderr_loses_nothing_and_mixes_nothing(folder, tiny_ch
     assert done.returncode == 0 and len(records_of((tmp_path / "again.jsonl").read_text())) == 2, done.stderr
 
 
+@pytest.mark.parametrize("command, remedy", [
+    ("probe {video}", "send it to a file: vswin probe ... > FILE"),
+    ("models", "send it to a file: vswin models > FILE"),
+])
+def test_probe_and_models_refuse_a_closed_stdout(folder, command, remedy):
+    # Was: nothing written, exit 0.
+    line = f'"{sys.executable}" -m vswin_cli {command.format(video=folder / "a.avi")} >&-'
+    done = subprocess.run(["bash", "-c", line], capture_output=True, text=True, env={**os.environ, **SUBPROCESS_ENV}, timeout=300)
+    assert done.returncode == 2 and done.stderr.splitlines() == [f"error: stdout is closed, so the results would be lost; {remedy}"]
+
+
 def test_resume_with_other_class_names_redoes_the_records_that_show_them(folder, tiny_checkpoint, invoke, tmp_path):
     # Was: the done records kept the old names, the rest got the new ones: one file, two label sets.
     out = tmp_path / "out.jsonl"

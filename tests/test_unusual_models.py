@@ -43,6 +43,12 @@ def test_a_backbone_without_head_extracts_features_and_refuses_to_classify(video
                                 "classify; use extract-features for its features, or a checkpoint that includes the head"]
     code, _, err = invoke("extract-features", video, "-o", tmp_path / "logits", "-m", backbone, *ONE_VIEW, "--with-logits")
     assert code == 2 and "cannot write class scores (--with-logits)" in err
+    names = tmp_path / "names.txt"
+    names.write_text("one class\n")
+    code, _, err = invoke("extract-features", video, "-o", tmp_path / "named", "-m", backbone, *ONE_VIEW, "--labels", names)
+    # Was: "pass --labels FILE with 0 lines", which no file can be.
+    assert code == 2 and err.splitlines() == ["error: the model has no classifier head (a pretrained backbone), so it has "
+                                              "no classes to name; leave out --labels"]
     code, _, err = invoke("extract-features", video, "-o", tmp_path / "feats", "-m", backbone, *ONE_VIEW)
     assert code == 0, err
     features = np.load(tmp_path / "feats" / "a.avi.npy")

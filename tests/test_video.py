@@ -386,6 +386,19 @@ def test_partial_files_decode_what_they_can_with_a_warning(lib, name, announced)
         assert np.array_equal(frame, reference[index])
 
 
+def test_a_name_like_an_ffmpeg_protocol_is_read_as_the_file_it_names(tmp_path, monkeypatch):
+    """FFmpeg reads ``name:rest`` as a protocol: camera and ISO-time names were 'damaged', and
+    ``concat:a.avi`` was read as a.avi."""
+    media.encode_cv2(tmp_path / "a.avi", frames=10)
+    media.encode_cv2(tmp_path / "b.avi", frames=20, size=(40, 30)).rename(tmp_path / "concat:a.avi")
+    media.encode_cv2(tmp_path / "c.avi", frames=15).rename(tmp_path / "2024-05-01T10:30:00.avi")
+    monkeypatch.chdir(tmp_path)
+    assert (probe("concat:a.avi").frames, probe("concat:a.avi").width) == (20, 40)
+    assert probe("./2024-05-01T10:30:00.avi").frames == 15
+    video = read_video(Path("2024-05-01T10:30:00.avi"), kinetics_plan)
+    assert video.info.frames == 15 and not video.warnings
+
+
 def test_a_cut_made_without_reencoding_is_not_reported_damaged(tmp_path):
     """``ffmpeg -ss ... -c copy`` keeps the frames from the keyframe before the cut and writes an
     edit list that drops them: the container counts them, no decoder shows them."""
@@ -445,6 +458,27 @@ def test_corrupt_mid_stream_decodes_or_says_why(lib):
         assert video.info.frames == len(media.ffprobe(lib["corrupt"])["frames"])  # ffmpeg's count
         if video.info.frames < 50:
             assert any("of 50 frames the container announced" in w for w in video.warnings)
+
+
+def test_an_avif_photo_is_not_a_one_frame_video(tmp_path):
+    """FFmpeg opens AVIF/HEIF photos as one-frame videos; like a JPEG they are not videos to
+    classify, and a folder's discovery passes over them."""
+    from vswin_cli.inputs import discover
+
+    media.require_ffmpeg()
+    if "libaom-av1" not in media.encoders():
+        pytest.skip("this ffmpeg has no AV1 encoder (libaom-av1)")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photo = folder / "photo.avif"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48", "-frames:v", "1", "-c:v", "libaom-av1",
+                 "-still-picture", "1", "-cpu-used", "8", str(photo))
+    assert photo.read_bytes()[4:12] == b"ftypavif"
+    with pytest.raises(VideoError, match=r"photo\.avif: not a video \(an AVIF image\)$"):
+        probe(photo)
+    media.encode_cv2(folder / "clip.avi", frames=5)
+    found = discover([folder])
+    assert [v.path.name for v in found.videos] == ["clip.avi"] and found.skipped_files == 1
 
 
 def test_av1_decodes_or_says_the_codec_is_not_supported(tmp_path):
@@ -619,3 +653,12 @@ def test_a_false_frame_count_in_the_header_costs_no_memory(tmp_path):
     reference = read_video(source, kinetics_plan)
     assert [c.frames for c in video.clips] == [c.frames for c in reference.clips]
     assert all(np.array_equal(video.frames[i], reference.frames[i]) for i in reference.frames)
+
+
+def test_raw_video_is_named_by_its_codec(tmp_path):
+    # Was "unknown": OpenCV gives raw video no four letters.
+    media.require_ffmpeg()
+    path = tmp_path / "raw.y4m"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-t", "0.5", "-pix_fmt", "yuv420p", str(path))
+    assert media.ffprobe(path)["streams"][0]["codec_name"] == "rawvideo"
+    assert probe(path).codec == "rawvideo"

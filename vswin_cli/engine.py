@@ -62,7 +62,7 @@ class RunOptions:
             (self.stride is None or (self.stride > 0 and math.isfinite(self.stride)), "--stride must be a positive number of seconds"),
             (self.stride is None or not self.stride < MIN_STRIDE, f"--stride must be at least {MIN_STRIDE:g} seconds"),
             (self.top_k >= 1, "--top-k must be at least 1"),
-            (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"), "--device must be auto, cpu, cuda or mps"),
+            (known_device(self.device), "--device must be auto, cpu, cuda, cuda:N or mps"),
             (self.precision in ("auto", "fp32", "fp16", "bf16"), "--precision must be auto, fp32, fp16 or bf16"),
             (self.decoders in ("auto", "threads", "processes"), "decoders must be auto, threads or processes"),
             (self.decode_workers is None or self.decode_workers >= 1, "--decode-workers must be at least 1"),
@@ -88,6 +88,11 @@ class VideoOutcome:
 # --- where and how the model runs -------------------------------------------------------------
 
 
+def known_device(name: str) -> bool:
+    """Whether ``name`` is a device vswin runs on (``resolve_device`` then says whether this machine has it)."""
+    return name in ("auto", "cpu", "cuda", "mps") or (name.startswith("cuda:") and name[5:].isdigit())
+
+
 def resolve_device(requested: str) -> torch.device:
     if requested == "auto":
         if torch.cuda.is_available():
@@ -97,6 +102,8 @@ def resolve_device(requested: str) -> torch.device:
         return torch.device("cpu")
     if requested.startswith("cuda") and not torch.cuda.is_available():
         raise VswinError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+    if requested.startswith("cuda:") and int(requested[5:]) >= torch.cuda.device_count():
+        raise VswinError(f"--device {requested}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
     if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise VswinError("--device mps was asked for but MPS is not available; use --device cpu or auto")
     return torch.device(requested)

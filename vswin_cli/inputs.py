@@ -46,11 +46,23 @@ class Discovery:
     skipped_folders: int = 0
 
 
+# ISO base media files (the MP4 family) whose major brand says they hold still pictures: AVIF
+# and HEIF/HEIC photos. FFmpeg opens them as one-frame videos; their sequence brands (avis,
+# msf1, hevc) are moving pictures and stay videos.
+_STILL_IMAGE_BRANDS = {b"avif": "AVIF", b"heic": "HEIC", b"heix": "HEIC", b"heim": "HEIF", b"heis": "HEIF",
+                       b"mif1": "HEIF", b"mif2": "HEIF"}
+
+
+def still_image_kind(head: bytes) -> str | None:
+    """The kind of photo an MP4-family file is by its first bytes (``AVIF``, ``HEIC``...), else None."""
+    return _STILL_IMAGE_BRANDS.get(head[8:12]) if head[4:8] == b"ftyp" else None
+
+
 def looks_like_video(path: Path) -> bool:
     """True when the first bytes are a common video container's signature."""
     head = _regular_file_head(path, 188 * 3 + 1)
     return (
-        head[4:8] == b"ftyp"  # MP4 / MOV / 3GP
+        (head[4:8] == b"ftyp" and still_image_kind(head) is None)  # MP4 / MOV / 3GP
         or head[:4] == b"\x1a\x45\xdf\xa3"  # Matroska / WebM
         or (head[:4] == b"RIFF" and head[8:12] in (b"AVI ", b"AVIX"))
         or head[:4] in (b"GIF8", b"OggS", b"FLV\x01", b"DKIF", b"YUV4", b"nut/")

@@ -51,6 +51,8 @@ def choose_labels(model: VideoSwin, *candidates: list[str] | None) -> list[str]:
     for labels in candidates:
         if labels is None:
             continue
+        if classes == 0 and labels:
+            raise VswinError("the model has no classifier head (a pretrained backbone), so it has no classes to name; leave out --labels")
         if len(labels) != classes:
             raise VswinError(f"the label list has {len(labels)} names but the model has {classes} classes; pass --labels FILE with {classes} lines")
         return list(labels)
@@ -103,7 +105,9 @@ def load_model(
     loaded = load_checkpoint(resolved.path)
     model = loaded.model
     model.labels = choose_labels(model, user_labels, loaded.labels, resolved.labels)
-    model.protocol = _choose_protocol(resolved.protocol or loaded.protocol, loaded.layout, model.labels)
+    # The protocol follows what the checkpoint is, not the names the caller gives its classes.
+    own_labels = model.labels if user_labels is None else _own_labels(model, loaded.labels, resolved.labels)
+    model.protocol = _choose_protocol(resolved.protocol or loaded.protocol, loaded.layout, own_labels)
     model.name = resolved.name
     model.checkpoint_sha256 = resolved.sha256 or loaded.sha256
     return model.to(target).eval()
@@ -114,15 +118,24 @@ def _target_device(device: str | torch.device) -> torch.device:
         return device
     if not isinstance(device, str):
         raise TypeError(f"device must be a str or a torch.device, not {type(device).__name__}")
-    if device == "auto":
-        # The engine's own choice (a CUDA GPU, else MPS, else the CPU), so both agree.
-        from .engine import resolve_device
+    # The engine's own choice and checks (auto: a CUDA GPU, else MPS, else the CPU), so both agree.
+    from .engine import known_device, resolve_device
 
-        return resolve_device(device)
-    return torch.device(device)
+    if not known_device(device):
+        raise VswinError(f"device must be auto, cpu, cuda, cuda:N or mps, not {device!r}")
+    return resolve_device(device)
 
 
-def _choose_protocol(registered: Protocol | None, layout: str, labels: list[str]) -> Protocol:
+def _own_labels(model: VideoSwin, *candidates: list[str] | None) -> list[str] | None:
+    """The class names the checkpoint itself gives (``choose_labels`` without the caller's), or None
+    where its own do not fit the head."""
+    try:
+        return choose_labels(model, *candidates)
+    except VswinError:
+        return None
+
+
+def _choose_protocol(registered: Protocol | None, layout: str, labels: list[str] | None) -> Protocol:
     if registered is not None:
         return registered
     if labels == _safe_bundled("sthv2"):

@@ -120,6 +120,11 @@ class PyAVCapture:
         turns = quarter_turns(self._display_rotation)
         return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
+    @property
+    def codec_name(self) -> str:
+        """FFmpeg's name of the stream's codec (``h264``, ``rawvideo``)."""
+        return self._stream.codec_context.codec.name
+
     def get(self, prop: int) -> float:
         if prop == cv2.CAP_PROP_POS_MSEC:
             return self._time_ms()
@@ -285,8 +290,15 @@ class DecodeAgain(Exception):
     the frames given so far may not be a full decode's, so the file must be read again whole."""
 
 
+def file_name(path: Path) -> str:
+    """``path`` as FFmpeg (here or in OpenCV) must be given a file: absolute, because FFmpeg reads
+    a relative name that starts with letters and a colon (``cam1:front.mp4``, ``concat:a.mp4``,
+    ``pipe:0.mp4``) as a protocol and its address."""
+    return os.path.abspath(path)
+
+
 def _open_stream(path: Path, threads: int) -> tuple[av.container.InputContainer, av.VideoStream]:
-    container = av.open(str(path))
+    container = av.open(file_name(path))
     try:
         if not container.streams.video:
             raise ValueError("no video stream")
@@ -355,7 +367,7 @@ def _presentation_order(path: Path, stream: av.VideoStream) -> np.ndarray | None
         return None
     times = array("q")
     try:
-        with av.open(str(path)) as container:
+        with av.open(file_name(path)) as container:
             for packet in container.demux(container.streams[stream.index]):
                 if packet.size == 0 or packet.is_discard:  # the demuxer's final empty packet; edit-list lead-in
                     continue

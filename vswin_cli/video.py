@@ -64,7 +64,8 @@ import numpy as np
 
 from .errors import VswinError
 from .frame_formats import JPEG_CODECS, FormatRuns, jpeg_layout, theora_subsampling
-from .pyav_capture import DecodeAgain, PyAVCapture, open_pyav, turned_degrees
+from .inputs import still_image_kind
+from .pyav_capture import DecodeAgain, PyAVCapture, file_name, open_pyav, turned_degrees
 from .sampling import Clip
 
 # FFmpeg's own log lines (h264 errors on damaged files...) would bypass our one-line reasons;
@@ -232,7 +233,7 @@ def check_file(path: Path) -> bytes:
         raise VideoError(f"{path}: unreadable ({error.strerror or error})") from None
     image = _image_kind(head)
     if image:
-        raise VideoError(f"{path}: not a video (a {image} image)")
+        raise VideoError(f"{path}: not a video ({'an' if image[0] in 'AEIOU' else 'a'} {image} image)")
     return head
 
 
@@ -247,7 +248,7 @@ def _image_kind(head: bytes) -> str | None:
         return "TIFF"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WebP"
-    return None
+    return still_image_kind(head)
 
 
 def _open(path: Path, head: bytes, threads: int = 0) -> Capture:
@@ -268,14 +269,14 @@ def _open(path: Path, head: bytes, threads: int = 0) -> Capture:
 
 @contextmanager
 def _utf8_name(path: Path) -> Iterator[str]:
-    """A name OpenCV can take for ``path``.
+    """A name OpenCV can take for ``path`` (absolute: ``pyav_capture.file_name``).
 
     OpenCV takes file names as UTF-8 and crashes the process on a name that is not (bytes that
     decode to nothing, kept by Python as surrogates). Such a file is opened through a symbolic
     link with a plain name, in a private temporary folder, for as long as opening takes: FFmpeg
     holds the file itself once it is open.
     """
-    name = str(path)
+    name = file_name(path)
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
@@ -531,8 +532,8 @@ def _container_fps(capture: Capture) -> float | None:
 
 def _codec(capture: Capture) -> str:
     code = int(capture.get(cv2.CAP_PROP_FOURCC))
-    if code <= 0:
-        return "unknown"
+    if code <= 0:  # no four letters (raw video): FFmpeg's name, where PyAV reads the file
+        return capture.codec_name if isinstance(capture, PyAVCapture) else "unknown"
     text = "".join(chr((code >> (8 * i)) & 0xFF) for i in range(4))
     return text.strip() if text.isprintable() and text.strip() else f"0x{code:08x}"
 

@@ -26,6 +26,14 @@ def fill_closed_streams() -> None:
         sys.stderr = open(os.devnull, "w")
 
 
+def require_stdout(remedy: str) -> None:
+    """Refuse to make results that a closed stdout would lose (``remedy``: what to do instead)."""
+    if stdout_closed:
+        from ..errors import VswinError
+
+        raise VswinError(f"stdout is closed, so the results would be lost; {remedy}")
+
+
 def _no_color() -> bool:
     return bool(os.environ.get("NO_COLOR"))
 

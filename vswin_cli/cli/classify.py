@@ -14,7 +14,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import VswinError
 from ..outputs import claim_output, open_sink
 from . import _output
 from ._options import (
@@ -50,8 +49,8 @@ def classify(
         device=device, precision=precision, batch_size=batch_size, top_k=top_k,
     )
     fmt = format.value if format is not None else None
-    if output is None and _output.stdout_closed:
-        raise VswinError("stdout is closed, so the results would be lost; give -o FILE")
+    if output is None:
+        _output.require_stdout("give -o FILE")
     check_engine(engine, ray_address)
     found = find_inputs(paths, recursive)
     failed = done = 0

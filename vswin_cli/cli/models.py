@@ -33,6 +33,7 @@ def models(
     from ..hub import cache_path_for, cache_state
     from ..registry import default_model_name, list_specs
 
+    _output.require_stdout("send it to a file: vswin models > FILE")
     default = default_model_name()
     rows: list[dict[str, Any]] = []
     for spec in list_specs():

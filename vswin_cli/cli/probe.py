@@ -35,6 +35,7 @@ def probe(
     ] = ProbeFormat.table,
 ) -> None:
     """Decode each video once and report frames, fps, duration, size, rotation, codec and problems."""
+    _output.require_stdout("send it to a file: vswin probe ... > FILE")
     found = find_inputs(paths, recursive)  # no videos at all is a usage error, as for classify
     rows = []
     # Each file is decoded in full: a folder of long videos takes a while, so show how far it got.
