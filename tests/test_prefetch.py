@@ -236,6 +236,81 @@ def test_a_decoder_crash_in_threads_costs_one_run_not_every_rerun(tiny_checkpoin
         assert all(records[name]["status"] == "ok" for name in ("v0.avi", "v1.avi", "v3.avi"))
 
 
+# The same for sliding windows, whose frames are decoded by a second pass as the model takes them.
+CRASHING_WINDOW_DECODER = '''
+import os
+from vswin_cli import video
+
+_stream = video._stream
+
+
+def _crashing_stream(path, *args, **kwargs):
+    if "crash" in os.path.basename(path):
+        os._exit(139)
+    yield from _stream(path, *args, **kwargs)
+
+
+video._stream = _crashing_stream
+'''
+
+
+def test_a_decoder_crash_in_sliding_windows_costs_one_run_not_every_rerun(tiny_checkpoint: Path, folder: Path, tmp_path: Path) -> None:
+    # Was: the marker was held only while the file was probed, so every --resume died again.
+    from tests.conftest import REPO, run_vswin
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(CRASHING_WINDOW_DECODER)
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("v0.avi", "v3.avi"):
+        (videos / name).write_bytes((folder / name).read_bytes())
+    (videos / "v2_crash.avi").write_bytes((folder / "v2.avi").read_bytes())
+    (tmp_path / "tmp").mkdir()
+    env = {"PYTHONPATH": f"{site}{os.pathsep}{REPO}", "TMPDIR": str(tmp_path / "tmp")}
+    out = tmp_path / "labels.jsonl"
+    args = ["classify", videos, "-m", tiny_checkpoint, "--crops", "1", "--clip-len", "4", "--stride", "0.5", "-o", out]
+
+    first = run_vswin(*args, env=env)
+    assert first.returncode == 139, first.stderr
+    for attempt in range(2):
+        again = run_vswin(*args, "--resume", env=env)
+        assert again.returncode == 1, again.stderr
+        records = {Path(r["path"]).name: r for r in map(json.loads, out.read_text().splitlines())}
+        assert sorted(records) == ["v0.avi", "v2_crash.avi", "v3.avi"], attempt
+        assert (records["v2_crash.avi"]["status"], records["v2_crash.avi"]["error"]) == ("error", prefetch.DECODER_CRASHED)
+        assert records["v0.avi"]["status"] == records["v3.avi"]["status"] == "ok"
+
+
+def test_sliding_windows_decoded_apart_after_a_crash_elsewhere_are_read_here(tiny_checkpoint: Path, folder: Path, tmp_path: Path, monkeypatch) -> None:
+    # The worker only tries the file; the windows, as many as the video is long, are then read
+    # lazily in this process (under the marker), and equal the usual ones.
+    from vswin_cli import crash_markers
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    item = discover([folder]).videos[0]
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    markers = crash_markers.local_folder()
+    markers.mkdir(parents=True)
+    key = crash_markers.key_of(os.path.abspath(item.path))
+    (markers / f"{key}.{dead}").touch()
+
+    engine = Engine(load_model(str(tiny_checkpoint)), RunOptions(decoders="threads", stride=0.3, **OPTIONS))
+    apart: list[InputVideo] = []
+    real_in_processes = prefetch.in_processes
+    monkeypatch.setattr(prefetch, "in_processes", lambda preparer, items, *a: apart.extend(items) or real_in_processes(preparer, items, *a))
+    prepared = prefetch.remembering_crashes(engine)(item)
+    assert apart == [item] and prepared.record.status == "ok"
+    assert list(markers.iterdir()) == []  # forgotten; this process's own is taken when the windows are read
+    views = iter(prepared.views)
+    first = next(views)
+    assert [marker.name for marker in markers.iterdir()] == [f"{key}.{os.getpid()}"]
+    usual = [v.tolist() for v in engine.prepare(item).views]
+    assert [first.tolist(), *(v.tolist() for v in views)] == usual and len(usual) > 1
+    assert list(markers.iterdir()) == []
+
+
 def test_a_video_decoded_apart_after_a_crash_elsewhere_keeps_its_result(tiny_checkpoint: Path, folder: Path, tmp_path: Path, monkeypatch) -> None:
     # The process died while this video was decoding, but for another reason (killed, out of
     # memory): decoded apart, it gives its usual result, and later runs decode it as usual.

@@ -662,3 +662,15 @@ def test_raw_video_is_named_by_its_codec(tmp_path):
     media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-t", "0.5", "-pix_fmt", "yuv420p", str(path))
     assert media.ffprobe(path)["streams"][0]["codec_name"] == "rawvideo"
     assert probe(path).codec == "rawvideo"
+
+
+def test_one_frame_without_a_timestamp_is_at_zero(tmp_path):
+    # Was: a raw H.264 stream of one frame had a NaN time, so NaN durations and clip times went
+    # into the JSON, and the --stride table ended in a traceback.
+    media.require_ffmpeg()
+    path = tmp_path / "one.h264"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "1", "-c:v", "libx264", "-f", "h264", str(path))
+    video = read_video(path, kinetics_plan)
+    assert video.info.frames == 1 and list(video.info.timestamps) == [0.0]
+    assert video.info.duration == pytest.approx(1 / video.info.fps)
+    assert all(np.isfinite([clip.start, clip.end]).all() for clip in video.clips)

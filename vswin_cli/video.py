@@ -711,8 +711,8 @@ def _theora_subsampling(path: Path) -> str | None:
 def _clean_timestamps(times: Sequence[float], fps: float | None) -> tuple[np.ndarray, bool, str | None]:
     """Times relative to the first frame; ``index / fps`` when missing or out of order."""
     stamps = np.array(times, dtype=np.float64)
-    if len(stamps) < 2:
-        return stamps - stamps[0], False, None
+    if len(stamps) < 2:  # one frame is at 0, whatever its stamp says (a raw stream's is NaN)
+        return np.zeros(len(stamps)), False, None
     steps = np.diff(stamps)
     if not np.all(np.isfinite(stamps)) or np.any(steps <= 0):
         rate = fps or 25.0
