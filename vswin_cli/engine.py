@@ -169,6 +169,7 @@ class PreparedVideo:
     record: VideoRecord
     views: Iterable[torch.Tensor] = ()
     num_crops: int = 1
+    views_left_behind: bool = False  # decoded in a worker process, not sent back (prefetch._prepare_in_worker)
 
 
 def _views_dict(protocol: Protocol, stride: float | None) -> dict[str, Any]:

@@ -89,7 +89,6 @@ def remembering_crashes(preparer: "Engine", decoder_threads: int = 0) -> Callabl
     forgotten once it decodes there; one that crashes there too keeps them for later runs.
     """
     folder = crash_markers.local_folder()
-    lazy = preparer.options.stride is not None  # sliding windows are decoded as the model takes them
 
     def marked(views: Iterable[torch.Tensor], key: str) -> Iterator[torch.Tensor]:
         with crash_markers.decoding(folder, key):
@@ -97,7 +96,7 @@ def remembering_crashes(preparer: "Engine", decoder_threads: int = 0) -> Callabl
 
     def here(item: InputVideo, key: str) -> "PreparedVideo":
         prepared = preparer.prepare(item, decoder_threads)
-        if lazy:  # the frames are decoded later, on the model's thread: under the marker too
+        if isinstance(prepared.views, Iterator):  # sliding windows, decoded as the model takes them: under the marker too
             prepared.views = marked(prepared.views, key)
         return prepared
 
@@ -110,7 +109,7 @@ def remembering_crashes(preparer: "Engine", decoder_threads: int = 0) -> Callabl
         if prepared.record.error == DECODER_CRASHED:
             return prepared
         crash_markers.forget(folder, key)
-        if lazy and prepared.record.status == "ok":
+        if prepared.views_left_behind:
             # The worker only proved the file decodes (``_prepare_in_worker``): read it here.
             with crash_markers.decoding(folder, key):
                 return here(item, key)
@@ -164,13 +163,14 @@ def _booting_worker() -> bool:
 def _prepare_in_worker(item: InputVideo) -> "PreparedVideo":
     assert _preparer is not None, "worker not started"
     prepared = _preparer.prepare(item, _decoder_threads)
-    if _preparer.options.stride is not None:
-        # Sliding windows are as many as the video is long: sent back, they would all be held at
-        # once. The worker decodes them all (so a decoder crash kills it, not the run) and sends
-        # back none; the caller reads the file itself (``remembering_crashes``).
+    if isinstance(prepared.views, Iterator):
+        # Sliding windows, as many as the video is long: sent back, they would all be held at once.
+        # The worker decodes them all (so a decoder crash kills it, not the run) and sends back
+        # none; the caller reads the file itself (``remembering_crashes``).
         for _ in prepared.views:
             pass
         prepared.views = []
+        prepared.views_left_behind = prepared.record.status == "ok"
         return prepared
     # NumPy arrays pickle into the pipe; torch tensors would go through shared memory.
     prepared.views = [view.numpy() for view in prepared.views]
