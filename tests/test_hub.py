@@ -183,6 +183,17 @@ def test_http_errors_are_one_line(url_model: str, env: Path, hub: FakeHub, statu
     assert loadable_files(env) == []
 
 
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "1e400", "abc"])
+def test_a_bad_download_timeout_is_one_line_before_any_request(url_model: str, env: Path, hub: FakeHub, monkeypatch, value: str) -> None:
+    # Was: a traceback (ValueError, OverflowError from the socket), or "abc" silently taken as 30.
+    monkeypatch.setenv("VSWIN_DOWNLOAD_TIMEOUT", value)
+    hub.log.clear()
+    with pytest.raises(VswinError) as caught:
+        resolve_checkpoint("m")
+    assert str(caught.value) == f"VSWIN_DOWNLOAD_TIMEOUT={value} is not a positive number of seconds (at most 1e9); unset it or set e.g. 60"
+    assert caught.value.exit_code == 2 and hub.log == [] and loadable_files(env) == []
+
+
 def test_hash_mismatch_is_refused_and_nothing_loadable_is_left(url_model: str, env: Path, hub: FakeHub) -> None:
     hub.inject("/files/w.pth", Fault(body=OTHER))
     with pytest.raises(VswinError, match="does not match") as caught:

@@ -124,6 +124,18 @@ def test_missing_override_file_says_so(tmp_path, monkeypatch) -> None:
         list_specs()
 
 
+def test_a_registry_that_is_not_text_or_a_home_that_does_not_exist_is_one_line(tmp_path, monkeypatch) -> None:
+    # Was: UnicodeDecodeError and RuntimeError tracebacks.
+    path = tmp_path / "utf16.toml"
+    path.write_bytes("[models.a]\n".encode("utf-16"))
+    monkeypatch.setenv(WEIGHTS_TOML_ENV, str(path))
+    with pytest.raises(VswinError, match=r"utf16\.toml is not valid TOML: it is not UTF-8 text$"):
+        list_specs()
+    monkeypatch.setenv(WEIGHTS_TOML_ENV, "~no-such-user-here/weights.toml")
+    with pytest.raises(VswinError, match=r"does not name a file"):
+        list_specs()
+
+
 def test_a_labels_file_saved_by_windows_notepad_gives_clean_names(tmp_path) -> None:
     from vswin_cli.loading import read_labels_file
 

@@ -40,6 +40,7 @@ import errno
 import hashlib
 import http.client
 import json
+import math
 import os
 import re
 import sys
@@ -137,10 +138,18 @@ def is_offline() -> bool:
 
 
 def _timeout() -> float:
-    try:
-        return float(os.environ.get("VSWIN_DOWNLOAD_TIMEOUT", "30"))
-    except ValueError:
+    """Seconds a download may wait for the server (``VSWIN_DOWNLOAD_TIMEOUT``, default 30)."""
+    text = os.environ.get("VSWIN_DOWNLOAD_TIMEOUT", "").strip()
+    if not text:
         return 30.0
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    # socket timeouts above about 292 years overflow
+    if not (0 < seconds <= 1e9):
+        raise VswinError(f"VSWIN_DOWNLOAD_TIMEOUT={text} is not a positive number of seconds (at most 1e9); unset it or set e.g. 60")
+    return seconds
 
 
 def _warn(message: str) -> None:
@@ -587,6 +596,7 @@ def _fetch_url(spec: ModelSpec, source: Source) -> tuple[Path, str]:
 
 def _download_resumable(url: str, partial: Path, expected_size: int | None, label: str) -> None:
     """Download ``url`` into ``partial``, resuming what is there; retries while bytes keep arriving."""
+    timeout = _timeout()
     partial.parent.mkdir(parents=True, exist_ok=True)
     stalls = 0
     while True:
@@ -601,7 +611,7 @@ def _download_resumable(url: str, partial: Path, expected_size: int | None, labe
             headers["Range"] = f"bytes={have}-"
         received = 0
         try:
-            response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=_timeout())
+            response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
         except urllib.error.HTTPError as error:
             error.close()
             if error.code == 416 and have:

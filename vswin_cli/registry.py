@@ -141,7 +141,10 @@ def weights_toml_path() -> Path:
     """Where the registry is read from (see the module docstring for the order)."""
     override = os.environ.get(WEIGHTS_TOML_ENV)
     if override:
-        path = Path(override).expanduser()
+        try:
+            path = Path(override).expanduser()
+        except RuntimeError:  # ~user of no such user
+            path = Path(override)
         if not path.is_file():
             raise VswinError(
                 f"{WEIGHTS_TOML_ENV}={override} does not name a file; unset it or point it at a weights.toml"
@@ -227,6 +230,8 @@ def _load_registry_cached(path_str: str, mtime_ns: int) -> Registry:
         raise VswinError(f"cannot read {path}: {error.strerror or error}") from None
     except tomllib.TOMLDecodeError as error:
         raise VswinError(f"{path} is not valid TOML: {error}") from None
+    except UnicodeDecodeError:
+        raise VswinError(f"{path} is not valid TOML: it is not UTF-8 text") from None
     return _parse_registry(data, path)
 
 
