@@ -316,7 +316,7 @@ def test_the_build_is_cached_and_reused_and_unused_builds_are_pruned(tmp_path, m
     first = kernel.build(compiler, tmp_path)
     assert first.exists() and first.stat().st_size > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        p.name for p in (first, recent, in_progress, not_ours)
+        [*(p.name for p in (first, recent, in_progress, not_ours)), first.name + ".sha256"]
     )  # no partial file of this build left behind either
     assert not unused.exists() and not interrupted.exists()
 
@@ -328,6 +328,33 @@ def test_the_build_is_cached_and_reused_and_unused_builds_are_pruned(tmp_path, m
     monkeypatch.setattr(kernel.subprocess, "run", no_compiling)
     assert kernel.build(compiler, tmp_path) == first
     assert first.stat().st_mtime > now - day
+
+
+@pytest.mark.parametrize("damage", ["cut", "overwritten", "no digest"])
+def test_a_damaged_cached_library_is_built_again_not_loaded(tmp_path, damage):
+    # Was: a library cut short (a full disk, a crash mid-copy) or damaged was loaded as it was,
+    # and every later run died of a bus error or an illegal instruction.
+    import subprocess
+    import sys
+
+    needs_kernel(torch.float32)
+    compiler = kernel.find_compiler()
+    cache = tmp_path / "cache"
+    library = kernel.build(compiler, cache / "vswin" / "kernels", kernel.isa())
+    good = library.read_bytes()
+    if damage == "cut":
+        library.write_bytes(good[:20480])
+    elif damage == "overwritten":
+        library.write_bytes(good[:12000] + b"\xff\xff\xff\xff" + good[12004:])
+    else:
+        library.with_name(library.name + ".sha256").unlink()
+    check = ("import torch; from vswin_cli import attention_kernel as k; "
+             "print(k.available(torch.float32), k.status(torch.float32))")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "XDG_CACHE_HOME": str(cache)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("True"), done.stdout
+    assert kernel._intact(library) and len(library.read_bytes()) == len(good)  # built again
 
 
 def test_an_unwritable_cache_builds_in_a_temporary_folder_and_removes_it(tmp_path, monkeypatch):

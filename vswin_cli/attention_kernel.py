@@ -147,13 +147,15 @@ def _build(compiler: str, directory: Path, flags: tuple[str, ...]) -> Path:
     """Compile unless this source's build with this compiler and flags is in ``directory``.
 
     Written to a temporary name and renamed, so concurrent first runs never load a half-written
-    library. A cached library's time is renewed on each use; compiling a new one prunes the
-    unused ones (:data:`UNUSED_BUILD_DAYS`).
+    library; its sha256 is kept beside it, and a cached library that no longer matches it (cut
+    short by a full disk or a crash, damaged) is built again: loading it would kill the process
+    (a bus error), not raise. A cached library's time is renewed on each use; compiling a new one
+    prunes the unused ones (:data:`UNUSED_BUILD_DAYS`).
     """
     source = SOURCE.read_bytes()
     key = hashlib.sha256(source + compiler.encode() + " ".join(flags).encode()).hexdigest()[:16]
     target = directory / f"window_attention-{key}.so"
-    if target.exists():
+    if _intact(target):
         try:
             os.utime(target)
         except OSError:  # a read-only cache still serves its libraries
@@ -169,12 +171,51 @@ def _build(compiler: str, directory: Path, flags: tuple[str, ...]) -> Path:
         if result.returncode != 0:
             lines = (result.stderr or result.stdout).strip().splitlines()
             raise RuntimeError(lines[-1] if lines else f"{compiler} exited with {result.returncode}")
+        _write_durably(_digest_path(target), _digest(Path(partial)).encode())
+        _sync(partial)
         os.replace(partial, target)
     finally:
         if os.path.exists(partial):
             os.unlink(partial)
     prune(directory, keep=target)
     return target
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _digest_path(library: Path) -> Path:
+    return library.with_name(library.name + ".sha256")
+
+
+def _intact(library: Path) -> bool:
+    """Whether ``library`` is what its build wrote (the sha256 kept beside it matches)."""
+    try:
+        return _digest_path(library).read_text(encoding="ascii").strip() == _digest(library)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _sync(path: str | Path) -> None:
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    handle, partial = tempfile.mkstemp(dir=path.parent, suffix=".partial")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
 
 
 def prune(directory: Path, keep: Path, now: float | None = None) -> list[Path]:
@@ -185,13 +226,15 @@ def prune(directory: Path, keep: Path, now: float | None = None) -> list[Path]:
     """
     now = time.time() if now is None else now
     stale = [(path, UNUSED_BUILD_DAYS * 86400) for path in directory.glob("window_attention-*.so")]
-    stale += [(path, STALE_PARTIAL_HOURS * 3600) for path in directory.glob("*.so.partial")]
+    stale += [(path, STALE_PARTIAL_HOURS * 3600) for path in directory.glob("*.partial")]
     removed = []
     for path, max_age in stale:
         try:
             if path != keep and path.stat().st_mtime < now - max_age:
                 path.unlink()
                 removed.append(path)
+                if path.suffix == ".so":
+                    _digest_path(path).unlink(missing_ok=True)
         except OSError:  # gone already (another process pruned it) or not ours to remove
             pass
     return removed
