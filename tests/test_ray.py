@@ -359,6 +359,26 @@ def test_an_unreachable_cluster_is_one_line_and_exit_2(data) -> None:
     assert len(lines) == 1 and "cannot reach the Ray cluster at 127.0.0.1:1" in lines[0], result.stderr
 
 
+def test_an_address_where_something_else_listens_is_one_line_in_seconds(data, tmp_path) -> None:
+    # Was: Ray retried for minutes, printing GCS time-outs (e.g. the dashboard's port given).
+    require_ray()
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        address = f"127.0.0.1:{server.server_address[1]}"
+        result = run_vswin("classify", data["videos"] / "a.avi", "-m", data["model"], "--engine", "ray",
+                           "--ray-address", address, timeout=60)
+    finally:
+        server.shutdown()
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: --ray-address {address}: something answers there, but not a Ray cluster; give the head's GCS port "
+        "(HOST:6379, not the dashboard's 8265), auto, or ray://HOST:10001"]
+
+
 def test_device_and_precision_are_the_clusters_to_judge_not_the_drivers(data, cluster) -> None:
     # The driver only ships the weights: its own lack of a GPU must not refuse --device cuda or
     # --precision fp16 (it did, before the cluster was asked); the cluster's answer is what counts.
@@ -415,3 +435,63 @@ def test_a_failed_ray_run_names_the_original_error(data, cluster, local_outcomes
     (markers / "model-raises").touch()
     with pytest.raises(VswinError, match="the Ray run failed: RuntimeError: injected model failure "):
         list(run_on_ray(engine, items[:2]))  # the reason, not the last line of Ray's retry advice
+
+
+@pytest.mark.parametrize("resources, options, num_actors, count, cpus_each", [
+    ({"CPU": 1.0}, {}, None, 1, 0.0),  # was 1: the actor held the only CPU and decoding never started
+    ({"CPU": 2.0}, {}, None, 1, 1.0),
+    ({"CPU": 16.0}, {}, None, 1, 8.0),
+    ({"CPU": 2.0}, {}, 3, 3, 1 / 3),
+    ({"CPU": 8.0, "GPU": 8.0}, {}, None, 8, 7 / 8),  # one CPU per GPU actor would leave none to decode
+    ({"CPU": 16.0, "GPU": 2.0}, {"device": "cuda"}, None, 2, 1.0),
+])
+def test_model_actors_always_leave_a_cpu_to_decoding(resources, options, num_actors, count, cpus_each) -> None:
+    from vswin_cli.engine import RunOptions
+    from vswin_cli.ray_engine import _plan_actors
+
+    plan = _plan_actors(resources, RunOptions(**options), num_actors)
+    assert (plan.count, plan.num_cpus) == (count, pytest.approx(cpus_each))
+    assert plan.count * plan.num_cpus <= resources["CPU"] - 1
+
+
+def test_rays_own_messages_go_to_stderr_not_among_the_results(monkeypatch, capsys) -> None:
+    # Was: "(raylet) A worker died..." and retry notices were printed to stdout, inside a
+    # --format json document (which then did not parse).
+    require_ray()
+    import ray._private.worker as ray_worker
+
+    from vswin_cli.ray_engine import _messages_to_stderr
+
+    monkeypatch.setattr(ray_worker, "print_to_stdstream", ray_worker.print_to_stdstream)  # restored after
+    _messages_to_stderr(ray)
+    _messages_to_stderr(ray)  # once is enough: not wrapped twice
+    ray_worker.print_to_stdstream({"lines": ["A worker died or was killed"], "pid": "raylet", "is_err": False}, ignore_prefix=False)
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("A worker died or was killed") == 1
+
+
+def test_an_option_the_model_actors_refuse_is_one_line_and_exit_2() -> None:
+    require_ray()
+    from vswin_cli.errors import VswinError
+    from vswin_cli.ray_engine import _rows_or_error
+
+    class Rows:  # what Ray raises when the actors' constructor refuses the run's options
+        def iter_rows(self):
+            raise ray.exceptions.RayError(
+                "Traceback (most recent call last):\n  File \"engine.py\", line 1, in __init__\n"
+                "vswin_cli.errors.VswinError: --device cuda:1: this machine has 1 CUDA GPU(s), numbered from 0\n\n"
+                "The above exception was the direct cause of the following exception:\n\nray.exceptions.ActorDiedError: ...")
+
+    with pytest.raises(VswinError) as caught:
+        list(_rows_or_error(ray, Rows()))
+    assert str(caught.value) == "--device cuda:1: this machine has 1 CUDA GPU(s), numbered from 0"
+    assert caught.value.exit_code == 2
+
+
+def test_device_mps_is_refused_before_ray_starts() -> None:
+    from vswin_cli.engine import RunOptions
+    from vswin_cli.errors import VswinError
+    from vswin_cli.ray_engine import _plan_actors
+
+    with pytest.raises(VswinError, match="--device mps is not for --engine ray"):
+        _plan_actors({"CPU": 4.0}, RunOptions(device="mps"), None)

@@ -60,7 +60,8 @@ def decoder_threads(workers: int) -> int:
 
 def in_threads(prepare: Callable[[InputVideo], "PreparedVideo"], items: Iterable[InputVideo], workers: int) -> Iterator["PreparedVideo"]:
     """``prepare(item)`` for each item, in order, ``workers`` at a time in threads."""
-    with futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vswin-decode") as pool:
+    pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vswin-decode")
+    try:
         pending: collections.deque[futures.Future[PreparedVideo]] = collections.deque()
         iterator = iter(items)
         for item in iterator:
@@ -73,6 +74,9 @@ def in_threads(prepare: Callable[[InputVideo], "PreparedVideo"], items: Iterable
             if next_item is not None:
                 pending.append(pool.submit(prepare, next_item))
             yield prepared
+    finally:
+        # Stopped early (Ctrl-C, an error): videos not yet started are dropped, not decoded first.
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 # The error of a video that killed its decoder process (here, or in an earlier run).

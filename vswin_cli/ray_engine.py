@@ -104,7 +104,24 @@ def _connect(ray: Any, address: str | None) -> bool:
         reason = " ".join(str(error).split()) or error.__class__.__name__
         raise VswinError(f"cannot start or reach {where}: {reason}") from None
     _quiet_ray_data(ray)
+    _messages_to_stderr(ray)
     return True
+
+
+def _messages_to_stderr(ray: Any) -> None:
+    """Ray's driver prints the raylet's messages (a worker died, a task will be retried, an actor
+    failed to start) to stdout, where they would break the results printed there (a JSON
+    document); in a Ray instance vswin started, they go to stderr with its other messages."""
+    worker = getattr(getattr(ray, "_private", None), "worker", None)
+    printer = getattr(worker, "print_to_stdstream", None)
+    if printer is None or getattr(printer, "to_stderr", False):
+        return
+
+    def print_to_stderr(data: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        printer({**data, "is_err": True}, *args, **kwargs)
+
+    print_to_stderr.to_stderr = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = print_to_stderr
 
 
 def _check_reachable(address: str) -> None:
@@ -118,19 +135,48 @@ def _check_reachable(address: str) -> None:
     if not host or not port.isdigit():
         return  # not host:port; let Ray interpret it
     try:
-        socket.create_connection((host, int(port)), timeout=5).close()
+        connection = socket.create_connection((host, int(port)), timeout=5)
     except OSError as error:
         raise VswinError(
             f"cannot reach the Ray cluster at {address} ({error.strerror or error}); "
             "give --ray-address auto, HOST:6379 or ray://HOST:10001"
         ) from None
+    with connection:
+        if os.environ.get("RAY_USE_TLS", "").lower() in ("1", "true"):
+            return  # a TLS handshake comes first; Ray itself will say
+        if not _speaks_grpc(connection):
+            # e.g. the dashboard's port (8265): Ray would retry for minutes, then time out
+            raise VswinError(
+                f"--ray-address {address}: something answers there, but not a Ray cluster; give the head's "
+                "GCS port (HOST:6379, not the dashboard's 8265), auto, or ray://HOST:10001"
+            )
+
+
+def _speaks_grpc(connection: socket.socket) -> bool:
+    """Whether the server at the other end answers HTTP/2's connection preface with its SETTINGS, as
+    Ray's GCS and Ray Client servers (gRPC) do at once. A silent server is given the benefit of the doubt."""
+    connection.settimeout(5)
+    try:
+        connection.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))  # + empty SETTINGS
+        reply = b""
+        while len(reply) < 4:
+            chunk = connection.recv(4 - len(reply))
+            if not chunk:
+                return False  # closed without a word: not gRPC
+            reply += chunk
+    except socket.timeout:
+        return True
+    except OSError:
+        return False
+    return reply[3] == 4  # a frame header whose type is SETTINGS
 
 
 def _quiet_ray_data(ray: Any) -> None:
     """The CLI draws its own progress on stderr; Ray Data's bars and banners would mix with it."""
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    # Its error logs are stack traces of what the run's one line already says (``_rows_or_error``).
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)
 
 
 def _code_env() -> dict[str, Any]:
@@ -266,18 +312,30 @@ class _ActorPlan:
 
 def _plan_actors(resources: dict[str, float], options: RunOptions, num_actors: int | None) -> _ActorPlan:
     """One actor per GPU when the cluster has GPUs (and the device allows them), else CPU actors
-    that leave about half of the cluster's CPUs to decoding."""
+    that leave about half of the cluster's CPUs to decoding.
+
+    The actors never reserve the last CPU: decode tasks each need one, and a cluster whose CPUs
+    the actors hold would wait for ever (a 1-CPU machine; as many CPUs as GPUs). Where that
+    CPU would be theirs, each actor reserves a share of the rest (none on one CPU); its threads
+    still run.
+    """
     gpus = int(resources.get("GPU", 0))
     cpus = max(1, int(resources.get("CPU", 1)))
     wants_gpu = options.device == "cuda" or options.device.startswith("cuda:")
+    if options.device == "mps":
+        raise VswinError("--device mps is not for --engine ray: Ray gives its actors CUDA GPUs or CPUs; use --device auto, cuda or cpu")
     if wants_gpu and gpus == 0:
         raise VswinError("--device cuda was asked for but the Ray cluster has no GPUs; use --device auto or cpu")
     if wants_gpu or (gpus and options.device == "auto"):
-        return _ActorPlan(num_actors or gpus, num_gpus=1, num_cpus=1, threads=None)
-    if options.precision == "fp16":  # the driver's own device does not decide: the actors run the model
-        raise VswinError("--precision fp16 needs a GPU and the Ray cluster's model actors have none; use bf16 or fp32")
-    threads = max(1, min(8, cpus // 2))
-    return _ActorPlan(num_actors or max(1, cpus // (2 * threads)), num_gpus=0, num_cpus=threads, threads=threads)
+        plan = _ActorPlan(num_actors or gpus, num_gpus=1, num_cpus=1, threads=None)
+    else:
+        if options.precision == "fp16":  # the driver's own device does not decide: the actors run the model
+            raise VswinError("--precision fp16 needs a GPU and the Ray cluster's model actors have none; use bf16 or fp32")
+        threads = max(1, min(8, cpus // 2))
+        plan = _ActorPlan(num_actors or max(1, cpus // (2 * threads)), num_gpus=0, num_cpus=threads, threads=threads)
+    if plan.count * plan.num_cpus > cpus - 1:
+        plan = dataclasses.replace(plan, num_cpus=(cpus - 1) / plan.count)
+    return plan
 
 
 def _decode_memory(engine: Engine) -> int:
@@ -398,6 +456,9 @@ def _rows_or_error(ray: Any, rows: ray.data.Dataset) -> Iterator[dict[str, Any]]
         head = str(error).split("The above exception was the direct cause", 1)[0]
         lines = [line.strip() for line in head.splitlines() if line.strip()]
         reason = lines[-1] if lines else error.__class__.__name__
+        refused = reason.removeprefix(f"{VswinError.__module__}.{VswinError.__name__}: ")
+        if refused != reason:  # the actors refused an option (a device they lack): a usage error, as on the local engine
+            raise VswinError(refused) from None
         raise VswinError(f"the Ray run failed: {reason} (videos finished so far are kept; rerun with --resume)", exit_code=1) from None
 
 

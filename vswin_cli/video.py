@@ -54,6 +54,7 @@ import os
 from array import array
 import stat
 import tempfile
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,6 +154,16 @@ class DecodedVideo:
 
 Plan = Callable[[VideoInfo], Sequence[Clip]]
 FrameTransform = Callable[[np.ndarray], np.ndarray]
+
+
+# Set when the run is interrupted (Ctrl-C, SIGTERM): decodes still running in other threads end
+# at their next frame, rather than finish long files whose frames no one will take.
+_stopped = threading.Event()
+
+
+def stop_decoding() -> None:
+    """Make every decode in this process end at its next frame, with a VideoError (the run is over)."""
+    _stopped.set()
 
 
 def probe(path: str | os.PathLike[str], decoder_threads: int = 0) -> VideoInfo:
@@ -422,6 +433,8 @@ class _Reader:
         self._runs_known = False
 
     def grab(self) -> bool:
+        if _stopped.is_set():
+            raise VideoError(f"{self.path}: decoding was interrupted")
         if not self.capture.grab():
             return False
         self.position += 1

@@ -66,15 +66,23 @@ def interrupted_message(argv: list[str]) -> str:
 def main() -> None:
     """Console-script entry point: user errors become one line on stderr and an exit code."""
     interrupted = False
+    exit_code = 128 + signal.SIGINT
 
     def on_interrupt(signum: int, frame: object) -> None:
-        nonlocal interrupted
+        nonlocal interrupted, exit_code
         interrupted = True
+        exit_code = 128 + signum
+        # Decodes running in other threads would otherwise finish their files before the process can end.
+        decoding = sys.modules.get("vswin_cli.video")
+        if decoding is not None:
+            decoding.stop_decoding()
         raise KeyboardInterrupt
 
     _output.fill_closed_streams()
-    # Typer turns Ctrl-C into a silent exit 130; the handler lets us say what was kept.
-    previous = signal.signal(signal.SIGINT, on_interrupt)
+    # Typer turns Ctrl-C into a silent exit 130; the handler lets us say what was kept. SIGTERM
+    # (kill, a job scheduler's stop) ends the run the same way: the journal, the locks, the crash
+    # markers and the worker processes are put in order, instead of left as they were.
+    previous = {number: signal.signal(number, on_interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         app(prog_name="vswin")
     except VswinError as error:
@@ -86,7 +94,8 @@ def main() -> None:
         if not interrupted:
             raise
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     if interrupted:
         _output.error_line(interrupted_message(sys.argv[1:]))
-        sys.exit(130)
+        sys.exit(exit_code)
