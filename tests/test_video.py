@@ -674,3 +674,15 @@ def test_one_frame_without_a_timestamp_is_at_zero(tmp_path):
     assert video.info.frames == 1 and list(video.info.timestamps) == [0.0]
     assert video.info.duration == pytest.approx(1 / video.info.fps)
     assert all(np.isfinite([clip.start, clip.end]).all() for clip in video.clips)
+
+
+def test_an_interrupted_run_stops_every_decode_at_its_next_frame(lib):
+    # Ctrl-C or SIGTERM (cli.main) ends the decodes running in other threads, rather than wait
+    # for them to finish long files whose frames no one will take.
+    try:
+        video_module.stop_decoding()
+        with pytest.raises(VideoError, match="decoding was interrupted$"):
+            read_video(lib["short"], kinetics_plan)
+    finally:
+        video_module._stopped.clear()
+    assert read_video(lib["short"], kinetics_plan).info.frames > 0
