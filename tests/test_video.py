@@ -686,3 +686,16 @@ def test_an_interrupted_run_stops_every_decode_at_its_next_frame(lib):
     finally:
         video_module._stopped.clear()
     assert read_video(lib["short"], kinetics_plan).info.frames > 0
+
+
+def test_a_raw_mjpeg_stream_is_a_video_not_a_jpeg_photo(tmp_path):
+    # An IP camera's stream of JPEG pictures starts like a JPEG photo; it was refused as one.
+    media.require_ffmpeg()
+    stream = tmp_path / "camera.mjpeg"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-t", "1", "-c:v", "mjpeg", "-f", "mjpeg", str(stream))
+    video = read_video(stream, kinetics_plan)
+    assert video.info.frames == len(media.ffmpeg_frames(stream)) == 10
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(stream.read_bytes())  # the same bytes named as a photo are still refused
+    with pytest.raises(VideoError, match="not a video \\(a JPEG image\\)"):
+        probe(photo)

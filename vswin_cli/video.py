@@ -243,6 +243,8 @@ def check_file(path: Path) -> bytes:
     except OSError as error:
         raise VideoError(f"{path}: unreadable ({error.strerror or error})") from None
     image = _image_kind(head)
+    if image == "JPEG" and path.suffix.lower() in (".mjpeg", ".mjpg"):
+        image = None  # a stream of JPEG pictures, as IP cameras send: a video
     if image:
         raise VideoError(f"{path}: not a video ({'an' if image[0] in 'AEIOU' else 'a'} {image} image)")
     return head
