@@ -171,8 +171,8 @@ def _build(compiler: str, directory: Path, flags: tuple[str, ...]) -> Path:
         if result.returncode != 0:
             lines = (result.stderr or result.stdout).strip().splitlines()
             raise RuntimeError(lines[-1] if lines else f"{compiler} exited with {result.returncode}")
-        _write_durably(_digest_path(target), _digest(Path(partial)).encode())
-        _sync(partial)
+        # No fsync needed: a library or digest that a crash leaves torn fails _intact, and is built again.
+        _digest_path(target).write_text(_digest(Path(partial)), encoding="ascii")
         os.replace(partial, target)
     finally:
         if os.path.exists(partial):
@@ -197,25 +197,6 @@ def _intact(library: Path) -> bool:
         return False
 
 
-def _sync(path: str | Path) -> None:
-    handle = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    handle, partial = tempfile.mkstemp(dir=path.parent, suffix=".partial")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
 
 
 def prune(directory: Path, keep: Path, now: float | None = None) -> list[Path]:
@@ -226,7 +207,7 @@ def prune(directory: Path, keep: Path, now: float | None = None) -> list[Path]:
     """
     now = time.time() if now is None else now
     stale = [(path, UNUSED_BUILD_DAYS * 86400) for path in directory.glob("window_attention-*.so")]
-    stale += [(path, STALE_PARTIAL_HOURS * 3600) for path in directory.glob("*.partial")]
+    stale += [(path, STALE_PARTIAL_HOURS * 3600) for path in directory.glob("*.so.partial")]
     removed = []
     for path, max_age in stale:
         try:
