@@ -205,38 +205,7 @@ video.read_video = read_video
 '''
 
 
-def test_a_decoder_crash_in_threads_costs_one_run_not_every_rerun(tiny_checkpoint: Path, folder: Path, tmp_path: Path) -> None:
-    from tests.conftest import REPO, run_vswin
-
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(CRASHING_DECODER)
-    videos = tmp_path / "videos"
-    videos.mkdir()
-    for name in ("v0.avi", "v1.avi", "v3.avi"):
-        (videos / name).write_bytes((folder / name).read_bytes())
-    (videos / "v2_crash.avi").write_bytes((folder / "v2.avi").read_bytes())
-    (tmp_path / "tmp").mkdir()
-    env = {"PYTHONPATH": f"{site}{os.pathsep}{REPO}", "TMPDIR": str(tmp_path / "tmp")}
-    out = tmp_path / "labels.jsonl"
-    args = ["classify", videos, "-m", tiny_checkpoint, "--clips", "1", "--crops", "1", "--clip-len", "4",
-            "--frame-interval", "1", "-o", out]
-
-    first = run_vswin(*args, env=env)
-    assert first.returncode == 139, first.stderr  # threads: the crash ends the run (the default)
-    journaled = [json.loads(line)["path"] for line in out.read_text().splitlines()] if out.exists() else []
-    assert not any("crash" in path for path in journaled)  # (how many others made it depends on timing)
-
-    for attempt in range(2):  # then every rerun gets past it: decoded apart, in a process that dies alone
-        again = run_vswin(*args, "--resume", env=env)
-        assert again.returncode == 1, again.stderr
-        records = {Path(r["path"]).name: r for r in map(json.loads, out.read_text().splitlines())}
-        assert sorted(records) == ["v0.avi", "v1.avi", "v2_crash.avi", "v3.avi"], attempt
-        assert (records["v2_crash.avi"]["status"], records["v2_crash.avi"]["error"]) == ("error", prefetch.DECODER_CRASHED)
-        assert all(records[name]["status"] == "ok" for name in ("v0.avi", "v1.avi", "v3.avi"))
-
-
-# The same for sliding windows, whose frames are decoded by a second pass as the model takes them.
+# The same for sliding windows, whose frames a second pass decodes as the model takes them.
 CRASHING_WINDOW_DECODER = '''
 import os
 from vswin_cli import video
@@ -254,37 +223,45 @@ video._stream = _crashing_stream
 '''
 
 
-def test_a_decoder_crash_in_sliding_windows_costs_one_run_not_every_rerun(tiny_checkpoint: Path, folder: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("hook, sampling", [
+    (CRASHING_DECODER, ["--clips", "1", "--frame-interval", "1"]),
     # Was: the marker was held only while the file was probed, so every --resume died again.
+    (CRASHING_WINDOW_DECODER, ["--stride", "0.5"]),
+], ids=["clips", "sliding windows"])
+def test_a_decoder_crash_in_threads_costs_one_run_not_every_rerun(tiny_checkpoint: Path, folder: Path, tmp_path: Path,
+                                                                  hook: str, sampling: list[str]) -> None:
     from tests.conftest import REPO, run_vswin
 
     site = tmp_path / "site"
     site.mkdir()
-    (site / "sitecustomize.py").write_text(CRASHING_WINDOW_DECODER)
+    (site / "sitecustomize.py").write_text(hook)
     videos = tmp_path / "videos"
     videos.mkdir()
-    for name in ("v0.avi", "v3.avi"):
+    for name in ("v0.avi", "v1.avi", "v3.avi"):
         (videos / name).write_bytes((folder / name).read_bytes())
     (videos / "v2_crash.avi").write_bytes((folder / "v2.avi").read_bytes())
     (tmp_path / "tmp").mkdir()
     env = {"PYTHONPATH": f"{site}{os.pathsep}{REPO}", "TMPDIR": str(tmp_path / "tmp")}
     out = tmp_path / "labels.jsonl"
-    args = ["classify", videos, "-m", tiny_checkpoint, "--crops", "1", "--clip-len", "4", "--stride", "0.5", "-o", out]
+    args = ["classify", videos, "-m", tiny_checkpoint, "--crops", "1", "--clip-len", "4", *sampling, "-o", out]
 
     first = run_vswin(*args, env=env)
-    assert first.returncode == 139, first.stderr
-    for attempt in range(2):
+    assert first.returncode == 139, first.stderr  # threads: the crash ends the run (the default)
+    journaled = [json.loads(line)["path"] for line in out.read_text().splitlines()] if out.exists() else []
+    assert "v2_crash.avi" not in [Path(path).name for path in journaled]  # (how many others made it depends on timing)
+
+    for attempt in range(2):  # then every rerun gets past it: decoded apart, in a process that dies alone
         again = run_vswin(*args, "--resume", env=env)
         assert again.returncode == 1, again.stderr
         records = {Path(r["path"]).name: r for r in map(json.loads, out.read_text().splitlines())}
-        assert sorted(records) == ["v0.avi", "v2_crash.avi", "v3.avi"], attempt
+        assert sorted(records) == ["v0.avi", "v1.avi", "v2_crash.avi", "v3.avi"], attempt
         assert (records["v2_crash.avi"]["status"], records["v2_crash.avi"]["error"]) == ("error", prefetch.DECODER_CRASHED)
-        assert records["v0.avi"]["status"] == records["v3.avi"]["status"] == "ok"
+        assert all(records[name]["status"] == "ok" for name in ("v0.avi", "v1.avi", "v3.avi"))
 
 
-def test_sliding_windows_decoded_apart_after_a_crash_elsewhere_are_read_here(tiny_checkpoint: Path, folder: Path, tmp_path: Path, monkeypatch) -> None:
-    # The worker only tries the file; the windows, as many as the video is long, are then read
-    # lazily in this process (under the marker), and equal the usual ones.
+def _died_decoding(folder: Path, tmp_path: Path, monkeypatch) -> tuple[InputVideo, Path, str]:
+    """A video of ``folder``, the crash markers' folder and its key, with the marker a process that
+    died decoding it leaves."""
     from vswin_cli import crash_markers
 
     monkeypatch.setenv("TMPDIR", str(tmp_path))
@@ -295,7 +272,13 @@ def test_sliding_windows_decoded_apart_after_a_crash_elsewhere_are_read_here(tin
     markers.mkdir(parents=True)
     key = crash_markers.key_of(os.path.abspath(item.path))
     (markers / f"{key}.{dead}").touch()
+    return item, markers, key
 
+
+def test_sliding_windows_decoded_apart_after_a_crash_elsewhere_are_read_here(tiny_checkpoint: Path, folder: Path, tmp_path: Path, monkeypatch) -> None:
+    # The worker only tries the file; the windows, as many as the video is long, are then read
+    # lazily in this process (under the marker), and equal the usual ones.
+    item, markers, key = _died_decoding(folder, tmp_path, monkeypatch)
     engine = Engine(load_model(str(tiny_checkpoint)), RunOptions(decoders="threads", stride=0.3, **OPTIONS))
     apart: list[InputVideo] = []
     real_in_processes = prefetch.in_processes
@@ -314,17 +297,7 @@ def test_sliding_windows_decoded_apart_after_a_crash_elsewhere_are_read_here(tin
 def test_a_video_decoded_apart_after_a_crash_elsewhere_keeps_its_result(tiny_checkpoint: Path, folder: Path, tmp_path: Path, monkeypatch) -> None:
     # The process died while this video was decoding, but for another reason (killed, out of
     # memory): decoded apart, it gives its usual result, and later runs decode it as usual.
-    from vswin_cli import crash_markers
-
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    monkeypatch.setattr(tempfile, "tempdir", None)
-    item = discover([folder]).videos[0]
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
-    markers = crash_markers.local_folder()
-    markers.mkdir(parents=True)
-    key = crash_markers.key_of(os.path.abspath(item.path))
-    (markers / f"{key}.{dead}").touch()  # what a process that died decoding it leaves
-
+    item, markers, key = _died_decoding(folder, tmp_path, monkeypatch)
     engine = Engine(load_model(str(tiny_checkpoint)), RunOptions(decoders="threads", **OPTIONS))
     apart: list[InputVideo] = []
     real_in_processes = prefetch.in_processes
