@@ -6,6 +6,7 @@ the one exception, ``sequential_frames``, checks which frames a plan keeps, not 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tracemalloc
@@ -699,3 +700,25 @@ def test_a_raw_mjpeg_stream_is_a_video_not_a_jpeg_photo(tmp_path):
     photo.write_bytes(stream.read_bytes())  # the same bytes named as a photo are still refused
     with pytest.raises(VideoError, match="not a video \\(a JPEG image\\)"):
         probe(photo)
+
+
+def test_a_matroska_count_is_an_estimate_so_its_frames_are_held_to_its_duration(tmp_path):
+    # Matroska and WebM state no frame count; OpenCV's is duration x average rate. Healthy files
+    # were warned as maybe truncated (audio a frame longer than the video: "decoded 50 of 51";
+    # variable frame rate: "decoded 40 frames, the container announced 30").
+    media.require_ffmpeg()
+    with_audio = tmp_path / "with_audio.mkv"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-f", "lavfi", "-i", "sine=d=2", "-t", "2",
+                 "-c:v", "libx264", "-c:a", "aac", str(with_audio))
+    times = [0.0, 0.1, 0.2, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
+    variable = media.encode(tmp_path / "variable.mkv", frames=len(times), times=times)
+    for path in (with_audio, variable):
+        info = probe(path)
+        assert info.frames == len(media.ffmpeg_frames(path)) and info.container_frames is None
+        assert info.warnings == (), info.warnings
+    short = media.truncated(with_audio, tmp_path / "short.mkv", 0.5)
+    info = probe(short)
+    assert 0 < info.frames < 50
+    assert len(info.warnings) == 1 and re.fullmatch(
+        rf"the frames end at {info.duration:.2f} s of the 2\.0\d s the container announced \(the file may be truncated or damaged\)",
+        info.warnings[0]), info.warnings

@@ -121,6 +121,12 @@ class PyAVCapture:
         return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
     @property
+    def count_stated(self) -> bool:
+        """Whether the container states the stream's frame count (MP4, AVI); else the count is an
+        estimate from its duration (Matroska, WebM, MPEG-TS)."""
+        return self._stream.frames > 0
+
+    @property
     def codec_name(self) -> str:
         """FFmpeg's name of the stream's codec (``h264``, ``rawvideo``)."""
         return self._stream.codec_context.codec.name

@@ -540,6 +540,15 @@ def _container_frames(capture: Capture) -> int | None:
     return int(count)
 
 
+def _count_is_estimate(capture: Capture, head: bytes) -> bool:
+    """Whether the container's frame count is only an estimate (from its duration and frame rate):
+    the stream states no count. Matroska and WebM never do; neither do MPEG-TS, FLV and raw streams,
+    which only PyAV tells apart."""
+    if isinstance(capture, PyAVCapture):
+        return not capture.count_stated
+    return head[:4] == b"\x1a\x45\xdf\xa3"
+
+
 def _container_fps(capture: Capture) -> float | None:
     fps = capture.get(cv2.CAP_PROP_FPS)
     return fps if math.isfinite(fps) and 0 < fps < 10_000 else None
@@ -643,7 +652,8 @@ def _scan(
     if not isinstance(capture, PyAVCapture):
         _refuse_known_miscoding(capture, path)
     container_frames = _container_frames(capture)
-    limit = _grab_limit(container_frames)
+    estimated = container_frames is not None and _count_is_estimate(capture, head)
+    limit = _grab_limit(None if estimated else container_frames)
     times = array("d")  # 8 bytes per frame: the only thing that grows with the video's length
     kept: dict[int, np.ndarray] = {}
     shape: tuple[int, int] | None = None
@@ -669,7 +679,9 @@ def _scan(
         warnings.append(f"stopped decoding after {count} frames, far more than the container announced; the rest is ignored")
     # An edit list's dropped frames are in the container's count, yet no decoder gives them.
     dropped = capture.discarded_packets if isinstance(capture, PyAVCapture) else 0
-    if container_frames is not None and count < container_frames - dropped:
+    if estimated:
+        pass  # no count to hold the frames to: their times are, below
+    elif container_frames is not None and count < container_frames - dropped:
         why = (f"{container_frames} less the {dropped} its edit list drops; the file may be truncated or damaged" if dropped
                else "the file may be truncated or damaged; some containers only estimate the count")
         warnings.append(f"decoded {count} of {container_frames - dropped} frames the container announced ({why})")
@@ -694,9 +706,16 @@ def _scan(
         if not (count > 1 and span > 0):
             warnings.append("no frame rate in the file; assuming 25 fps")
             timestamps = np.arange(count, dtype=np.float64) / fps
+    container_fps = _container_fps(capture)
+    if estimated and container_fps is not None:
+        # OpenCV's estimate is the container's duration x its frame rate: what the frames must span.
+        announced, end = container_frames / container_fps, float(timestamps[-1] + 1.0 / fps)
+        if end < announced - max(0.5, 2.0 / fps):
+            warnings.append(f"the frames end at {end:.2f} s of the {announced:.2f} s the container announced "
+                            "(the file may be truncated or damaged)")
     assert shape is not None
     info = VideoInfo(
-        path=str(path), frames=count, container_frames=container_frames, fps=float(fps),
+        path=str(path), frames=count, container_frames=None if estimated else container_frames, fps=float(fps),
         duration=float(timestamps[-1] + 1.0 / fps), width=int(shape[1]), height=int(shape[0]),
         rotation=_rotation(capture), codec=_codec(capture), variable_frame_rate=variable,
         timestamps=timestamps, warnings=tuple(warnings),
