@@ -911,3 +911,27 @@ def test_claim_refuses_an_output_that_is_an_input(tmp_path):
         assert caught.value.exit_code == 2
     assert video.read_bytes() == b"video bytes"
     assert named_like_a_journal.read_bytes() == b"a video named like a journal"
+
+
+@pytest.mark.parametrize("name", ["out.jsonl", "out.json", "out.csv"])
+@pytest.mark.parametrize("how", ["folder removed", "file replaced by a folder"])
+def test_an_output_removed_during_the_run_fails_it_instead_of_claiming_the_results(tmp_path, name, how):
+    # Was: lines kept going to the deleted file; the run ended "N ok; results in out.jsonl" with
+    # no file, or wrote an empty out.json / a header-only out.csv.
+    import shutil
+
+    folder = tmp_path / "od"
+    out = folder / name
+    sink = open_sink(out, None, model="swin-t-k400", views=VIEWS)
+    sink.add(ok_record("a.mp4"))
+    journal = out if name.endswith(".jsonl") else journal_path(out)
+    if how == "folder removed":
+        shutil.rmtree(folder)
+    else:
+        journal.unlink()
+        journal.mkdir()
+    with pytest.raises(VswinError, match=r"was removed or replaced during the run, so the results written to it are gone") as caught:
+        sink.add(ok_record("b.mp4"))
+    assert caught.value.exit_code == 1
+    sink.close(complete=False)
+    assert not out.is_file() and (not journal.exists() or journal.is_dir())  # nothing that claims to hold the results

@@ -378,6 +378,7 @@ class _Journal:
         self.lines: list[int] = []  # line numbers of the entries
         self._file: IO[bytes] | None = None
         self._keep = keep
+        self.lost = False  # the file was removed or replaced during the run (``_check_in_place``)
         if self.path.is_dir():
             raise VswinError(f"{self.path} is a folder; give a file name")
         if keep and self.path.exists():
@@ -421,9 +422,23 @@ class _Journal:
                     os.ftruncate(fd, start)
                 self.close()
                 raise
+        self._check_in_place(fd)
 
     def touch(self) -> None:
-        self._open()
+        self._check_in_place(self._open().fileno())
+
+    def _check_in_place(self, fd: int) -> None:
+        """Fail when the file written to is no longer the one at ``path`` (deleted, or replaced by
+        another file or a folder during the run): its lines would be lost while the run said done."""
+        try:
+            in_place = os.path.samestat(os.fstat(fd), os.stat(self.path))
+        except OSError:
+            in_place = False
+        if not in_place:
+            self.close()
+            self.lost = True
+            raise VswinError(f"{self.path} was removed or replaced during the run, so the results written to it are gone; "
+                             "run the command again", exit_code=1)
 
     def close(self) -> None:
         if self._file is not None:
@@ -662,6 +677,8 @@ class JsonlFileSink(ResultSink):
         self._journal.append(record.to_dict())
 
     def _finish(self, complete: bool) -> None:
+        if self._journal.lost:
+            return
         if complete:
             self._journal.touch()  # a finished run with no videos still leaves its (empty) file
         self._journal.close()
@@ -703,6 +720,8 @@ class SnapshotFileSink(ResultSink):
         self._added += 1
 
     def _finish(self, complete: bool) -> None:
+        if self._journal.lost:
+            return  # nothing sound to write the output from
         if not complete and self._added == 0:
             self._journal.close()
             return  # nothing new: leave the previous output and journal exactly as they were
