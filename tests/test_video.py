@@ -722,3 +722,15 @@ def test_a_matroska_count_is_an_estimate_so_its_frames_are_held_to_its_duration(
     assert len(info.warnings) == 1 and re.fullmatch(
         rf"the frames end at {info.duration:.2f} s of the 2\.0\d s the container announced \(the file may be truncated or damaged\)",
         info.warnings[0]), info.warnings
+
+
+def test_a_file_replaced_between_the_two_passes_is_not_read_as_one(tmp_path):
+    # Was: sliding windows described the first file and scored the second (same frame count).
+    path = media.encode_cv2(tmp_path / "v.avi", frames=20, size=(40, 30))
+    other = media.encode_cv2(tmp_path / "other.avi", frames=20, size=(32, 24))
+    info, clips, stream = iter_clips(path, kinetics_plan)
+    other.replace(path)
+    with pytest.raises(VideoError, match=r"v\.avi: the file changed while it was being read; run again to read it anew$"):
+        next(stream)
+    info, clips, stream = iter_clips(path, kinetics_plan)  # read anew: the new file, whole
+    assert (info.width, len(list(stream))) == (32, len(clips))

@@ -207,9 +207,19 @@ def iter_clips(
     Two passes (count, then retrieve), and a frame is released as soon as no later clip uses it,
     so memory stays bounded by the clips that overlap, however long the video.
     """
+    before = _identity(Path(path))
     info = probe(path, decoder_threads)
     clips = list(plan(info))
-    return info, clips, _stream(Path(path), info, clips, frame_transform, decoder_threads)
+    return info, clips, _stream(Path(path), info, clips, frame_transform, decoder_threads, before)
+
+
+def _identity(path: Path) -> tuple[int, ...] | None:
+    """What tells one version of a file from another: device, inode, size, modification time."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
 
 
 # --------------------------------------------------------------------------------------------
@@ -795,7 +805,8 @@ def _fetch(
 
 
 def _stream(
-    path: Path, info: VideoInfo, clips: list[Clip], transform: FrameTransform | None, threads: int = 0
+    path: Path, info: VideoInfo, clips: list[Clip], transform: FrameTransform | None, threads: int = 0,
+    identity: tuple[int, ...] | None = None,
 ) -> Iterator[tuple[Clip, list[np.ndarray]]]:
     # The last clip (in yield order) that needs each frame: after it, the frame can go.
     last_use: dict[int, int] = {}
@@ -810,6 +821,10 @@ def _stream(
     # Every frame is decoded here: clips already yielded could not be taken back if the file
     # turned out damaged (PyAVCapture.decode_only).
     reader = _Reader(path, check_file(path), threads)
+    if identity is not None and _identity(path) != identity:
+        # Another file under the same name: its frames would go with the first one's description.
+        reader.release()
+        raise VideoError(f"{path}: the file changed while it was being read; run again to read it anew")
     held: dict[int, np.ndarray] = {}
     next_clip = 0
     try:
