@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import media
-from conftest import SUBPROCESS_ENV
+from conftest import SUBPROCESS_ENV, TINY_LABELS
 
 FAST = ("--clip-len", "8", "--clips", "2", "--crops", "3")
 
@@ -106,6 +106,10 @@ def test_per_clip_float16_and_logits_agree_with_classify(tree, tiny_checkpoint, 
     for clip, scores in zip(record["clips"], clip_scores):
         for p in clip["predictions"]:
             assert scores[p["index"]] == pytest.approx(p["score"], abs=1e-7)
+    # The sidecar names the score columns (was a sentence, no names).
+    sidecar = json.loads((out / "x.avi.json").read_text())
+    assert sidecar["labels"] == TINY_LABELS
+    assert [sidecar["labels"][p["index"]] for p in record["clips"][0]["predictions"]] == [p["label"] for p in record["clips"][0]["predictions"]]
 
 
 def test_head_on_pooled_features_reproduces_a_single_view_score(tree, tiny_checkpoint, invoke, tmp_path):
@@ -415,3 +419,33 @@ def test_a_run_stopped_while_replacing_a_videos_files_leaves_no_entry_vouching_f
     assert np.load(out / "v0.avi.npy").shape == (128,)
     [entry] = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
     assert entry["status"] == "ok" and entry["shape"] == [128]
+
+
+def test_a_video_whose_features_path_is_too_long_fails_alone(tiny_checkpoint, invoke, tmp_path):
+    # Was: "cannot write ...: file name too long" stopped the batch, and every --resume stopped there again.
+    videos = tmp_path / "in"
+    deep = videos
+    while len(os.fsencode(os.path.abspath(deep))) < 3950:
+        deep = deep / ("n" * 60)
+    deep.mkdir(parents=True)
+    media.encode_cv2(videos / "a_first.avi", frames=12, size=(40, 32))
+    media.encode_cv2(deep / "deep.avi", frames=12, size=(40, 32))
+    (videos / "zzz").mkdir()
+    media.encode_cv2(videos / "zzz" / "z_last.avi", frames=12, size=(40, 32))
+    out = tmp_path / ("features_" + "x" * 100)
+    args = ("extract-features", videos, "-r", "-o", out, "-m", tiny_checkpoint, "--clip-len", "4", "--clips", "1", "--crops", "1")
+    code, _, err = invoke(*args)
+    assert code == 1, err
+    assert sorted(p.name for p in out.rglob("*.npy")) == ["a_first.avi.npy", "z_last.avi.npy"]
+    entries = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+    deep_entry = next(e for e in entries if e["path"].endswith("deep.avi"))
+    assert deep_entry["status"] == "error" and "a path longer than the file system takes" in deep_entry["error"]
+    code, _, err = invoke(*args, "--resume")
+    assert code == 1 and "0 ok, 1 failed, 2 already done" in err, err
+
+
+def test_extract_features_help_says_what_resume_compares(invoke):
+    # Was: "the same model, protocol and --top-k", an option extract-features does not have.
+    code, out, _ = invoke("extract-features", "--help")
+    text = " ".join(out.split()).replace("- ", "-")  # unwrapped, also inside option names
+    assert code == 0 and "--top-k" not in text and "--per-clip, --dtype and --with-logits" in text

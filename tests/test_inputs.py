@@ -81,3 +81,49 @@ def test_a_named_pipe_in_a_folder_is_skipped_without_waiting(tree):
     assert result, "discovery blocked on a named pipe"
     assert names(result[0], tree) == ["a clip é.mkv", "b.mp4", "broken.avi", "no_extension"]
     assert result[0].skipped_files == 2  # notes.txt and the pipe
+
+
+def test_a_tree_deeper_than_pythons_recursion_limit_is_walked(tmp_path):
+    # Was: RecursionError past about 1000 levels.
+    import sys
+
+    import inspect
+
+    folder = deepest = tmp_path / "top"
+    folder.mkdir()
+    for _ in range(250):
+        deepest = deepest / "d"
+        deepest.mkdir()
+    (deepest / "v.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom")
+    (folder / "a.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom")
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 100)  # a tree deeper than the limit, without a tree of 1000 folders
+    try:
+        found = discover([folder], recursive=True)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert [v.path for v in found.videos] == [folder / "a.mp4", deepest / "v.mp4"]
+
+
+def test_a_folder_that_cannot_be_listed_is_named(tmp_path, monkeypatch, capsys):
+    # Was: with -r, skipped without a word (exit 0, its videos missing); as root, permissions do not
+    # stop listing, so the refusal is simulated.
+    import vswin_cli.inputs as inputs
+
+    locked = tmp_path / "videos" / "locked"
+    locked.mkdir(parents=True)
+    (tmp_path / "videos" / "a.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom")
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if os.fspath(path) == str(locked):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(inputs.os, "scandir", scandir)
+    found = discover([tmp_path / "videos"], recursive=True)
+    assert [v.path.name for v in found.videos] == ["a.mp4"] and found.unlisted_folders == [(locked, "Permission denied")]
+    from vswin_cli.cli._run import find_inputs
+
+    find_inputs([tmp_path / "videos"], recursive=True)
+    assert capsys.readouterr().err == f"warning: could not list {locked} (Permission denied), so the videos in it are left out\n"

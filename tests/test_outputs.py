@@ -935,3 +935,17 @@ def test_an_output_removed_during_the_run_fails_it_instead_of_claiming_the_resul
     assert caught.value.exit_code == 1
     sink.close(complete=False)
     assert not out.is_file() and (not journal.exists() or journal.is_dir())  # nothing that claims to hold the results
+
+
+def test_an_output_name_too_long_for_its_helper_files_is_a_usage_error_before_any_work(tmp_path):
+    # Was: the lock fitted, the model loaded, then a traceback (the journal's name did not fit);
+    # or "cannot write ...: file name too long", blaming a name the file system takes.
+    name = "a" * 250 + ".json"
+    (tmp_path / name).write_text("[]")  # the file system takes the name itself
+    with pytest.raises(VswinError, match=r"the name is too long for the file vswin keeps beside it while it writes") as caught:
+        with claim_output(tmp_path / name, None):
+            pass
+    assert caught.value.exit_code == 2
+    with pytest.raises(VswinError, match=r"File name too long; choose another output"):
+        with claim_output(tmp_path / ("b" * 260 + ".jsonl"), None):
+            pass

@@ -169,3 +169,17 @@ def test_slivers_fail_alone_and_elongated_frames_within_16_to_1_still_classify(t
     for name, size in (("sliver.avi", "640x16 (40:1)"), ("tall.avi", "16x400 (25:1)")):
         assert problems[name] == [f"frames of {size} are beyond the 16:1 aspect ratio vswin resizes: "
                                   "classify and extract-features fail this video"]
+
+
+def test_normalize_views_takes_numpy_frames_as_the_readme_shows():
+    # Was: AttributeError ('numpy.ndarray' object has no attribute 'to') for frames from OpenCV/PyAV/decord.
+    from vswin_cli.transforms import normalize_views
+
+    frames = np.random.default_rng(0).integers(0, 256, (2, 4, 8, 6, 3), dtype=np.uint8)
+    from_numpy = normalize_views(frames)
+    assert from_numpy.shape == (2, 3, 4, 8, 6) and from_numpy.dtype == torch.float32
+    assert torch.equal(from_numpy, normalize_views(torch.from_numpy(frames)))
+    with pytest.raises(ValueError, match=r"RGB frames shaped \(\.\.\., T, H, W, 3\), not \(4, 8, 6\)"):
+        normalize_views(frames[0, ..., 0])
+    with pytest.raises(TypeError, match="not list"):
+        normalize_views([1, 2, 3])

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import os
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from .engine import Engine, VideoOutcome
+from .errors import VswinError
 from .inputs import InputVideo
 from .outputs import (
     FeatureEntry, feature_path, open_feature_index, plan_feature_paths, scores_path, sidecar_path, user_io, write_json_atomic,
@@ -71,6 +74,30 @@ class FeatureWriter:
         array = outcome.clip_features if self.per_clip else outcome.features
         array = np.ascontiguousarray(array, dtype=self.dtype)
         self.index.replacing(record.path)
+        sidecar = sidecar_path(target)
+        try:
+            self._write_files(target, outcome, array)
+        except VswinError as error:
+            if getattr(error.__cause__, "errno", None) != errno.ENAMETOOLONG:
+                raise  # a full disk, a read-only folder: the run's to stop
+            # This video's mirrored path is longer than the file system takes: its failure alone.
+            for path in (target, sidecar, scores_path(target)):
+                with suppress(OSError):
+                    path.unlink()
+            self.index.add(FeatureEntry(
+                path=record.path, status="error", warnings=record.warnings, model=self.engine.model_name, views=self.views,
+                error=f"its features file would be {target} ({len(os.fsencode(os.path.abspath(target)))} bytes), a path "
+                      "longer than the file system takes; give -o a shorter folder",
+            ))
+            return False
+        self.index.add(FeatureEntry(
+            path=record.path, status="ok", warnings=record.warnings, model=self.engine.model_name, views=self.views,
+            output=self.index.relative(target), sidecar=self.index.relative(sidecar),
+            shape=list(array.shape), dtype=self.dtype.name,
+        ))
+        return True
+
+    def _write_files(self, target: Path, outcome: VideoOutcome, array: np.ndarray) -> None:
         with user_io(target):
             target.parent.mkdir(parents=True, exist_ok=True)
             write_npy_atomic(target, array)
@@ -83,12 +110,6 @@ class FeatureWriter:
         sidecar = sidecar_path(target)
         with user_io(sidecar):
             write_json_atomic(sidecar, self._sidecar(outcome, array))
-        self.index.add(FeatureEntry(
-            path=record.path, status="ok", warnings=record.warnings, model=self.engine.model_name, views=self.views,
-            output=self.index.relative(target), sidecar=self.index.relative(sidecar),
-            shape=list(array.shape), dtype=self.dtype.name,
-        ))
-        return True
 
     @staticmethod
     def _remove(*paths: Path) -> None:
@@ -115,7 +136,8 @@ class FeatureWriter:
             "shape": list(array.shape),
             "dtype": self.dtype.name,
             "pooling": "mean over each clip's crops" if self.per_clip else "mean over all views",
-            "labels": "scores file holds softmax class scores" if self.with_scores else None,
+            # The columns of <name>.scores.npy (softmax per view, averaged: classify's probabilities).
+            "labels": list(self.engine.labels) if self.with_scores else None,
             "video": record.video,
             "warnings": record.warnings,
             "clips": [{"start": c.start, "end": c.end, "frames": c.frames} for c in record.clips],

@@ -13,7 +13,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from .errors import VswinError
 
@@ -43,7 +43,8 @@ class InputVideo:
 class Discovery:
     videos: list[InputVideo] = field(default_factory=list)
     skipped_files: int = 0
-    skipped_folders: int = 0
+    skipped_folders: int = 0  # sub-folders not looked into (no -r)
+    unlisted_folders: list[tuple[Path, str]] = field(default_factory=list)  # (folder, why) that could not be listed
 
 
 # ISO base media files (the MP4 family) whose major brand says they hold still pictures: AVIF
@@ -110,17 +111,26 @@ def discover(paths: Iterable[str | Path], recursive: bool = False, exclude: Iter
             seen_files.add(key)
             found.videos.append(InputVideo(path, root))
 
-    def walk(folder: Path, root: Path) -> None:
+    def entries_of(folder: Path) -> Iterator[os.DirEntry[str]]:
         real = os.path.realpath(folder)
         if real in seen_dirs:
-            return
+            return iter(())
         seen_dirs.add(real)
         try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError:
-            found.skipped_folders += 1
-            return
-        for entry in entries:
+            return iter(sorted(os.scandir(folder), key=lambda e: e.name))
+        except OSError as error:
+            found.unlisted_folders.append((folder, error.strerror or str(error)))
+            return iter(())
+
+    def walk(root: Path) -> None:
+        # Depth first in name order, with a stack of folders rather than recursion: a tree may be
+        # deeper than Python's recursion limit.
+        stack = [entries_of(root)]
+        while stack:
+            entry = next(stack[-1], None)
+            if entry is None:
+                stack.pop()
+                continue
             child = Path(entry.path)
             try:
                 is_dir = entry.is_dir()  # follows symlinks
@@ -130,10 +140,10 @@ def discover(paths: Iterable[str | Path], recursive: bool = False, exclude: Iter
                 if os.path.realpath(child) in excluded:
                     continue
                 if recursive:
-                    walk(child, root)
+                    stack.append(entries_of(child))
                 else:
                     found.skipped_folders += 1
-            elif _is_candidate(child) or not os.access(child, os.R_OK) or not child.exists():
+            elif _is_candidate(child) or not os.access(child, os.R_OK) or not _exists(child):
                 # Unreadable files and dangling links are tried, so they get an error record.
                 add(child, root)
             else:
@@ -141,10 +151,22 @@ def discover(paths: Iterable[str | Path], recursive: bool = False, exclude: Iter
 
     for given in paths:
         path = Path(given)
-        if path.is_dir() and path.suffix.lower() not in VIDEO_EXTENSIONS:
-            walk(path, path)
-        elif path.exists() or path.is_symlink():
+        try:
+            is_folder = path.is_dir() and path.suffix.lower() not in VIDEO_EXTENSIONS
+            there = is_folder or path.exists() or path.is_symlink()
+        except OSError:  # cannot even be looked at (a folder without search permission, a name too long): its record says why
+            is_folder, there = False, True
+        if is_folder:
+            walk(path)
+        elif there:
             add(path, path.parent)
         else:
             raise VswinError(f"no such file or folder: {path}")
     return found
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:
+        return False

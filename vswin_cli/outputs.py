@@ -832,9 +832,11 @@ def claim_output(output: Path | None, fmt: str | None, inputs: Iterable[Path] = 
     if output is None:
         yield None
         return
+    check_output_path(output, [output])
     chosen = select_format(fmt, output, False)
     target = output_target(output, chosen)
     written = [target, lock_path(target)] + ([] if chosen == "jsonl" else [journal_path(target)])
+    check_output_path(output, written)
     refuse_overwriting_inputs(output, written, inputs)
     with run_lock(lock_path(target), output):
         yield target
@@ -845,12 +847,29 @@ def claim_folder(out_dir: Path, written: Iterable[Path] = (), inputs: Iterable[P
     """The same for an extract-features folder (made if missing): ``written`` are the files the run
     may write in it besides ``index.jsonl``."""
     out_dir = Path(out_dir)
+    check_output_path(out_dir, [out_dir, out_dir / INDEX_NAME])
     if out_dir.exists() and not out_dir.is_dir():
         raise VswinError(f"-o {out_dir} is a file; extract-features writes into a folder")
     lock = Path(os.path.realpath(out_dir)) / (INDEX_NAME + LOCK_SUFFIX)
     refuse_overwriting_inputs(out_dir, [*written, out_dir / INDEX_NAME, lock], inputs)
     with run_lock(lock, out_dir):
         yield out_dir
+
+
+def check_output_path(output: Path, paths: Iterable[Path]) -> None:
+    """A usage error, before any work, when one of ``paths`` (the output, and the files vswin keeps
+    beside it) cannot even be looked at: a folder on the way without search permission, a name
+    longer than the file system takes."""
+    for path in paths:
+        try:
+            os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):  # to be made; or under a file, said when it is made
+            continue
+        except OSError as error:
+            if error.errno == errno.ENAMETOOLONG and path != output:
+                raise VswinError(f"-o {output}: the name is too long for the file vswin keeps beside it while it "
+                                 f"writes ({path.name}); use a shorter name") from None
+            raise VswinError(f"-o {output}: {error.strerror or error}; choose another output") from None
 
 
 def refuse_overwriting_inputs(output: Path, written: Iterable[Path], inputs: Iterable[Path]) -> None:

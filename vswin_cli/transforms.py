@@ -131,8 +131,16 @@ def crop_clip(frames: Sequence[np.ndarray], protocol: Protocol) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def normalize_views(crops: torch.Tensor) -> torch.Tensor:
-    """uint8 crops (..., T, H, W, 3) -> float32 (..., 3, T, H, W): ``(x - mean) * (1 / std)``, on their device."""
+def normalize_views(crops: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """uint8 crops (..., T, H, W, 3) -> float32 (..., 3, T, H, W): ``(x - mean) * (1 / std)``, on their device.
+
+    A NumPy array (frames as OpenCV, PyAV or decord give them) is taken as well."""
+    if isinstance(crops, np.ndarray):
+        crops = torch.from_numpy(np.ascontiguousarray(crops))
+    if not isinstance(crops, torch.Tensor):
+        raise TypeError(f"normalize_views takes a torch tensor or a NumPy array of uint8 RGB frames, not {type(crops).__name__}")
+    if crops.ndim < 4 or crops.shape[-1] != 3:
+        raise ValueError(f"normalize_views takes RGB frames shaped (..., T, H, W, 3), not {tuple(crops.shape)}")
     x = crops.to(torch.float32)
     x.sub_(_MEAN.to(x.device)).mul_(_INV_STD.to(x.device))
     return x.movedim(-1, -4).contiguous()  # (T, H, W, C) -> (C, T, H, W)

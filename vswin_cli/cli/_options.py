@@ -55,3 +55,5 @@ BatchSizeOpt = Annotated[str, typer.Option("--batch-size", help="Views per model
 EngineOpt = Annotated[EngineChoice, typer.Option("--engine", help="local (this machine) or ray (a Ray cluster; extra vswin-cli[ray]).")]
 RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="Address of an existing Ray cluster (default: start one here).")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="With -o: skip videos already done for the same model, protocol and --top-k.")]
+FeaturesResumeOpt = Annotated[bool, typer.Option(
+    "--resume", help="Skip videos already done for the same model, protocol, --per-clip, --dtype and --with-logits.")]

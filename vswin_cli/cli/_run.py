@@ -46,6 +46,10 @@ def find_inputs(paths: Sequence[Path], recursive: bool, output_folder: Path | No
         warning_line(f"skipped {found.skipped_folders} sub-folder(s); use -r to include them")
     if found.skipped_files:
         warning_line(f"skipped {found.skipped_files} file(s) that are not videos")
+    if found.unlisted_folders:
+        folder, why = found.unlisted_folders[0]
+        more = f" and {len(found.unlisted_folders) - 1} more" if len(found.unlisted_folders) > 1 else ""
+        warning_line(f"could not list {folder} ({why}){more}, so the videos in it are left out")
     if not found.videos:
         raise VswinError("no videos found in the given paths")
     return found

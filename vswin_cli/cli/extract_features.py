@@ -17,7 +17,7 @@ import typer
 from ..outputs import claim_folder
 from ._options import (
     BatchSizeOpt, ClipLenOpt, ClipsOpt, CropsOpt, DeviceOpt, EngineChoice, EngineOpt, FrameIntervalOpt, LabelsOpt,
-    ModelOpt, PathsArg, PrecisionOpt, RayAddressOpt, RecursiveOpt, ResumeOpt, StrideOpt,
+    ModelOpt, PathsArg, PrecisionOpt, RayAddressOpt, RecursiveOpt, FeaturesResumeOpt, StrideOpt,
 )
 from ._run import build_engine, check_engine, find_inputs, outcomes, progress, run_options, summary
 
@@ -43,10 +43,10 @@ def extract_features(
     batch_size: BatchSizeOpt = "auto",
     engine: EngineOpt = EngineChoice.local,
     ray_address: RayAddressOpt = None,
-    resume: ResumeOpt = False,
+    resume: FeaturesResumeOpt = False,
     per_clip: Annotated[bool, typer.Option("--per-clip", help="(N, C): one row per clip or window, crops averaged.")] = False,
     dtype: Annotated[FeatureDtype, typer.Option("--dtype", help="float32 or float16.")] = FeatureDtype.float32,
-    with_logits: Annotated[bool, typer.Option("--with-logits", help="Also write the class scores (<name>.scores.npy).")] = False,
+    with_logits: Annotated[bool, typer.Option("--with-logits", help="Also write the class probabilities classify reports (softmax per view, averaged) to <name>.scores.npy, in the model's class order (the sidecar lists the names).")] = False,
 ) -> None:
     """Write pooled Video Swin features per video (exit 0: all ok, 1: some failed, 2: usage error)."""
     options = run_options(
