@@ -400,17 +400,21 @@ def test_a_name_like_an_ffmpeg_protocol_is_read_as_the_file_it_names(tmp_path, m
     assert video.info.frames == 15 and not video.warnings
 
 
-def test_a_cut_made_without_reencoding_is_not_reported_damaged(tmp_path):
+def test_a_cut_made_without_reencoding_is_not_reported_damaged(tmp_path, monkeypatch):
     """``ffmpeg -ss ... -c copy`` keeps the frames from the keyframe before the cut and writes an
     edit list that drops them: the container counts them, no decoder shows them."""
     media.require_ffmpeg()
-    source = media.encode(tmp_path / "source.mp4", frames=120, size=(64, 48), extra=["-g", "50", "-bf", "2"])
+    source = media.encode(tmp_path / "source.mp4", frames=300, size=(64, 48), extra=["-g", "50", "-bf", "2"])
     cut = tmp_path / "cut.mp4"
-    media.ffmpeg("-ss", "2.6", "-i", str(source), "-t", "1.6", "-c", "copy", "-movflags", "+faststart", str(cut))
+    media.ffmpeg("-ss", "2.6", "-i", str(source), "-t", "8", "-c", "copy", "-movflags", "+faststart", str(cut))
     reference = media.ffmpeg_frames(cut)
     announced = int(media.ffprobe(cut)["streams"][0]["nb_frames"])
     assert announced > len(reference)  # the edit list drops the lead-in
+    second_passes = []
+    fetch = video_module._fetch
+    monkeypatch.setattr(video_module, "_fetch", lambda *args, **kwargs: second_passes.append(args) or fetch(*args, **kwargs))
     video = read_video(cut, kinetics_plan)
+    assert second_passes == []  # planned on the frames the edit list keeps: decoded once
     assert video.info.frames == len(reference)
     assert video.info.container_frames == announced
     assert not video.warnings

@@ -126,6 +126,25 @@ class PyAVCapture:
         estimate from its duration (Matroska, WebM, MPEG-TS)."""
         return self._stream.frames > 0
 
+    def leading_discards(self) -> int:
+        """How many of the stream's first packets the container marks to be dropped (an MP4/MOV edit
+        list's lead-in), read from the packets alone up to the first run of kept ones."""
+        dropped = kept = 0
+        try:
+            with av.open(file_name(self._path)) as container:
+                for packet in container.demux(container.streams[self._stream.index]):
+                    if not packet.size:
+                        continue
+                    if packet.is_discard:
+                        dropped, kept = dropped + 1, 0
+                    else:
+                        kept += 1
+                        if kept >= _LEAD_IN_END:
+                            break
+        except _ERRORS:
+            return 0
+        return dropped
+
     @property
     def codec_name(self) -> str:
         """FFmpeg's name of the stream's codec (``h264``, ``rawvideo``)."""
@@ -354,6 +373,10 @@ class _NotDecoded(NamedTuple):
 
     pts: int
 
+
+# Kept packets in a row that end an edit list's lead-in (its dropped packets mix with the first
+# kept ones only where frames are reordered: a few B-frames).
+_LEAD_IN_END = 32
 
 # Codecs whose decoders skip non-reference frames on request (FFmpeg's skip_frame = NONREF) and
 # put one frame in each packet of MP4, MKV and the like.

@@ -583,6 +583,10 @@ def _container_guess(capture: Capture, path: Path) -> VideoInfo | None:
     frames, fps = _container_frames(capture), _container_fps(capture)
     if frames is None or fps is None or frames > _GUESS_LIMIT:
         return None
+    if isinstance(capture, PyAVCapture) and capture.count_stated:
+        # The frames an edit list drops at the start are in the count; planned on it, every
+        # sampled frame of a cut made without re-encoding would be fetched by a second pass.
+        frames = max(1, frames - capture.leading_discards())
     return VideoInfo(
         path=str(path), frames=frames, container_frames=frames, fps=fps, duration=frames / fps,
         width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
