@@ -235,13 +235,15 @@ def ffprobe_rotation(path: Path) -> int:
     return 0
 
 
-def ffmpeg_frames(path: Path) -> np.ndarray:
-    """All frames as ffmpeg's own decoder shows them (auto-rotated), RGB uint8 (N, H, W, 3)."""
+def ffmpeg_frames(path: Path, threads: int | None = None) -> np.ndarray:
+    """All frames as ffmpeg's own decoder shows them (auto-rotated), RGB uint8 (N, H, W, 3);
+    ``threads``: the decoder's threads (ffmpeg's default otherwise)."""
     probe = ffprobe(path)
     done = subprocess.run(
         # passthrough: each decoded frame once (ffmpeg would repeat one to fill the gap a damaged
         # frame leaves in the times)
-        ["ffmpeg", "-v", "error", "-i", str(path), "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        ["ffmpeg", "-v", "error", *(["-threads", str(threads)] if threads else []), "-i", str(path),
+         "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
         capture_output=True, check=True,
     )
     count = len(probe["frames"])

@@ -65,6 +65,7 @@ class PyAVCapture:
         self.chosen_stream = ((self._stream.index, len(moving), self._stream.codec_context.width,
                                self._stream.codec_context.height) if len(moving) > 1 else None)
         self._wanted: frozenset[int] | None = None  # the only frames to be retrieved, when told (decode_only)
+        self._again_when_damaged = False  # damage under several threads raises DecodeAgain (decode_again_when_damaged)
         self.frames_skipped = 0  # frames grabbed with only their time (decode_only)
         # Packets the container marks to be dropped, counted as they are read: the frames an MP4/MOV
         # edit list leaves out (the lead-in a cut without re-encoding keeps), which the container's
@@ -86,6 +87,13 @@ class PyAVCapture:
         ``grab`` raises :class:`DecodeAgain`: read the file again with a new capture, without this.
         """
         self._wanted = wanted | {0}
+
+    def decode_again_when_damaged(self) -> None:
+        """Raise :class:`DecodeAgain` from ``grab`` when damage shows while several threads decode;
+        call before the first ``grab``. How FFmpeg's frame threads conceal damage depends on their
+        timing, so a damaged file's frames differ from run to run unless it is read again with one
+        thread, from its start (without this, decoding goes on with one thread from the damage)."""
+        self._again_when_damaged = True
 
     def grab(self) -> bool:
         frame = self._frame = next(self._frames, None)
@@ -192,7 +200,8 @@ class PyAVCapture:
                 yield frame
             return
         except _Damaged:
-            pass
+            if self._again_when_damaged:
+                raise DecodeAgain(f"{self._path}: damaged; read it again with one thread") from None
         self._container.close()
         try:
             self._container, self._stream = _open_stream(self._path, 1)
@@ -365,7 +374,10 @@ def _frames(packets: Iterator[av.Packet], stream: av.VideoStream, stop_at_damage
             if stop_at_damage:
                 raise _Damaged() from None
             continue
-        yield from frames
+        for frame in frames:
+            if stop_at_damage and frame.is_corrupt:  # damage concealed: how depends on the threads' timing
+                raise _Damaged()
+            yield frame
 
 
 class _NotDecoded(NamedTuple):

@@ -208,9 +208,11 @@ def iter_clips(
     so memory stays bounded by the clips that overlap, however long the video.
     """
     before = _identity(Path(path))
-    info = probe(path, decoder_threads)
+    scan = _scan_file(Path(path), check_file(Path(path)), decoder_threads, lambda capture: frozenset())
+    info = scan.info
     clips = list(plan(info))
-    return info, clips, _stream(Path(path), info, clips, frame_transform, decoder_threads, before)
+    # A damaged file is streamed with the one thread its scan fell back to: the same frames.
+    return info, clips, _stream(Path(path), info, clips, frame_transform, scan.threads, before)
 
 
 def _identity(path: Path) -> tuple[int, ...] | None:
@@ -455,6 +457,11 @@ class _Reader:
     def time_ms(self) -> float:
         return self.capture.get(cv2.CAP_PROP_POS_MSEC)
 
+    def decode_again_when_damaged(self) -> None:
+        """See ``PyAVCapture.decode_again_when_damaged``; call before the first ``grab``."""
+        if isinstance(self.capture, PyAVCapture):
+            self.capture.decode_again_when_damaged()
+
     def retrieves_only(self, indices: frozenset[int]) -> None:
         """Say, before the first ``grab``, which frames will be retrieved: PyAV then leaves the
         others undecoded where no retrieved frame needs them (``PyAVCapture.decode_only``)."""
@@ -541,6 +548,7 @@ def _packet_layouts(capture: cv2.VideoCapture, limit: int) -> Iterator[tuple[flo
 class _Scan:
     info: VideoInfo
     kept: dict[int, np.ndarray]
+    threads: int = 0  # the decoder threads that gave these frames (1 after damage: see _decoding_only)
 
 
 def _container_frames(capture: Capture) -> int | None:
@@ -639,13 +647,15 @@ def _decoding_only(
 ) -> _Pass:
     """``read(reader, retrieved(capture))`` on a fresh reader that decodes only the frames the
     retrieved ones need (``_Reader.retrieves_only``); a file found damaged on the way is read
-    again, decoding every frame."""
+    again from its start, decoding every frame with one thread: the frames FFmpeg conceals
+    damage with then do not depend on threads' timing, run after run."""
     for every_frame in (False, True):
-        reader = _Reader(path, head, threads)
+        reader = _Reader(path, head, 1 if every_frame else threads)
         try:
             wanted = retrieved(reader.capture)
             if not every_frame:
                 reader.retrieves_only(wanted)
+                reader.decode_again_when_damaged()
             return read(reader, wanted)
         except DecodeAgain:
             continue
@@ -734,7 +744,7 @@ def _scan(
         rotation=_rotation(capture), codec=_codec(capture), variable_frame_rate=variable,
         timestamps=timestamps, warnings=tuple(warnings),
     )
-    return _Scan(info=info, kept=kept)
+    return _Scan(info=info, kept=kept, threads=reader.threads)
 
 
 def _refuse_known_miscoding(capture: Capture, path: Path) -> None:
