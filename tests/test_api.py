@@ -8,6 +8,7 @@ caller passes in comes back as it was (labels, mode).
 from __future__ import annotations
 
 import json
+import os
 import re
 import warnings
 from pathlib import Path
@@ -129,6 +130,63 @@ def test_a_loaded_model_keeps_its_mode(videos, model):
         assert model.training and all(module.training for module in model.modules())
     finally:
         model.eval()
+
+
+def test_overlapping_calls_on_one_model_leave_it_in_its_mode(videos, model):
+    # Was: the first call to end put the model back while the other still ran on it, and the
+    # model ended in the run's eval mode; a generator never iterated left it changed.
+    model.train()
+    try:
+        first = vswin_cli.extract_features([videos / "a.avi", videos / "sub" / "b.avi"], model=model, recursive=True, **FAST)
+        second = vswin_cli.extract_features([videos / "a.avi"], model=model, **FAST)
+        next(first)
+        next(second)
+        assert list(second) == [] and not model.training  # the first still runs on it
+        list(first)
+        assert model.training and all(module.training for module in model.modules())
+        dropped = vswin_cli.extract_features([videos / "a.avi"], model=model, **FAST)
+        assert not model.training
+        del dropped
+        import gc
+
+        gc.collect()
+        assert model.training
+    finally:
+        model.eval()
+
+
+def test_normalize_views_leaves_float_frames_alone_by_refusing_them():
+    # Was: float32 frames were normalised in place (a second call gave other values), and frames
+    # in 0-1 were taken as 0-255.
+    from vswin_cli.transforms import normalize_views
+
+    frames = torch.full((1, 2, 4, 4, 3), 128.0)
+    with pytest.raises(TypeError, match=r"normalize_views takes uint8 frames \(0-255\), not torch.float32"):
+        normalize_views(frames)
+    assert torch.all(frames == 128.0)
+
+
+def test_clips_and_stride_together_are_refused_as_in_the_cli(videos, tiny_checkpoint):
+    # Was: accepted by the API (clips silently ignored); the CLI refused it.
+    with pytest.raises(VswinError, match="--clips and --stride exclude each other"):
+        vswin_cli.classify([videos / "a.avi"], model=tiny_checkpoint, clips=2, stride=0.5)
+
+
+def test_a_folder_that_cannot_be_listed_is_a_warning_in_the_api_too(videos, tiny_checkpoint, monkeypatch):
+    import vswin_cli.inputs as inputs
+
+    real_scandir = os.scandir
+    locked = videos / "sub"
+
+    def scandir(path):
+        if os.fspath(path) == str(locked):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(inputs.os, "scandir", scandir)
+    with pytest.warns(UserWarning, match=r"could not list .*sub \(Permission denied\), so the videos in it are left out"):
+        records = vswin_cli.classify(videos, model=tiny_checkpoint, recursive=True, **FAST)
+    assert [Path(r["path"]).name for r in records] == ["a.avi"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

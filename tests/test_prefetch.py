@@ -279,7 +279,7 @@ def test_sliding_windows_decoded_apart_after_a_crash_elsewhere_are_read_here(tin
     # The worker only tries the file; the windows, as many as the video is long, are then read
     # lazily in this process (under the marker), and equal the usual ones.
     item, markers, key = _died_decoding(folder, tmp_path, monkeypatch)
-    engine = Engine(load_model(str(tiny_checkpoint)), RunOptions(decoders="threads", stride=0.3, **OPTIONS))
+    engine = Engine(load_model(str(tiny_checkpoint)), RunOptions(decoders="threads", stride=0.3, **{**OPTIONS, "clips": None}))
     apart: list[InputVideo] = []
     real_in_processes = prefetch.in_processes
     monkeypatch.setattr(prefetch, "in_processes", lambda preparer, items, *a: apart.extend(items) or real_in_processes(preparer, items, *a))

@@ -17,6 +17,8 @@ import collections
 import contextlib
 import copy
 import math
+import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -61,6 +63,8 @@ class RunOptions:
             (self.frame_interval is None or self.frame_interval >= 1, "--frame-interval must be at least 1"),
             (self.stride is None or (self.stride > 0 and math.isfinite(self.stride)), "--stride must be a positive number of seconds"),
             (self.stride is None or not self.stride < MIN_STRIDE, f"--stride must be at least {MIN_STRIDE:g} seconds"),
+            (self.clips is None or self.stride is None, "--clips and --stride exclude each other: --stride gives a window "
+                                                        "every SECONDS over the whole video, --clips that many uniform clips"),
             (self.top_k >= 1, "--top-k must be at least 1"),
             (known_device(self.device), "--device must be auto, cpu, cuda, cuda:N or mps"),
             (self.precision in ("auto", "fp32", "fp16", "bf16"), "--precision must be auto, fp32, fp16 or bf16"),
@@ -520,21 +524,46 @@ def _videos(paths: str | Path | Iterable[str | Path], recursive: bool) -> list[I
     found = discover(_paths_list(paths), recursive=recursive)
     if found.skipped_folders and not recursive:
         warnings.warn(f"skipped {found.skipped_folders} sub-folder(s); pass recursive=True to include them", stacklevel=3)
+    for folder, why in found.unlisted_folders:
+        warnings.warn(f"could not list {folder} ({why}), so the videos in it are left out", stacklevel=3)
     return found.videos
 
 
+# Calls running on a caller's model (threads, or generators consumed in turn): id -> [calls,
+# device, training] as the model was before the first of them.
+_models_in_use: dict[int, list[Any]] = {}
+_models_in_use_lock = threading.Lock()
+
+
 def _restorer(model: Any) -> Callable[[], None]:
-    """What undoes the engine's changes to a caller's model: it moves the model to the run's device, in eval mode."""
+    """What undoes the engine's changes to a caller's model: it moves the model to the run's device,
+    in eval mode. Calls that overlap on one model share one record of its state, and the last of
+    them to end restores it (the first to end would pull the model from under the others).
+    Calling the result more than once does nothing more."""
     if not isinstance(model, VideoSwin):
         return lambda: None
-    parameter = next(model.parameters(), None)
-    device = None if parameter is None else parameter.device
-    training = model.training
+    key = id(model)
+    with _models_in_use_lock:
+        state = _models_in_use.get(key)
+        if state is None:
+            parameter = next(model.parameters(), None)
+            state = _models_in_use[key] = [0, None if parameter is None else parameter.device, model.training]
+        state[0] += 1
+    ended = False
 
     def restore() -> None:
-        if device is not None:
-            model.to(device)
-        model.train(training)
+        nonlocal ended
+        with _models_in_use_lock:
+            if ended:
+                return
+            ended = True
+            state[0] -= 1
+            if state[0]:
+                return  # another call still runs on the model
+            del _models_in_use[key]
+        if state[1] is not None:
+            model.to(state[1])
+        model.train(state[2])
 
     return restore
 
@@ -587,7 +616,9 @@ def extract_features(
     except BaseException:
         restore()
         raise
-    return _feature_outcomes(engine, items, per_clip, restore)
+    outcomes = _feature_outcomes(engine, items, per_clip, restore)
+    weakref.finalize(outcomes, restore)  # a generator dropped before it started runs no finally
+    return outcomes
 
 
 def _feature_outcomes(

@@ -141,7 +141,9 @@ def normalize_views(crops: torch.Tensor | np.ndarray) -> torch.Tensor:
         raise TypeError(f"normalize_views takes a torch tensor or a NumPy array of uint8 RGB frames, not {type(crops).__name__}")
     if crops.ndim < 4 or crops.shape[-1] != 3:
         raise ValueError(f"normalize_views takes RGB frames shaped (..., T, H, W, 3), not {tuple(crops.shape)}")
-    x = crops.to(torch.float32)
+    if crops.dtype != torch.uint8:  # floats may be 0-1 or 0-255: which is not guessed
+        raise TypeError(f"normalize_views takes uint8 frames (0-255), not {crops.dtype}")
+    x = crops.to(torch.float32)  # a new tensor: the caller's frames are left as they are
     x.sub_(_MEAN.to(x.device)).mul_(_INV_STD.to(x.device))
     return x.movedim(-1, -4).contiguous()  # (T, H, W, C) -> (C, T, H, W)
 

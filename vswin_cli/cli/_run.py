@@ -22,9 +22,6 @@ def run_options(
 ) -> "RunOptions":
     from ..engine import RunOptions
 
-    if clips is not None and stride is not None:
-        raise VswinError("--clips and --stride exclude each other: --stride gives a window every SECONDS "
-                         "over the whole video, --clips that many uniform clips")
     size: int | str = batch_size
     if batch_size != "auto":
         try:
