@@ -320,8 +320,9 @@ class _Damaged(Exception):
 
 
 class DecodeAgain(Exception):
-    """Frames were left undecoded (``PyAVCapture.decode_only``) in a file that turned out damaged:
-    the frames given so far may not be a full decode's, so the file must be read again whole."""
+    """A file turned out damaged while frames were left undecoded (``PyAVCapture.decode_only``) or
+    several threads decoded it (``decode_again_when_damaged``): the frames given so far may not be
+    a one-thread full decode's, so the file must be read again whole, with one thread."""
 
 
 def file_name(path: Path) -> str:
