@@ -156,3 +156,18 @@ def opencv_decodes(monkeypatch: pytest.MonkeyPatch) -> None:
     from vswin_cli import video
 
     monkeypatch.setattr(video, "open_pyav", lambda path, capture, threads=0: None)
+
+
+def refuse_listing(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """Make discovery's os.scandir refuse ``folder`` as a folder without read permission would
+    (as root, permissions do not stop listing, so the refusal is simulated)."""
+    import vswin_cli.inputs as inputs
+
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if os.fspath(path) == str(folder):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(inputs.os, "scandir", scandir)

@@ -8,7 +8,6 @@ caller passes in comes back as it was (labels, mode).
 from __future__ import annotations
 
 import json
-import os
 import re
 import warnings
 from pathlib import Path
@@ -173,17 +172,9 @@ def test_clips_and_stride_together_are_refused_as_in_the_cli(videos, tiny_checkp
 
 
 def test_a_folder_that_cannot_be_listed_is_a_warning_in_the_api_too(videos, tiny_checkpoint, monkeypatch):
-    import vswin_cli.inputs as inputs
+    from conftest import refuse_listing
 
-    real_scandir = os.scandir
-    locked = videos / "sub"
-
-    def scandir(path):
-        if os.fspath(path) == str(locked):
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_scandir(path)
-
-    monkeypatch.setattr(inputs.os, "scandir", scandir)
+    refuse_listing(monkeypatch, videos / "sub")
     with pytest.warns(UserWarning, match=r"could not list .*sub \(Permission denied\), so the videos in it are left out"):
         records = vswin_cli.classify(videos, model=tiny_checkpoint, recursive=True, **FAST)
     assert [Path(r["path"]).name for r in records] == ["a.avi"]

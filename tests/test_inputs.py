@@ -108,19 +108,12 @@ def test_a_tree_deeper_than_pythons_recursion_limit_is_walked(tmp_path):
 def test_a_folder_that_cannot_be_listed_is_named(tmp_path, monkeypatch, capsys):
     # Was: with -r, skipped without a word (exit 0, its videos missing); as root, permissions do not
     # stop listing, so the refusal is simulated.
-    import vswin_cli.inputs as inputs
+    from conftest import refuse_listing
 
     locked = tmp_path / "videos" / "locked"
     locked.mkdir(parents=True)
     (tmp_path / "videos" / "a.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom")
-    real_scandir = os.scandir
-
-    def scandir(path):
-        if os.fspath(path) == str(locked):
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_scandir(path)
-
-    monkeypatch.setattr(inputs.os, "scandir", scandir)
+    refuse_listing(monkeypatch, locked)
     found = discover([tmp_path / "videos"], recursive=True)
     assert [v.path.name for v in found.videos] == ["a.mp4"] and found.unlisted_folders == [(locked, "Permission denied")]
     from vswin_cli.cli._run import find_inputs

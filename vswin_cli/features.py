@@ -17,6 +17,7 @@ from .outputs import (
     FeatureEntry, feature_path, open_feature_index, plan_feature_paths, scores_path, sidecar_path, user_io, write_json_atomic,
     write_npy_atomic,
 )
+from .records import VideoRecord
 
 
 def feature_files(out_dir: Path, videos: Sequence[InputVideo]) -> list[Path]:
@@ -68,15 +69,13 @@ class FeatureWriter:
         if record.status != "ok" or outcome.features is None:
             # Files an earlier run left for this video would pass for its features now.
             self._remove(target, sidecar_path(target), scores_path(target))
-            self.index.add(FeatureEntry(path=record.path, status="error", error=record.error, warnings=record.warnings,
-                                        model=self.engine.model_name, views=self.views))
-            return False
+            return self._failed(record, record.error)
         array = outcome.clip_features if self.per_clip else outcome.features
         array = np.ascontiguousarray(array, dtype=self.dtype)
         self.index.replacing(record.path)
         sidecar = sidecar_path(target)
         try:
-            self._write_files(target, outcome, array)
+            self._write_files(target, sidecar, outcome, array)
         except VswinError as error:
             if getattr(error.__cause__, "errno", None) != errno.ENAMETOOLONG:
                 raise  # a full disk, a read-only folder: the run's to stop
@@ -84,12 +83,8 @@ class FeatureWriter:
             for path in (target, sidecar, scores_path(target)):
                 with suppress(OSError):
                     path.unlink()
-            self.index.add(FeatureEntry(
-                path=record.path, status="error", warnings=record.warnings, model=self.engine.model_name, views=self.views,
-                error=f"its features file would be {target} ({len(os.fsencode(os.path.abspath(target)))} bytes), a path "
-                      "longer than the file system takes; give -o a shorter folder",
-            ))
-            return False
+            return self._failed(record, f"its features file would be {target} ({len(os.fsencode(os.path.abspath(target)))} "
+                                        "bytes), a path longer than the file system takes; give -o a shorter folder")
         self.index.add(FeatureEntry(
             path=record.path, status="ok", warnings=record.warnings, model=self.engine.model_name, views=self.views,
             output=self.index.relative(target), sidecar=self.index.relative(sidecar),
@@ -97,7 +92,13 @@ class FeatureWriter:
         ))
         return True
 
-    def _write_files(self, target: Path, outcome: VideoOutcome, array: np.ndarray) -> None:
+    def _failed(self, record: VideoRecord, error: str | None) -> bool:
+        """The video's error line in the index; False, as :meth:`add` returns for a failed video."""
+        self.index.add(FeatureEntry(path=record.path, status="error", error=error, warnings=record.warnings,
+                                    model=self.engine.model_name, views=self.views))
+        return False
+
+    def _write_files(self, target: Path, sidecar: Path, outcome: VideoOutcome, array: np.ndarray) -> None:
         with user_io(target):
             target.parent.mkdir(parents=True, exist_ok=True)
             write_npy_atomic(target, array)
@@ -107,7 +108,6 @@ class FeatureWriter:
                 write_npy_atomic(scores_path(target), np.ascontiguousarray(scores, dtype=np.float32))
         else:
             self._remove(scores_path(target))  # an earlier run's, for other views
-        sidecar = sidecar_path(target)
         with user_io(sidecar):
             write_json_atomic(sidecar, self._sidecar(outcome, array))
 

@@ -168,8 +168,11 @@ def stop_decoding() -> None:
 
 def probe(path: str | os.PathLike[str], decoder_threads: int = 0) -> VideoInfo:
     """Decode the whole file once (without colour conversion) and describe it."""
-    path = Path(path)
-    return _scan_file(path, check_file(path), decoder_threads, lambda capture: frozenset()).info
+    return _probe_scan(Path(path), decoder_threads).info
+
+
+def _probe_scan(path: Path, decoder_threads: int) -> _Scan:
+    return _scan_file(path, check_file(path), decoder_threads, lambda capture: frozenset())
 
 
 def read_video(
@@ -208,7 +211,7 @@ def iter_clips(
     so memory stays bounded by the clips that overlap, however long the video.
     """
     before = _identity(Path(path))
-    scan = _scan_file(Path(path), check_file(Path(path)), decoder_threads, lambda capture: frozenset())
+    scan = _probe_scan(Path(path), decoder_threads)
     info = scan.info
     clips = list(plan(info))
     # A damaged file is streamed with the one thread its scan fell back to: the same frames.
@@ -693,7 +696,7 @@ def _scan(
     count = len(times)
     if count == 0:
         raise VideoError(f"{path}: {_why_no_frames(path, head, _codec(capture), isinstance(capture, PyAVCapture))}")
-    fps = _container_fps(capture)
+    fps = container_fps = _container_fps(capture)
     if count == 1 and fps is None:
         # FFmpeg shows the cover art of an audio file (MP3, M4A, FLAC...) as a video stream of
         # one picture on a 90 kHz clock; OpenCV opens it like any video. One picture without a
@@ -703,14 +706,13 @@ def _scan(
         warnings.append(f"stopped decoding after {count} frames, far more than the container announced; the rest is ignored")
     # An edit list's dropped frames are in the container's count, yet no decoder gives them.
     dropped = capture.discarded_packets if isinstance(capture, PyAVCapture) else 0
-    if estimated:
-        pass  # no count to hold the frames to: their times are, below
-    elif container_frames is not None and count < container_frames - dropped:
-        why = (f"{container_frames} less the {dropped} its edit list drops; the file may be truncated or damaged" if dropped
-               else "the file may be truncated or damaged; some containers only estimate the count")
-        warnings.append(f"decoded {count} of {container_frames - dropped} frames the container announced ({why})")
-    elif container_frames is not None and count > container_frames:
-        warnings.append(f"decoded {count} frames, the container announced {container_frames}")
+    if container_frames is not None and not estimated:  # an estimate holds no count: the frames' times are checked below
+        if count < container_frames - dropped:
+            why = (f"{container_frames} less the {dropped} its edit list drops; the file may be truncated or damaged" if dropped
+                   else "the file may be truncated or damaged; some containers only estimate the count")
+            warnings.append(f"decoded {count} of {container_frames - dropped} frames the container announced ({why})")
+        elif count > container_frames:
+            warnings.append(f"decoded {count} frames, the container announced {container_frames}")
     if isinstance(capture, PyAVCapture):
         if capture.other_sizes:
             sizes = ", ".join(f"{width}x{height}" for width, height in capture.other_sizes)
@@ -730,7 +732,6 @@ def _scan(
         if not (count > 1 and span > 0):
             warnings.append("no frame rate in the file; assuming 25 fps")
             timestamps = np.arange(count, dtype=np.float64) / fps
-    container_fps = _container_fps(capture)
     if estimated and container_fps is not None:
         # OpenCV's estimate is the container's duration x its frame rate: what the frames must span.
         announced, end = container_frames / container_fps, float(timestamps[-1] + 1.0 / fps)

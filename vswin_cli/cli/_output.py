@@ -7,6 +7,8 @@ import sys
 
 from rich.console import Console
 
+from ..errors import VswinError
+
 
 # Set by ``fill_closed_streams`` when vswin started with stdout closed (``>&-``).
 stdout_closed = False
@@ -29,8 +31,6 @@ def fill_closed_streams() -> None:
 def require_stdout(remedy: str) -> None:
     """Refuse to make results that a closed stdout would lose (``remedy``: what to do instead)."""
     if stdout_closed:
-        from ..errors import VswinError
-
         raise VswinError(f"stdout is closed, so the results would be lost; {remedy}")
 
 
