@@ -104,3 +104,21 @@ def test_a_stride_below_a_millisecond_is_a_usage_error(video, tiny_checkpoint, i
     # Was: 1e-30 never finished (window times stopped being distinct), 1e-320 failed every video.
     code, out, err = invoke("classify", video, "-m", tiny_checkpoint, "--stride", stride, "--clip-len", "8")
     assert (code, out) == (2, "") and err.splitlines() == ["error: --stride must be at least 0.001 seconds"]
+
+
+@pytest.mark.parametrize("flags", [("--clip-len", "1000000000"), ("--clip-len", "1000000", "--stride", "1"),
+                                   ("--clips", "100000000", "--clip-len", "8")])
+def test_views_larger_than_the_machines_memory_are_a_usage_error(video, tiny_checkpoint, invoke, flags):
+    # Was: --clip-len 10**9 planned a billion frame indices per clip until the process was killed.
+    code, out, err = invoke("classify", video, "-m", tiny_checkpoint, *flags)
+    assert (code, out) == (2, "")
+    [line] = err.splitlines()
+    assert line.startswith("error: ") and "more than this machine's" in line and line.endswith("lower --clip-len or --clips")
+
+
+def test_views_that_fit_in_memory_still_run(video, tiny_checkpoint, invoke):
+    # A long clip that fits (a 30-frame video, 200 frames wrapping around) is not refused.
+    code, out, err = invoke("classify", video, "-m", tiny_checkpoint, "--clip-len", "200", "--clips", "1", "--crops", "1",
+                            "--format", "json")
+    assert code == 0, err
+    assert len(json.loads(out)[0]["clips"][0]["frames"]) == 200

@@ -17,6 +17,7 @@ import collections
 import contextlib
 import copy
 import math
+import os
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -176,6 +177,27 @@ class PreparedVideo:
     views_left_behind: bool = False  # decoded in a worker process, not sent back (prefetch._prepare_in_worker)
 
 
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not on this platform
+        return None
+
+
+def _check_view_memory(protocol: Protocol, stride: float | None) -> None:
+    """VswinError when one video's float32 views (one window's with --stride) cannot fit in this
+    machine's memory: --clip-len 10**9 would otherwise plan a billion frame indices and be killed."""
+    clips = 1 if stride is not None or protocol.sampling == "uniform" else protocol.num_clips
+    views_bytes = clips * protocol.num_crops * 3 * protocol.clip_len * protocol.crop_size**2 * 4
+    memory = _physical_memory()
+    if memory is not None and views_bytes > memory:
+        held = "one window" if stride is not None else "one video"
+        raise VswinError(
+            f"{clips} clip(s) x {protocol.num_crops} crop(s) of {protocol.clip_len} frames need {views_bytes / 1e9:,.0f} GB "
+            f"of views for {held}, more than this machine's {memory / 1e9:,.0f} GB of memory; lower --clip-len or --clips"
+        )
+
+
 def _views_dict(protocol: Protocol, stride: float | None) -> dict[str, Any]:
     views: dict[str, Any] = {
         "clips": protocol.num_clips,
@@ -215,6 +237,7 @@ class Engine:
                     f"{' and '.join(ignored)} do not apply to {model.name}: its protocol takes --clip-len frames spread "
                     "over the whole video (Something-Something v2), in one clip; use --clip-len, or --stride for windows"
                 )
+        _check_view_memory(self.protocol, options.stride)
         self.labels = model.labels or [f"class_{i}" for i in range(model.config.num_classes)]
         self.views = _views_dict(self.protocol, options.stride)
         self.model_name = model.name
