@@ -433,7 +433,7 @@ def test_a_cut_made_without_reencoding_is_not_reported_damaged(tmp_path, monkeyp
     ("random", "not a video"),
     ("text", "not a video (a text file)"),
     ("audio", "no video stream"),
-    ("audio_mkv", "audio-only"),
+    ("audio_mkv", "no video stream (only audio)"),
     ("audio_cover", "no video stream (only a still picture"),  # OpenCV decodes the cover art
     ("audio_cover_flac", "no video stream (only a still picture"),
     ("png", "not a video (a PNG image)"),
@@ -452,6 +452,21 @@ def test_broken_files_fail_with_one_line_reason(lib, name, reason):
     assert caught.value.exit_code == 1
     with pytest.raises(VideoError):
         read_video(lib[name], kinetics_plan)
+
+
+def test_a_matroska_file_of_subtitles_has_no_video_stream_rather_than_damage(tmp_path):
+    # Was: "cannot be opened as a video: a damaged, truncated or audio-only Matroska/WebM file".
+    media.require_ffmpeg()
+    captions = tmp_path / "captions.srt"
+    captions.write_text("1\n00:00:00,000 --> 00:00:01,000\nhello\n")
+    subtitles = tmp_path / "subtitles.mkv"
+    media.ffmpeg("-i", str(captions), str(subtitles))
+    with pytest.raises(VideoError, match=r"subtitles\.mkv: no video stream \(only subtitles\)$"):
+        probe(subtitles)
+    cut = tmp_path / "cut.mkv"  # a file FFmpeg cannot open at all still says it may be damaged
+    cut.write_bytes(subtitles.read_bytes()[:40])
+    with pytest.raises(VideoError, match="a damaged, truncated or audio-only Matroska/WebM file$"):
+        probe(cut)
 
 
 def test_corrupt_mid_stream_decodes_or_says_why(lib):
@@ -706,6 +721,21 @@ def test_a_raw_mjpeg_stream_is_a_video_not_a_jpeg_photo(tmp_path):
         probe(photo)
 
 
+def test_an_animated_png_is_a_video_and_a_still_png_is_not(tmp_path):
+    # An APNG (an acTL chunk before the image data) was refused as "not a video (a PNG image)".
+    media.require_ffmpeg()
+    animation = tmp_path / "anim.png"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-t", "1", "-f", "apng", str(animation))
+    decoded = read_video(animation, kinetics_plan)
+    reference = media.ffmpeg_frames(animation)
+    assert decoded.info.frames == len(reference) == 10
+    for clip in decoded.clips:
+        assert np.array_equal(np.stack(decoded.clip_frames(clip)), reference[list(clip.frames)])
+    still = media.png(tmp_path / "still.png")
+    with pytest.raises(VideoError, match=r"not a video \(a PNG image\)$"):
+        probe(still)
+
+
 def test_a_matroska_count_is_an_estimate_so_its_frames_are_held_to_its_duration(tmp_path):
     # Matroska and WebM state no frame count; OpenCV's is duration x average rate. Healthy files
     # were warned as maybe truncated (audio a frame longer than the video: "decoded 50 of 51";
@@ -723,9 +753,31 @@ def test_a_matroska_count_is_an_estimate_so_its_frames_are_held_to_its_duration(
     short = media.truncated(with_audio, tmp_path / "short.mkv", 0.5)
     info = probe(short)
     assert 0 < info.frames < 50
-    assert len(info.warnings) == 1 and re.fullmatch(
-        rf"the frames end at {info.duration:.2f} s of the 2\.0\d s the container announced \(the file may be truncated or damaged\)",
-        info.warnings[0]), info.warnings
+    [warning] = info.warnings
+    end = re.fullmatch(r"the frames end at (\d+\.\d\d) s of the 2\.0\d s the container announced \(the file may be "
+                       r"truncated or damaged\)", warning)
+    assert end and abs(float(end[1]) - info.duration) < 0.05, warning  # the frames' time from the file's 0
+
+
+def test_a_matroska_file_whose_frames_start_late_is_held_to_its_duration_after_that_start(tmp_path, monkeypatch):
+    # A Matroska duration counts from 0: frames from 10 s to 12 s announce 12 s. The complete file
+    # was warned as maybe truncated ("the frames end at 2.00 s of the 12.00 s") and, planned on
+    # 300 frames, read twice. MPEG-TS durations span the frames: no lead-in there.
+    media.require_ffmpeg()
+    late = media.encode(tmp_path / "late.mkv", frames=50, extra=["-output_ts_offset", "10"])
+    late_ts = media.encode(tmp_path / "late.ts", frames=50, extra=["-output_ts_offset", "10"])
+    readers, reader = [], video_module._Reader
+    monkeypatch.setattr(video_module, "_Reader", lambda *args: readers.append(args) or reader(*args))
+    for path in (late, late_ts):
+        readers.clear()
+        decoded = read_video(path, kinetics_plan)
+        assert decoded.info.frames == len(media.ffmpeg_frames(path)) == 50
+        assert decoded.info.warnings == () and len(readers) == 1, (path, decoded.info.warnings)
+    short = media.truncated(late, tmp_path / "short.mkv", 0.5)
+    info = probe(short)
+    assert 0 < info.frames < 50
+    assert info.warnings == (f"the frames end at {10 + info.duration:.2f} s of the 12.00 s the container announced "
+                             "(the file may be truncated or damaged)",)
 
 
 def test_a_file_replaced_between_the_two_passes_is_not_read_as_one(tmp_path):

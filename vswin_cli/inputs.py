@@ -19,7 +19,7 @@ from .errors import VswinError
 
 VIDEO_EXTENSIONS = frozenset(
     ".mp4 .m4v .mov .mkv .webm .avi .wmv .asf .flv .f4v .mpg .mpeg .mpe .m2v .ts .mts .m2ts .3gp .3g2 .ogv .ogg "
-    ".gif .mxf .vob .divx .y4m .h264 .264 .hevc .h265 .265 .ivf .nut .rm .rmvb .dv .mjpeg .mjpg".split()
+    ".gif .apng .mxf .vob .divx .y4m .h264 .264 .hevc .h265 .265 .ivf .nut .rm .rmvb .dv .mjpeg .mjpg".split()
 )
 
 

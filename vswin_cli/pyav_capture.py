@@ -44,6 +44,16 @@ def open_pyav(path: Path, description: cv2.VideoCapture, threads: int = 0) -> Py
         return None
 
 
+def stream_types(path: Path) -> list[str] | None:
+    """The kinds of the file's streams as FFmpeg opens it (``video``, ``audio``, ``subtitle``,
+    ``data``, ``attachment``), or None when FFmpeg cannot open the file."""
+    try:
+        with av.open(file_name(path)) as container:
+            return [stream.type for stream in container.streams]
+    except _ERRORS:
+        return None
+
+
 class PyAVCapture:
     """A file's video stream (``official_stream``) decoded with PyAV, behind OpenCV's capture interface.
 
@@ -133,6 +143,16 @@ class PyAVCapture:
         """Whether the container states the stream's frame count (MP4, AVI); else the count is an
         estimate from its duration (Matroska, WebM, MPEG-TS)."""
         return self._stream.frames > 0
+
+    @property
+    def lead_in_seconds(self) -> float:
+        """The time before the first frame that the container's duration includes: a Matroska
+        duration counts from 0, so a file whose frames start later (cut from a recording,
+        ``-output_ts_offset``) announces that much more; MPEG-TS and FLV durations span the frames."""
+        start, time_base = self._stream.start_time, self._stream.time_base
+        if not self._container.format.name.startswith("matroska") or start is None or not time_base:
+            return 0.0
+        return max(0.0, float(start * time_base))
 
     def leading_discards(self) -> int:
         """How many of the stream's first packets the container marks to be dropped (an MP4/MOV edit
@@ -525,9 +545,12 @@ def _rgb(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
     if max(component.bits for component in frame.format.components) > 8:
         # High bit depth goes through swscale's general path, whose chroma filter differs between
         # decord's FFmpeg 4.1 and PyAV's: nearest-neighbour chroma is closest to decord's (4:2:2
-        # 10-bit exactly; 4:2:0 10-bit 1.1 of 255 against bilinear's 2.4). 8-bit frames take the
-        # unscaled path, identical across versions whatever the flags.
+        # 10-bit exactly; 4:2:0 10-bit 1.1 of 255 against bilinear's 2.4).
         return frame.to_ndarray(format="rgb24", interpolation="POINT", threads=1)
+    # 8-bit frames take swscale's unscaled path, identical across versions whatever the flags,
+    # except 4:2:0 with an odd height (VP9, FFV1; H.264 cannot code one), which takes the general
+    # path: there the default (bilinear, decord's flags) is closest to decord, 1.0 of 255 on average
+    # against bicubic's 1.2 and nearest-neighbour's 1.1, yet not equal.
     return frame.to_ndarray(format="rgb24", threads=1)
 
 

@@ -66,7 +66,7 @@ import numpy as np
 from .errors import VswinError
 from .frame_formats import JPEG_CODECS, FormatRuns, jpeg_layout, theora_subsampling
 from .inputs import still_image_kind
-from .pyav_capture import DecodeAgain, PyAVCapture, file_name, open_pyav, turned_degrees
+from .pyav_capture import DecodeAgain, PyAVCapture, file_name, open_pyav, stream_types, turned_degrees
 from .sampling import Clip
 
 # FFmpeg's own log lines (h264 errors on damaged files...) would bypass our one-line reasons;
@@ -267,7 +267,7 @@ def check_file(path: Path) -> bytes:
 
 def _image_kind(head: bytes) -> str | None:
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
+        return None if _animated_png(head) else "PNG"
     if head.startswith(b"\xff\xd8\xff"):
         return "JPEG"
     if head.startswith(b"BM") and len(head) > 14 and head[6:10] == b"\0\0\0\0":
@@ -277,6 +277,20 @@ def _image_kind(head: bytes) -> str | None:
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WebP"
     return still_image_kind(head)
+
+
+def _animated_png(head: bytes) -> bool:
+    """Whether a PNG is an animation (APNG: an ``acTL`` chunk before the first image data),
+    which FFmpeg decodes frame by frame as it does a GIF."""
+    offset = 8
+    while offset + 8 <= len(head):
+        length, kind = int.from_bytes(head[offset:offset + 4], "big"), head[offset + 4:offset + 8]
+        if kind == b"acTL":
+            return True
+        if kind == b"IDAT":
+            return False
+        offset += 12 + length
+    return False
 
 
 def _open(path: Path, head: bytes, threads: int = 0) -> Capture:
@@ -344,6 +358,9 @@ def _quiet_opencv_warnings() -> None:
 _AUDIO_MAGIC = {b"ID3": "an MP3 audio file", b"fLaC": "a FLAC audio file", b"#!AMR": "an AMR audio file"}
 
 
+_STREAM_NOUNS = {"subtitle": "subtitles", "attachment": "attachments"}
+
+
 def _why_unopenable(path: Path, head: bytes) -> str:
     """One line on why FFmpeg could not open the file, from its first bytes and its structure."""
     if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
@@ -357,6 +374,10 @@ def _why_unopenable(path: Path, head: bytes) -> str:
         return "no video stream (an MPEG audio file)"
     container = _container_kind(head)
     if container:
+        streams = stream_types(path)
+        if streams is not None and "video" not in streams:  # a whole file, without pictures
+            kinds = [_STREAM_NOUNS.get(kind, kind) for kind in sorted(set(streams), key=streams.index)]
+            return f"no video stream (only {' and '.join(kinds)})" if kinds else "no video stream (no streams at all)"
         return f"cannot be opened as a video: a damaged, truncated or audio-only {container} file"
     if _looks_like_text(head):
         return "not a video (a text file)"
@@ -598,6 +619,8 @@ def _container_guess(capture: Capture, path: Path) -> VideoInfo | None:
         # The frames an edit list drops at the start are in the count; planned on it, every
         # sampled frame of a cut made without re-encoding would be fetched by a second pass.
         frames = max(1, frames - capture.leading_discards())
+    elif isinstance(capture, PyAVCapture):  # an estimate from a duration that may include a lead-in
+        frames = max(1, frames - round(capture.lead_in_seconds * fps))
     return VideoInfo(
         path=str(path), frames=frames, container_frames=frames, fps=fps, duration=frames / fps,
         width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
@@ -733,8 +756,10 @@ def _scan(
             warnings.append("no frame rate in the file; assuming 25 fps")
             timestamps = np.arange(count, dtype=np.float64) / fps
     if estimated and container_fps is not None:
-        # OpenCV's estimate is the container's duration x its frame rate: what the frames must span.
-        announced, end = container_frames / container_fps, float(timestamps[-1] + 1.0 / fps)
+        # OpenCV's estimate is the container's duration x its frame rate: what the frames must span
+        # (after the lead-in a Matroska duration includes).
+        lead_in = capture.lead_in_seconds if isinstance(capture, PyAVCapture) else 0.0
+        announced, end = container_frames / container_fps, float(lead_in + timestamps[-1] + 1.0 / fps)
         if end < announced - max(0.5, 2.0 / fps):
             warnings.append(f"the frames end at {end:.2f} s of the {announced:.2f} s the container announced "
                             "(the file may be truncated or damaged)")
