@@ -498,6 +498,39 @@ def test_closed_stdout_or_stderr_loses_nothing_and_mixes_nothing(folder, tiny_ch
     assert done.returncode == 0 and len(records_of((tmp_path / "again.jsonl").read_text())) == 2, done.stderr
 
 
+def test_a_reader_that_goes_away_ends_the_run_quietly_and_a_full_disk_in_one_line(folder, tiny_checkpoint):
+    # Was: `| head -1` ended with exit 1 and no word ("some videos failed"?); `> /dev/full` a traceback.
+    command = f'"{sys.executable}" -m vswin_cli classify "{folder / "a.avi"}" "{folder / "sub" / "c.avi"}" -m "{tiny_checkpoint}" ' + " ".join(FAST)
+    env = {**os.environ, **SUBPROCESS_ENV}
+    for fmt in ("jsonl", "table"):
+        # The reader is gone before the first record: the write meets a closed pipe, whatever the timing.
+        done = subprocess.run(["bash", "-c", f"set -o pipefail; {command} --format {fmt} | true"], capture_output=True,
+                              text=True, env=env, timeout=300)
+        assert (done.returncode, done.stderr) == (141, ""), done.stderr
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    done = subprocess.run(["bash", "-c", f"{command} --format jsonl > /dev/full"], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 1 and done.stderr.splitlines()[-1:] == [
+        "error: could not write the results to stdout (No space left on device); give -o FILE on a disk with room, or free some"]
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command, output, kept", [("extract-features", "feats", "feats/index.jsonl"),
+                                                   ("classify", "labels.csv", "labels.csv.partial.jsonl")])
+def test_a_file_vswin_keeps_beside_its_output_cannot_be_its_stderr(folder, tiny_checkpoint, tmp_path, command, output, kept):
+    # Was: extract-features 2> feats/index.jsonl wrote its summary over the first index line, and the
+    # next --resume refused the index.
+    (tmp_path / "feats").mkdir()
+    line = (f'"{sys.executable}" -m vswin_cli {command} "{folder / "a.avi"}" -o "{tmp_path / output}" -m "{tiny_checkpoint}" '
+            + " ".join(FAST) + f' 2> "{tmp_path / kept}"')
+    done = subprocess.run(["bash", "-c", line], capture_output=True, text=True, env={**os.environ, **SUBPROCESS_ENV}, timeout=300)
+    assert done.returncode == 2
+    assert (tmp_path / kept).read_text().splitlines() == [
+        f"error: {tmp_path / kept}, which vswin writes for -o {tmp_path / output}, "
+        "is this run's own stdout or stderr; send them elsewhere"]
+
+
 @pytest.mark.parametrize("command, remedy", [
     ("probe {video}", "send it to a file: vswin probe ... > FILE"),
     ("models", "send it to a file: vswin models > FILE"),

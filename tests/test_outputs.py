@@ -7,6 +7,7 @@ readers), never produced by the code under test.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import errno
 import io
 import json
@@ -258,6 +259,51 @@ def test_undecodable_file_name_survives_jsonl(tmp_path):
     assert read_records(out)[0].path == name
 
 
+def test_a_carriage_return_in_a_name_or_label_is_quoted_in_csv(tmp_path):
+    # Was: written bare, so csv readers split the row (3 rows for 2 videos) and --resume refused
+    # the file vswin itself had written.
+    name = "a\rb.mp4"
+    record = ok_record(name)
+    record.predictions[0] = dataclasses.replace(record.predictions[0], label="act\r0")
+    out = tmp_path / "out.csv"
+    add_all(open_sink(out, None, top_k=2, model="swin-t-k400", views=VIEWS), [record, ok_record("c.mp4")])
+    with out.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(row["path"], row["label_1"]) for row in rows] == [(name, "act\r0"), ("c.mp4", LABELS[2])]
+    assert [r.path for r in read_records(out)] == [name, "c.mp4"]
+    assert b"\r\n" not in out.read_bytes().replace(b"a\rb", b"").replace(b"act\r0", b"")  # rows still end in \n
+    stream = io.StringIO()
+    add_all(open_sink(None, "csv", top_k=2, stream=stream), [record])
+    assert [row[0] for row in csv.reader(io.StringIO(stream.getvalue(), newline=""))] == ["path", name]
+
+
+def test_a_name_that_is_not_utf8_is_the_same_bytes_in_a_csv_file_and_on_stdout(tmp_path):
+    # stdout showed b'\xff.mp4' as the text "\udcff.mp4": the same as a file literally named so.
+    raw, literal = os.fsdecode(b"\xff.mp4"), "\\udcff.mp4"
+    records = [ok_record(raw), ok_record(literal)]
+    out = tmp_path / "out.csv"
+    add_all(open_sink(out, None, top_k=1, model="swin-t-k400", views=VIEWS), records)
+    buffer = io.BytesIO()
+    stream = io.TextIOWrapper(buffer, encoding="utf-8", newline="", write_through=True)
+    add_all(open_sink(None, "csv", top_k=1, stream=stream), records)
+    stream.flush()
+    assert buffer.getvalue() == out.read_bytes()
+    assert [r.path for r in read_records(out)] == [raw, literal]
+
+
+def test_json_on_a_stream_that_cannot_encode_a_name_stays_valid_json():
+    # Was: "\U0001f600" (a Python escape, invalid JSON) on a Latin-1 stdout.
+    name = "smile \U0001f600 \u00e9.mp4"
+    for fmt in ("json", "jsonl"):
+        buffer = io.BytesIO()
+        stream = io.TextIOWrapper(buffer, encoding="latin-1", write_through=True)
+        add_all(open_sink(None, fmt, stream=stream), [ok_record(name)])
+        stream.flush()
+        text = buffer.getvalue().decode("latin-1")
+        parsed = json.loads(text) if fmt == "json" else [json.loads(line) for line in text.splitlines()]
+        assert [record["path"] for record in parsed] == [name]
+
+
 # --------------------------------------------------------------------------- atomic files
 
 
@@ -408,6 +454,18 @@ def test_resume_refuses_a_file_that_is_not_a_journal(tmp_path):
     out.write_text('{"not": "a record"}\n', encoding="utf-8")
     with pytest.raises(VswinError, match="not a vswin record"):
         open_sink(out, None, resume=True)
+
+
+@pytest.mark.parametrize("text", ["one line of notes\n", None])
+def test_resume_refuses_a_whole_last_line_that_is_not_json_and_keeps_the_file(tmp_path, text):
+    # A killed write leaves a line without its newline; a whole line is someone's content. Was:
+    # a one-line file (notes, or records compacted into one JSON array) silently emptied.
+    out = tmp_path / "out.jsonl"
+    out.write_text(text or json.dumps([ok_record("a.mp4").to_dict(), ok_record("b.mp4").to_dict()]) + "\n", encoding="utf-8")
+    before = out.read_bytes()
+    with pytest.raises(VswinError, match="line 1 is not a JSON object"):
+        open_sink(out, None, resume=True)
+    assert out.read_bytes() == before
 
 
 # --------------------------------------------------------------------------- resume identity

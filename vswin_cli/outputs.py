@@ -109,19 +109,20 @@ def _isatty(stream: IO[str]) -> bool:
 # --------------------------------------------------------------------------- serialisation
 
 
-def _dumps(obj: Any, indent: int | None = None) -> str:
-    """JSON text, UTF-8 as is; paths with undecodable bytes (lone surrogates) are \\u-escaped."""
+def _dumps(obj: Any, indent: int | None = None, encoding: str = "utf-8") -> str:
+    """JSON text, as is where ``encoding`` can write it; else (paths with undecodable bytes, an
+    emoji on a Latin-1 terminal) every non-ASCII character \\u-escaped."""
     text = json.dumps(obj, ensure_ascii=False, indent=indent)
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
+        text.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
         text = json.dumps(obj, ensure_ascii=True, indent=indent)
     return text
 
 
-def record_to_json_line(record: VideoRecord) -> str:
-    """One JSONL line, without its newline."""
-    return _dumps(record.to_dict())
+def record_to_json_line(record: VideoRecord, encoding: str = "utf-8") -> str:
+    """One JSONL line, without its newline, that ``encoding`` can write."""
+    return _dumps(record.to_dict(), encoding=encoding)
 
 
 def records_to_json(records: Iterable[VideoRecord]) -> str:
@@ -150,12 +151,16 @@ def csv_row(record: VideoRecord, top_k: int) -> list[str]:
     return row + [record.error or ""]
 
 
-def records_to_csv(records: Iterable[VideoRecord], top_k: int) -> str:
+def csv_line(cells: Sequence[str]) -> str:
+    """One CSV row ending in ``\\n``, each cell quoted when it holds a comma, a quote or a line
+    break: a carriage return too (the csv module quotes only its line terminator's characters)."""
     buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(csv_header(top_k))
-    writer.writerows(csv_row(r, top_k) for r in records)
-    return buffer.getvalue()
+    csv.writer(buffer, lineterminator="\r\n").writerow(cells)
+    return buffer.getvalue()[:-2] + "\n"
+
+
+def records_to_csv(records: Iterable[VideoRecord], top_k: int) -> str:
+    return csv_line(csv_header(top_k)) + "".join(csv_line(csv_row(r, top_k)) for r in records)
 
 
 def _record_from_csv_row(row: Mapping[str, str]) -> VideoRecord:
@@ -330,8 +335,9 @@ class _JournalContents:
 
 
 def _read_journal(path: Path) -> _JournalContents:
-    """Parse a JSONL journal. A bad last line is a killed write: it is left out. A bad line
-    with more lines after it means the file is not ours: VswinError."""
+    """Parse a JSONL journal. A bad last line without its newline is a killed write: it is left
+    out. A bad line that is whole (its newline written) or has lines after it means the file is
+    not ours: VswinError."""
     data = path.read_bytes() if path.exists() else b""
     entries: list[dict[str, Any]] = []
     lines: list[int] = []
@@ -343,7 +349,7 @@ def _read_journal(path: Path) -> _JournalContents:
         if line.strip():
             entry = _parse_line(line)
             if entry is None:
-                if data[end:].strip():
+                if newline >= 0 or data[end:].strip():
                     raise VswinError(
                         f"{path} line {number} is not a JSON object, so it is not a vswin journal line; "
                         "fix or delete that line, or give another output"
@@ -608,9 +614,9 @@ class StreamSink(ResultSink):
         self.timeline = timeline
         self._count = 0
         self._console = _table_console(stream) if fmt == "table" else None
-        self._csv = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
-        if self._csv is not None:
-            self._csv.writerow(csv_header(top_k))
+        self._encoding = getattr(stream, "encoding", None) or "utf-8"
+        if fmt == "csv":
+            stream.write(csv_line(csv_header(top_k)))
             stream.flush()
 
     def _write(self, record: VideoRecord) -> None:
@@ -620,13 +626,12 @@ class StreamSink(ResultSink):
                 # File names and messages are never wrapped: they must stay copyable.
                 self._console.print(part, soft_wrap=isinstance(part, Text))
         elif self.format == "json":
-            text = _printable(record_to_json_line(record), self.stream)
+            text = record_to_json_line(record, self._encoding)
             self.stream.write(("[\n  " if self._count == 0 else ",\n  ") + text)
         elif self.format == "jsonl":
-            self.stream.write(_printable(record_to_json_line(record), self.stream) + "\n")
+            self.stream.write(record_to_json_line(record, self._encoding) + "\n")
         else:
-            assert self._csv is not None
-            self._csv.writerow([_printable(cell, self.stream) for cell in csv_row(record, self.top_k)])
+            self._write_csv(csv_line(csv_row(record, self.top_k)))
         self._count += 1
         self.stream.flush()
 
@@ -636,14 +641,23 @@ class StreamSink(ResultSink):
         self.stream.flush()
 
 
-def _printable(text: str, stream: IO[str]) -> str:
-    """``text`` that ``stream`` can encode: unencodable characters become backslash escapes."""
-    encoding = getattr(stream, "encoding", None) or "utf-8"
-    try:
-        text.encode(encoding)
-        return text
-    except (UnicodeEncodeError, LookupError):
-        return text.encode(encoding, "backslashreplace").decode(encoding, "replace")
+    def _write_csv(self, line: str) -> None:
+        """The row as ``-o out.csv`` holds it: a name's bytes that are not UTF-8 written as they
+        are (a stream without bytes underneath, or characters its encoding lacks: backslash escapes)."""
+        try:
+            line.encode(self._encoding)
+        except (UnicodeEncodeError, LookupError):
+            raw = getattr(self.stream, "buffer", None)
+            try:
+                data = line.encode(self._encoding, "surrogateescape")
+            except (UnicodeEncodeError, LookupError):
+                data = None
+            if raw is not None and data is not None:
+                self.stream.flush()
+                raw.write(data)
+                return
+            line = line.encode(self._encoding, "backslashreplace").decode(self._encoding, "replace")
+        self.stream.write(line)
 
 
 class JsonlFileSink(ResultSink):
@@ -858,8 +872,8 @@ def claim_folder(out_dir: Path, written: Iterable[Path] = (), inputs: Iterable[P
 
 def check_output_path(output: Path, paths: Iterable[Path]) -> None:
     """A usage error, before any work, when one of ``paths`` (the output, and the files vswin keeps
-    beside it) cannot even be looked at: a folder on the way without search permission, a name
-    longer than the file system takes."""
+    beside it) cannot even be looked at (a folder on the way without search permission, a name
+    longer than the file system takes), or is where this run's stdout or stderr goes."""
     for path in paths:
         try:
             os.stat(path)
@@ -870,6 +884,9 @@ def check_output_path(output: Path, paths: Iterable[Path]) -> None:
                 raise VswinError(f"-o {output}: the name is too long for the file vswin keeps beside it while it "
                                  f"writes ({path.name}); use a shorter name") from None
             raise VswinError(f"-o {output}: {error.strerror or error}; choose another output") from None
+        if path != output and _is_own_stream(path):  # (the output itself: output_target says it)
+            raise VswinError(f"{path}, which vswin writes for -o {output}, is this run's own stdout or stderr; "
+                             "send them elsewhere")
 
 
 def refuse_overwriting_inputs(output: Path, written: Iterable[Path], inputs: Iterable[Path]) -> None:

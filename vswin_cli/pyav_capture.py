@@ -548,9 +548,10 @@ def _rgb(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
         # 10-bit exactly; 4:2:0 10-bit 1.1 of 255 against bilinear's 2.4).
         return frame.to_ndarray(format="rgb24", interpolation="POINT", threads=1)
     # 8-bit frames take swscale's unscaled path, identical across versions whatever the flags,
-    # except 4:2:0 with an odd height (VP9, FFV1; H.264 cannot code one), which takes the general
-    # path: there the default (bilinear, decord's flags) is closest to decord, 1.0 of 255 on average
-    # against bicubic's 1.2 and nearest-neighbour's 1.1, yet not equal.
+    # except vertically halved chroma with an odd height (4:2:0 VP9, FFV1, MJPEG; H.264 cannot code
+    # one) and 4:4:0/4:1:0, which take the general path: FFmpeg 8 interpolates their chroma unlike
+    # decord's FFmpeg 4.1 whatever the flags; the default (bilinear, decord's) is the closest,
+    # 1.0 of 255 on average on a VP9 320x179 against bicubic's 1.2 and nearest-neighbour's 1.1.
     return frame.to_ndarray(format="rgb24", threads=1)
 
 

@@ -83,8 +83,12 @@ def main() -> None:
     # (kill, a job scheduler's stop) ends the run the same way: the journal, the locks, the crash
     # markers and the worker processes are put in order, instead of left as they were.
     previous = {number: signal.signal(number, on_interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
+    results = _output.guard_stdout()
     try:
         app(prog_name="vswin")
+    except _output.StdoutGone as gone:
+        _output.silence_stdout()
+        sys.exit(gone.exit_code)
     except VswinError as error:
         _output.error_line(str(error))
         sys.exit(error.exit_code)
@@ -94,6 +98,7 @@ def main() -> None:
         if not interrupted:
             raise
     finally:
+        sys.stdout = results
         for number, handler in previous.items():
             signal.signal(number, handler)
     if interrupted:

@@ -28,6 +28,65 @@ def fill_closed_streams() -> None:
         sys.stderr = open(os.devnull, "w")
 
 
+class StdoutGone(VswinError):
+    """The reader of stdout went away (``vswin classify videos/ | head -1``): the run ends quietly
+    with 141, the status of a process that SIGPIPE ended, as a shell pipeline expects."""
+
+    def __init__(self) -> None:
+        super().__init__("", exit_code=128 + 13)
+
+
+def _write_failed(error: OSError) -> VswinError:
+    if isinstance(error, BrokenPipeError):
+        return StdoutGone()
+    return VswinError(f"could not write the results to stdout ({error.strerror or error}); "
+                      "give -o FILE on a disk with room, or free some", exit_code=1)
+
+
+class _Guarded:
+    """A stream whose write errors end the run in one line (a full disk under ``> out``) or
+    quietly (a closed pipe), instead of a traceback or a bare exit 1."""
+
+    def __init__(self, stream: object) -> None:
+        self._stream = stream
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
+
+    @property
+    def buffer(self) -> "_Guarded":
+        return _Guarded(self._stream.buffer)  # type: ignore[attr-defined]
+
+    def write(self, data: object) -> int:
+        try:
+            return self._stream.write(data)  # type: ignore[attr-defined]
+        except OSError as error:
+            raise _write_failed(error) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()  # type: ignore[attr-defined]
+        except OSError as error:
+            raise _write_failed(error) from None
+
+
+def guard_stdout() -> object:
+    """Put stdout behind ``_Guarded``; returns the stream it wraps, to put back."""
+    original = sys.stdout
+    sys.stdout = _Guarded(original)  # type: ignore[assignment]
+    return original
+
+
+def silence_stdout() -> None:
+    """After the reader went away: nothing more reaches the pipe (not even the flush at exit)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.__stdout__.fileno())  # type: ignore[union-attr]
+        os.close(null)
+    except (OSError, AttributeError, ValueError):
+        pass
+
+
 def require_stdout(remedy: str) -> None:
     """Refuse to make results that a closed stdout would lose (``remedy``: what to do instead)."""
     if stdout_closed:
