@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
+import pickletools
 from pathlib import Path
 
 import pytest
@@ -424,6 +426,55 @@ def test_safetensors_metadata_another_tool_wrote_is_not_a_traceback(tmp_path, ti
         save_file(tensors, tmp_path / f"bad_{key}.safetensors", metadata={**native, key: value})
         with pytest.raises(ck.CheckpointError, match="in its metadata that (is|are) not"):
             ck.load_checkpoint(tmp_path / f"bad_{key}.safetensors")
+
+
+@pytest.mark.parametrize("change", [{"num_classes": "10"}, {"window_size": [0, 7, 7]}, {"depths": [], "num_heads": []},
+                                    {"mlp_ratio": "4"}, {"embed_dim": 32.5}, {"num_heads": [3, 2, 2, 4]}])
+def test_an_impossible_architecture_in_native_metadata_is_one_line(tmp_path, tiny, change):
+    # Was: a TypeError, RuntimeError or ValueError traceback from building the model.
+    from safetensors.torch import save_file
+
+    ck.save_native(tiny, tmp_path / "native.safetensors")
+    tensors, metadata = ck.read_checkpoint(tmp_path / "native.safetensors")[:2]
+    config = {**json.loads(metadata["config"]), **change}
+    save_file({k: v.contiguous() for k, v in tensors.items()}, tmp_path / "bad.safetensors",
+              metadata={**metadata, "config": json.dumps(config)})
+    with pytest.raises(ck.CheckpointError, match="has an architecture in its metadata that is not one"):
+        ck.load_checkpoint(tmp_path / "bad.safetensors")
+
+
+def test_an_official_checkpoint_with_an_uncommon_mlp_ratio_loads(tmp_path, clip):
+    # int(dim * 2.7) per stage: 43, 86, 172, 345 hidden units for 16..128 channels. Stage 0's
+    # 43/16 = 2.6875 gives 344 in the last stage: the checkpoint was refused as the wrong shape.
+    model = random_model(SwinConfig(embed_dim=16, depths=(1, 1, 2, 1), num_heads=(1, 2, 2, 4), window_size=(4, 7, 7),
+                                    num_classes=6, mlp_ratio=2.7))
+    assert [layer.blocks[0].mlp.fc1.out_features for layer in model.layers] == [43, 86, 172, 345]
+    torch.save({"meta": {}, "state_dict": ck.native_to_official(model.state_dict())}, tmp_path / "ratio.pth")
+    loaded = ck.load_checkpoint(tmp_path / "ratio.pth").model
+    assert loaded.config.mlp_ratio == 2.7
+    assert torch.equal(outputs(loaded, clip), outputs(model, clip))
+
+
+def test_a_damaged_legacy_pickle_is_one_line(tmp_path, tiny):
+    # torch's pre-1.6 format: four pickles (magic number, protocol, system info, the object), the
+    # list of storage keys, then the storages. A key in that list changed by damage made torch
+    # assert (a traceback).
+    path = tmp_path / "legacy.pth"
+    torch.save({"state_dict": tiny.state_dict()}, path, _use_new_zipfile_serialization=False)
+    data = path.read_bytes()
+    stream = io.BytesIO(data)
+    for _ in range(3):
+        pickle.load(stream)
+    for opcode, _, _ in pickletools.genops(stream):  # walk over the object without building it
+        if opcode.name == "STOP":
+            break
+    keys_at = stream.tell()
+    key = pickle.load(stream)[0].encode()
+    renamed = bytes(48 + (c - 48 + 1) % 10 for c in key)  # another number of the same length
+    at = data.index(key, keys_at)
+    path.write_bytes(data[:at] + renamed + data[at + len(key):])
+    with pytest.raises(ck.CheckpointError, match="is not a readable PyTorch checkpoint"):
+        ck.load_checkpoint(path)
 
 
 def test_a_counter_beside_the_state_dict_does_not_hide_it(tmp_path, tiny, clip):

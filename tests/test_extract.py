@@ -449,3 +449,24 @@ def test_extract_features_help_says_what_resume_compares(invoke):
     code, out, _ = invoke("extract-features", "--help")
     text = " ".join(out.split()).replace("- ", "-")  # unwrapped, also inside option names
     assert code == 0 and "--top-k" not in text and "--per-clip, --dtype and --with-logits" in text
+
+
+def test_features_beyond_float16s_range_fail_the_video_instead_of_writing_infinity(tree, tiny_checkpoint, invoke, tmp_path):
+    # Was: 68 of 128 entries inf in the .npy, "status": "ok", exit 0, and a NumPy warning naming vswin's code.
+    from vswin_cli.checkpoints import load_checkpoint, save_native
+
+    loaded = load_checkpoint(tiny_checkpoint)
+    with torch.no_grad():
+        loaded.model.norm.weight.mul_(1e6)  # finite float32 features in the hundreds of thousands
+    large = tmp_path / "large.safetensors"
+    save_native(loaded.model, large, labels=loaded.labels)
+    video = tree / "a" / "x.avi"
+    out = tmp_path / "feats"
+    code, _, err = invoke("extract-features", video, "-o", out, "-m", large, *FAST, "--dtype", "float16")
+    assert code == 1 and "RuntimeWarning" not in err
+    [entry] = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+    assert entry["status"] == "error" and entry["error"].endswith("beyond float16's range (±65504); use --dtype float32")
+    assert not list(out.rglob("*.npy"))
+    code, _, err = invoke("extract-features", video, "-o", out, "-m", large, *FAST, "--resume")  # float32 holds them
+    assert code == 0, err
+    assert np.isfinite(np.load(out / "x.avi.npy")).all()

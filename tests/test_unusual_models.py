@@ -4,6 +4,7 @@ and sliding windows closer than any frame."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def test_a_backbone_without_head_extracts_features_and_refuses_to_classify(video
     assert err.splitlines() == [f"error: {backbone} has no classifier head (a backbone-only checkpoint), so it cannot "
                                 "classify; use extract-features for its features, or a checkpoint that includes the head"]
     code, _, err = invoke("extract-features", video, "-o", tmp_path / "logits", "-m", backbone, *ONE_VIEW, "--with-logits")
-    assert code == 2 and "cannot write class scores (--with-logits)" in err
+    assert code == 2 and "cannot write class scores (--with-logits); leave out --with-logits for its features alone" in err
     names = tmp_path / "names.txt"
     names.write_text("one class\n")
     code, _, err = invoke("extract-features", video, "-o", tmp_path / "named", "-m", backbone, *ONE_VIEW, "--labels", names)
@@ -122,3 +123,18 @@ def test_views_that_fit_in_memory_still_run(video, tiny_checkpoint, invoke):
                             "--format", "json")
     assert code == 0, err
     assert len(json.loads(out)[0]["clips"][0]["frames"]) == 200
+
+
+def test_a_model_cast_to_float64_keeps_its_shifted_window_masks(tiny_checkpoint):
+    # Was: float64 found no shift masks of its own and attended without them (logits off by 0.5),
+    # or sliced the bias alone to nothing (a RuntimeError) where windows are grouped by mask.
+    single = load_checkpoint(tiny_checkpoint).model.eval()
+    double = copy.deepcopy(single).double()
+    torch.manual_seed(1)
+    for shape in [(1, 3, 8, 64, 64), (2, 3, 6, 100, 140), (1, 3, 8, 112, 112)]:
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            expected = single(x)
+            got = double(x.double())
+        assert got.dtype == torch.float64
+        assert torch.allclose(got.float(), expected, atol=1e-5), (shape, (got.float() - expected).abs().max())

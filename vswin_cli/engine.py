@@ -244,12 +244,12 @@ class Engine:
         # A backbone-only checkpoint (no classifier head) gives features and no class scores.
         self.classifies = model.config.num_classes > 0
 
-    def require_classifier(self, purpose: str = "classify") -> None:
+    def require_classifier(self, purpose: str = "classify", instead: str = "use extract-features for its features") -> None:
         """VswinError (exit 2) when the model has no classifier head, so ``purpose`` cannot work."""
         if not self.classifies:
             raise VswinError(
                 f"{self.model_name} has no classifier head (a backbone-only checkpoint), so it cannot {purpose}; "
-                "use extract-features for its features, or a checkpoint that includes the head"
+                f"{instead}, or a checkpoint that includes the head"
             )
 
     # decoding + preprocessing (runs in worker threads, or in Ray tasks)

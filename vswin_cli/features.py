@@ -71,7 +71,13 @@ class FeatureWriter:
             self._remove(target, sidecar_path(target), scores_path(target))
             return self._failed(record, record.error)
         array = outcome.clip_features if self.per_clip else outcome.features
-        array = np.ascontiguousarray(array, dtype=self.dtype)
+        with np.errstate(over="ignore"):  # said below, in the video's record, not as NumPy's warning
+            array = np.ascontiguousarray(array, dtype=self.dtype)
+        if not np.isfinite(array).all():  # the float32 features are finite (the engine checks): float16 overflowed
+            self._remove(target, sidecar_path(target), scores_path(target))
+            largest = float(np.abs(outcome.clip_features if self.per_clip else outcome.features).max())
+            return self._failed(record, f"its features reach {largest:.4g}, beyond {self.dtype.name}'s range "
+                                        f"(±{float(np.finfo(self.dtype).max):.0f}); use --dtype float32")
         self.index.replacing(record.path)
         sidecar = sidecar_path(target)
         try:

@@ -29,6 +29,8 @@ The native state-dict layout is the official backbone's without its ``backbone.`
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 import os
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -61,11 +63,36 @@ class SwinConfig:
     patch_norm: bool = True
 
     def __post_init__(self) -> None:
-        # Accept lists (from JSON / TOML) but store tuples so configs hash and compare.
-        for name in ("depths", "num_heads", "window_size", "patch_size"):
-            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        # Accept lists (from JSON / TOML) but store tuples so configs hash and compare; refuse what
+        # no model can be built from (a file's metadata may say anything) with a ValueError.
+        def whole(name: str, value: Any, least: int) -> int:
+            try:
+                number = operator.index(value) if not isinstance(value, bool) else None  # ints, NumPy's too
+            except TypeError:
+                number = None
+            if number is None or number < least:
+                raise ValueError(f"{name} must be a whole number of at least {least}, not {value!r}")
+            return number
+
+        for name, length in (("depths", None), ("num_heads", None), ("window_size", 3), ("patch_size", 3)):
+            values = getattr(self, name)
+            if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)) or not values \
+                    or (length is not None and len(values) != length):
+                raise ValueError(f"{name} must be a list of {length or 'one or more'} whole numbers, not {values!r}")
+            object.__setattr__(self, name, tuple(whole(name, v, 1) for v in values))
+        for name, least in (("embed_dim", 1), ("num_classes", 0), ("in_channels", 1)):
+            object.__setattr__(self, name, whole(name, getattr(self, name), least))
+        ratio = self.mlp_ratio
+        if isinstance(ratio, (bool, str, bytes)) or not isinstance(ratio, numbers.Real) or not (0 < ratio < math.inf):
+            raise ValueError(f"mlp_ratio must be a positive number, not {ratio!r}")
+        object.__setattr__(self, "mlp_ratio", float(ratio))
+        if not isinstance(self.patch_norm, bool):
+            raise ValueError(f"patch_norm must be true or false, not {self.patch_norm!r}")
         if len(self.depths) != len(self.num_heads):
             raise ValueError("depths and num_heads must have one entry per stage")
+        for stage, heads in enumerate(self.num_heads):
+            if (self.embed_dim << stage) % heads:
+                raise ValueError(f"stage {stage}'s {self.embed_dim << stage} channels do not split into {heads} heads")
 
     @property
     def num_features(self) -> int:
@@ -461,7 +488,11 @@ class WindowAttention3d(nn.Module):
             return linear(self.proj, out, dtype, residual=residual.view(bw, n, c))
         q, k, v = qkv.view(bw, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4).unbind(0)
         bias = self.position_bias(n, dtype)
-        shift_masks = layout.shift_masks.get(dtype) if layout.shift_masks else None
+        shift_masks = None
+        if layout.shift_masks:  # a compute dtype without its copy still gets the masks, never the bias alone
+            shift_masks = layout.shift_masks.get(dtype)
+            if shift_masks is None:
+                shift_masks = layout.shift_masks[torch.float32].to(dtype)
         masks = bias if shift_masks is None else bias + shift_masks  # one op, every group's mask
         outputs = []
         for first, end, mask_first, mask_end in layout.groups:
@@ -551,7 +582,7 @@ class _Layout:
         masks = None
         if layout.shift_masks is not None:
             fp32 = layout.shift_masks.to(device).unsqueeze(1)
-            masks = {d: fp32.to(d) for d in (torch.float32, torch.bfloat16, torch.float16)}
+            masks = {d: fp32.to(d) for d in (torch.float32, torch.bfloat16, torch.float16, torch.float64)}
         if device.type != "cpu":
             return cls(layout.groups, padding, masks)
         if layout.shift_masks is None:

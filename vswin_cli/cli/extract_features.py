@@ -63,7 +63,7 @@ def extract_features(
     with claim_folder(output, written, [item.path for item in found.videos]):
         runner = build_engine(model, labels, options, engine)
         if with_logits:
-            runner.require_classifier("write class scores (--with-logits)")
+            runner.require_classifier("write class scores (--with-logits)", "leave out --with-logits for its features alone")
         with FeatureWriter(output, found.videos, runner, resume=resume, per_clip=per_clip, dtype=dtype.value, with_scores=with_logits) as writer:
             todo = [item for item in found.videos if not writer.done(item)]
             with progress(len(todo), "extracting") as advance:
