@@ -11,7 +11,8 @@ What huggingface_hub's hf_hub_download and HfApi.model_info ask, and what this a
         a plain release URL: Content-Length, Range -> 206.
 
 Faults, injected per URL path for the next N requests: an HTTP status (404, 500), a connection cut
-after K body bytes, or other bytes than the real file. Every request is logged (method, path, Range).
+after K body bytes (at once or after a stall), other bytes than the real file, a Range ignored, a
+Content-Length larger than the body or none at all. Every request is logged (method, path, Range).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
@@ -36,7 +38,11 @@ def git_blob_sha1(data: bytes) -> str:
 class Fault:
     status: int | None = None  # answer with this HTTP status
     cut_after: int | None = None  # send this many body bytes, then drop the connection
+    stall_s: float = 0.0  # with cut_after: wait this long before dropping it
     body: bytes | None = None  # serve these bytes instead of the file
+    ignore_range: bool = False  # answer a Range request with 200 and the whole file
+    extra_length: int = 0  # announce this many bytes more than the body holds, then drop the connection
+    no_length: bool = False  # no Content-Length: the body ends when the connection closes
     methods: tuple[str, ...] = ("GET",)
     times: int = 1
 
@@ -236,7 +242,7 @@ class _Handler(BaseHTTPRequestHandler):
         start = 0
         status = 200
         match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
-        if match and method == "GET":
+        if match and method == "GET" and not (fault is not None and fault.ignore_range):
             start = int(match.group(1))
             if start >= len(data):
                 self._send_status(416, {"Content-Range": f"bytes */{len(data)}"})
@@ -244,23 +250,36 @@ class _Handler(BaseHTTPRequestHandler):
             status = 206
             headers = {**headers, "Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"}
         body = data[start:]
+        headers = {**headers, "Accept-Ranges": "bytes", "Content-Length": str(len(body))}
+        if fault is not None and fault.extra_length:
+            headers["Content-Length"] = str(len(body) + fault.extra_length)
+        if fault is not None and fault.no_length:
+            del headers["Content-Length"]
+            headers["Connection"] = "close"
         self.send_response(status)
-        for key, value in {**headers, "Accept-Ranges": "bytes", "Content-Length": str(len(body))}.items():
+        for key, value in headers.items():
             self.send_header(key, value)
         self.end_headers()
         if method == "HEAD":
             return
-        if fault is not None and fault.cut_after is not None:
-            self.wfile.write(body[: fault.cut_after])
-            self.wfile.flush()
-            # Drop the connection mid-file, as a broken network would.
-            self.close_connection = True
+        if fault is not None and (fault.cut_after is not None or fault.extra_length or fault.no_length):
             try:
-                self.connection.shutdown(socket.SHUT_RDWR)
+                self.wfile.write(body[: fault.cut_after])
+                self.wfile.flush()
+                time.sleep(fault.stall_s)
             except OSError:
-                pass
+                pass  # the client gave up first
+            self._drop_connection()
             return
         self.wfile.write(body)
+
+    def _drop_connection(self) -> None:
+        # Mid-file, as a broken network would.
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _send_status(self, status: int, headers: dict[str, str]) -> None:
         self._send_bytes(status, b"", headers)

@@ -40,6 +40,18 @@ OTHER = checkpoint_bytes(2)
 assert len(WEIGHTS) == len(OTHER)  # same size, different bytes: only a hash can tell them apart
 
 
+def safetensors_bytes(values: int) -> bytes:
+    """A safetensors file of one float32 tensor: 8-byte header length, JSON header, data."""
+    header = json.dumps({"w": {"dtype": "F32", "shape": [values], "data_offsets": [0, 4 * values]}}).encode()
+    data = (bytes(range(256)) * (values // 64 + 1))[: 4 * values]
+    return len(header).to_bytes(8, "little") + header + data
+
+
+SAFETENSORS = safetensors_bytes(50_000)
+# A legacy torch.save pickle opens with 0x80 and has no end marker: only a size can tell it was cut short.
+PICKLE = b"\x80\x02" + bytes(range(256)) * 800
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -50,11 +62,11 @@ ARCH = (
 )
 
 
-def entry(name: str, source: str, sha: str = "", prefix: str = "", filename: str = "w.pth") -> str:
+def entry(name: str, source: str, sha: str = "", prefix: str = "", filename: str = "w.pth", size: int = 0) -> str:
     return (
         f'[models.{name}]\nfilename = "{filename}"\nlayout = "official"\narch = {ARCH}\nlabel_set = "kinetics400"\n'
         f'num_classes = 400\nprotocol = {{ sampling = "clips" }}\nsha256 = "{sha}"\nsha256_prefix = "{prefix}"\n'
-        f"[[models.{name}.sources]]\n{source}\n"
+        f"size = {size}\n[[models.{name}.sources]]\n{source}\n"
     )
 
 
@@ -823,3 +835,155 @@ def test_a_cache_that_cannot_be_read_is_one_line_and_models_still_lists(
     code, out, err = run_vswin(capsys, monkeypatch, "download", name)
     assert code == 1 and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert f"the cache folder {env}" in err and "Permission denied" in err and "HF_HOME" in err
+
+
+# ----------------------------------------------------------------------------- servers that break off, stall or lie
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault(cut_after=50_000, ignore_range=True, times=20), Fault(extra_length=100, times=20)],
+    ids=["cut-with-range-ignored", "content-length-too-large"],
+)
+def test_a_download_that_gets_no_further_gives_up_after_a_few_attempts(
+    url_model: str, env: Path, hub: FakeHub, fault: Fault
+) -> None:
+    # Was: requests without end. Each restart from byte 0 counted as progress; a Range past the
+    # end of a file that announced more than it sent got 416, deleted the file and started over.
+    hub.inject("/files/w.pth", fault)
+    with pytest.raises(VswinError, match="kept breaking off") as caught:
+        resolve_checkpoint("m")
+    assert "\n" not in str(caught.value) and len(hub.requests_for("/files/w.pth")) <= 5
+    assert loadable_files(env) == [] and cache_state("m") == "missing"
+    hub.faults.clear()
+    assert resolve_checkpoint("m").path.read_bytes() == WEIGHTS
+
+
+def test_bytes_that_arrived_before_a_stall_are_kept_and_resumed(url_model: str, hub: FakeHub, monkeypatch) -> None:
+    # Was: lost in a 1 MiB read that the timeout interrupted; the retry started from byte 0.
+    monkeypatch.setenv("VSWIN_DOWNLOAD_TIMEOUT", "0.3")
+    hub.inject("/files/w.pth", Fault(cut_after=20_000, stall_s=1.0))
+    assert resolve_checkpoint("m").path.read_bytes() == WEIGHTS
+    assert [r.range for r in hub.requests_for("/files/w.pth")] == [None, "bytes=20000-"]
+
+
+def test_a_body_shorter_than_the_size_in_weights_toml_is_refused(
+    env: Path, tmp_path, monkeypatch, hub: FakeHub
+) -> None:
+    # A proxy that ends the body cleanly 1000 bytes early, with a Content-Length to match: was trusted
+    # as the model (and recorded so) when weights.toml gives the size but no hash.
+    url = hub.add_file("w.pt", PICKLE)
+    use_registry(tmp_path, monkeypatch, entry("p", f'url = "{url}"', filename="w.pt", size=len(PICKLE)))
+    hub.inject("/files/w.pt", Fault(body=PICKLE[:-1000]))
+    with pytest.raises(VswinError) as caught:
+        resolve_checkpoint("p")
+    message = str(caught.value)
+    assert f"announces {len(PICKLE) - 1000} bytes" in message and f"is {len(PICKLE)}" in message
+    assert str(tmp_path / "weights.toml") in message and "\n" not in message
+    assert files_under(env / "vswin") == [f"urls/{url_cache_path(url, 'w.pt').parent.name}/.lock"]
+    assert cache_state("p") == "missing"
+    assert resolve_checkpoint("p").path.read_bytes() == PICKLE
+
+
+def test_a_body_without_length_that_ends_before_the_size_in_weights_toml_is_resumed(
+    env: Path, tmp_path, monkeypatch, hub: FakeHub
+) -> None:
+    url = hub.add_file("w.pt", PICKLE)
+    use_registry(tmp_path, monkeypatch, entry("p", f'url = "{url}"', filename="w.pt", size=len(PICKLE)))
+    hub.inject("/files/w.pt", Fault(cut_after=100_000, no_length=True))
+    assert resolve_checkpoint("p").path.read_bytes() == PICKLE
+    assert [r.range for r in hub.requests_for("/files/w.pt")] == [None, "bytes=100000-"]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault(body=SAFETENSORS[:100_000]), Fault(cut_after=100_000, no_length=True)],
+    ids=["short-content-length", "no-content-length"],
+)
+def test_a_safetensors_file_shorter_than_its_header_says_is_never_trusted(
+    env: Path, tmp_path, monkeypatch, hub: FakeHub, fault: Fault
+) -> None:
+    # No size and no hash in weights.toml: the header's data offsets are all that can tell.
+    url = hub.add_file("s.safetensors", SAFETENSORS)
+    use_registry(tmp_path, monkeypatch, entry("s", f'url = "{url}"', filename="s.safetensors"))
+    hub.inject("/files/s.safetensors", fault)
+    with pytest.raises(VswinError) as caught:
+        resolve_checkpoint("s")
+    assert f"a cut-short safetensors file (100000 bytes, its header describes {len(SAFETENSORS)})" in str(caught.value)
+    assert loadable_files(env) == [] and cache_state("s") == "missing"
+    assert not any(f.endswith(".verified.json") for f in files_under(env))  # nothing to hold the good file to
+    assert resolve_checkpoint("s").path.read_bytes() == SAFETENSORS
+
+
+@pytest.mark.parametrize(
+    "filename, data, size",
+    [("w.pt", PICKLE, len(PICKLE)), ("s.safetensors", SAFETENSORS, 0)],
+    ids=["size-in-weights-toml", "safetensors-header"],
+)
+def test_a_cut_short_copy_an_older_vswin_trusted_is_replaced(
+    env: Path, tmp_path, monkeypatch, hub: FakeHub, filename: str, data: bytes, size: int
+) -> None:
+    # Was: used for good, its record matching size and mtime; a later good download never replaced it.
+    url = hub.add_file(filename, data)
+    use_registry(tmp_path, monkeypatch, entry("c", f'url = "{url}"', filename=filename, size=size))
+    path = url_cache_path(url, filename)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(data[:-5000])
+    stat = path.stat()
+    record = {"sha256": sha256(data[:-5000]), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    path.with_name(filename + ".verified.json").write_text(json.dumps(record))
+    assert cache_state("c") == "missing"
+    assert resolve_checkpoint("c").path.read_bytes() == data
+    assert cache_state("c") == "verified"
+
+
+def test_a_copy_trusted_before_weights_toml_pinned_its_hash_is_replaced(
+    env: Path, tmp_path, monkeypatch, hub: FakeHub
+) -> None:
+    # Trust on first download took wrong bytes; a later weights.toml (a vswin upgrade) pins the hash.
+    url = hub.add_file("w.pth", WEIGHTS)
+    hub.inject("/files/w.pth", Fault(body=OTHER))
+    use_registry(tmp_path, monkeypatch, entry("m", f'url = "{url}"'))
+    assert resolve_checkpoint("m").path.read_bytes() == OTHER
+    use_registry(tmp_path, monkeypatch, entry("m", f'url = "{url}"', sha=sha256(WEIGHTS)))
+    assert cache_state("m") == "missing"
+    assert resolve_checkpoint("m").path.read_bytes() == WEIGHTS
+    assert cache_state("m") == "verified"
+
+
+def test_entries_sharing_a_url_each_check_the_copy_against_their_own_hash(
+    env: Path, tmp_path, monkeypatch, hub: FakeHub
+) -> None:
+    url = hub.add_file("w.pth", WEIGHTS)
+    hub.inject("/files/w.pth", Fault(body=OTHER))
+    loose, pinned = entry("loose", f'url = "{url}"'), entry("pinned", f'url = "{url}"', sha=sha256(WEIGHTS))
+    use_registry(tmp_path, monkeypatch, loose, pinned)
+    assert resolve_checkpoint("loose").path.read_bytes() == OTHER
+    assert cache_state("pinned") == "missing"
+    assert resolve_checkpoint("pinned").path.read_bytes() == WEIGHTS
+
+
+def test_a_hub_copy_is_checked_against_a_hash_pinned_after_it_was_cached(
+    env: Path, tmp_path, monkeypatch, hub: FakeHub
+) -> None:
+    commit = hub.add_commit("me/swin", {"model.pth": WEIGHTS})
+    source = f'hub = "me/swin"\nfilename = "model.pth"\nrevision = "{commit}"'
+    use_registry(tmp_path, monkeypatch, entry("h", source))
+    resolve_checkpoint("h")
+    use_registry(tmp_path, monkeypatch, entry("h", source, sha=sha256(OTHER)))
+    assert cache_state("h") == "missing"
+    with pytest.raises(VswinError, match="does not match its sha256"):
+        resolve_checkpoint("h")
+    assert not is_cached("h")
+
+
+def test_a_hub_download_that_broke_off_once_prints_no_retry_log(env: Path, hub: FakeHub) -> None:
+    # Was: huggingface_hub's "Error while downloading ... Trying to resume download..." on stderr (a dozen
+    # such lines before vswin's one when every attempt breaks off).
+    from tests.conftest import run_vswin
+
+    commit = hub.add_commit("me/swin", {"model.pth": WEIGHTS})
+    hub.inject(hub.resolve_path("me/swin", commit, "model.pth"), Fault(cut_after=30_000))
+    result = run_vswin("download", f"hf://me/swin@{commit}/model.pth")  # HF_HOME, HF_ENDPOINT: from env
+    assert result.returncode == 0 and result.stdout.startswith(f"ok  hf://me/swin@{commit}/model.pth  ")
+    assert result.stderr == ""

@@ -142,3 +142,43 @@ def test_a_labels_file_saved_by_windows_notepad_gives_clean_names(tmp_path) -> N
     path = tmp_path / "labels.txt"
     path.write_bytes("\ufeffabseiling\r\nair drumming\r\nanswering questions\r\n".encode("utf-8"))
     assert read_labels_file(path) == ["abseiling", "air drumming", "answering questions"]
+
+
+def one_entry(filename: str = "x.pth", source: str = 'url = "http://127.0.0.1:9/x.pth"', size: str = "0") -> str:
+    return (
+        f'[models.a]\nfilename = "{filename}"\nlayout = "official"\nsize = {size}\n'
+        "arch = { embed_dim = 32, depths = [1, 1], num_heads = [1, 2], window_size = [2, 7, 7], patch_size = [2, 4, 4] }\n"
+        'label_set = "sthv2"\nnum_classes = 174\nprotocol = { sampling = "uniform" }\n'
+        f"[[models.a.sources]]\n{source}\n"
+    )
+
+
+HUB = 'hub = "me/swin"\nrevision = "' + "0" * 40 + '"\n'
+
+
+@pytest.mark.parametrize(
+    "text, field",
+    [
+        (one_entry(filename="tiny\\u0000x.safetensors"), "filename"),
+        (one_entry(filename="x\\n.pth"), "filename"),
+        (one_entry(filename="x" * 250 + ".pth"), "filename"),
+        (one_entry(source='url = "http://127.0.0.1:9/x\\u0000.pth"'), "sources[0]"),
+        (one_entry(source='url = "http://127.0.0.1:9/my file.pth"'), "sources[0]"),
+        (one_entry(source=HUB + 'filename = "model\\u0000.pth"'), "sources[0]"),
+        (one_entry(source=HUB + 'filename = "../../outside.pth"'), "sources[0]"),
+        (one_entry(source='hub = "me/sw\\u0000in"\nfilename = "m.pth"\nrevision = "' + "0" * 40 + '"'), "sources[0]"),
+        (one_entry(size="100000000000000000000"), "size"),
+    ],
+    ids=["nul", "newline", "too-long", "url-nul", "url-space", "hub-file-nul", "hub-file-dotdot", "hub-repo-nul", "size"],
+)
+def test_a_string_that_becomes_a_path_or_url_is_checked_in_one_line(tmp_path, monkeypatch, text: str, field: str) -> None:
+    # Was: accepted, then a traceback (ValueError: embedded null byte) inside the download, a path
+    # outside the cache, or a size shown as 95367431640625.0 MiB.
+    path = tmp_path / "weights.toml"
+    path.write_text(text)
+    monkeypatch.setenv(WEIGHTS_TOML_ENV, str(path))
+    with pytest.raises(VswinError) as caught:
+        get_spec("a")
+    message = str(caught.value)
+    assert message.startswith(f"{path}: models.a.{field} ") and "\n" not in message and "\0" not in message
+    assert caught.value.exit_code == 2

@@ -8,7 +8,8 @@
 
 Environment: HF_HOME (cache root), HF_HUB_CACHE (Hub files), HF_ENDPOINT (Hub address),
 HF_HUB_OFFLINE=1 (no network at all: Hub and release URLs), VSWIN_WEIGHTS_TOML (another registry),
-VSWIN_DOWNLOAD_TIMEOUT (seconds a release-URL read may stall, default 30). All are read at call time.
+VSWIN_DOWNLOAD_TIMEOUT (seconds a release-URL read may stall, default 30), HF_HUB_VERBOSITY (set: show
+huggingface_hub's own log, muted otherwise). All are read at call time.
 
 Cache layout:
     $HF_HUB_CACHE (default $HF_HOME/hub)          Hub files, huggingface_hub's own layout
@@ -20,13 +21,15 @@ Cache layout:
 Verification: a download is hashed before it may be loaded; a release-URL file is only renamed
 to NAME once its sha256 matched (the full sha256 or the published prefix from weights.toml; with
 neither, the sha256 recorded by the first download is trusted from then on; a download that is empty,
-text (an HTML login or error page served with HTTP 200) or a zip archive without its end is refused
-before any of that, so it is never the one trusted). A Hub file is checked
-against weights.toml's hash or, failing that, the Hub's own ETag (sha256 of LFS files, git blob
-sha1 of small files); a mismatch deletes the blob and its snapshot link. Later loads compare the
-file's size and mtime with its record and rehash it only when they changed; a file that no longer
-matches is deleted and downloaded again (or reported, offline). Corruption that keeps both size
-and mtime is not caught by that fast check: delete the file or run `vswin download` to refetch.
+text (an HTML login or error page served with HTTP 200), a zip archive without its end, a safetensors
+file shorter than its header says, or not of the `size` weights.toml gives, is refused before any of
+that, so it is never the one trusted). A Hub file is checked against weights.toml's hash or, failing
+that, the Hub's own ETag (sha256 of LFS files, git blob sha1 of small files); a mismatch deletes the
+blob and its snapshot link. Later loads compare the file's size and mtime with its record and rehash
+it only when they changed or when weights.toml pins a hash the record contradicts (added by an
+upgrade after the first download was trusted); a file that no longer matches is deleted and
+downloaded again (or reported, offline). Corruption that keeps both size and mtime is not caught by
+that fast check: delete the file or run `vswin download` to refetch.
 
 Read-only caches (a shared mount, or a cache copied to an offline machine, which also changes the
 mtimes): reading needs no lock and no write; a verification that cannot be recorded still counts
@@ -40,6 +43,7 @@ import errno
 import hashlib
 import http.client
 import json
+import logging
 import math
 import os
 import re
@@ -72,6 +76,10 @@ WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _CHUNK = 1 << 20
+# One network read at most: what arrived before a stall or a Ctrl-C is on disk, not in a lost buffer.
+_NETWORK_READ = 1 << 16
+# Attempts in a row that leave the partial file no larger than before: then the download gives up.
+_FRUITLESS_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -225,9 +233,13 @@ def cache_state(name: str) -> str:
         try:
             if not path.exists():
                 continue
+            if not source.is_hub and _url_copy_problem(spec, path) is not None:
+                continue  # the wrong size or plainly no checkpoint: replaced on first use
             record = _read_record(_hub_record_path(path) if source.is_hub else _record_path(path))
             if _fast_ok(path, record):
-                return "verified"
+                if _spec_expected(spec).allows(record["sha256"]):  # type: ignore[index]
+                    return "verified"
+                continue  # verified as other bytes than weights.toml pins now: replaced on first use
             # Hashing a multi-GB file just to list it would be too slow; a size that differs is certain to fail.
             size = record.get("size") if record is not None else spec.size
             if size is None or path.stat().st_size == size:
@@ -285,12 +297,16 @@ class _Expected:
         return f"git blob sha1 {self.git_sha1} ({self.origin})"
 
     def matches(self, path: Path, actual_sha256: str) -> bool:
-        if self.sha256:
-            return actual_sha256 == self.sha256
-        if self.sha256_prefix:
-            return actual_sha256.startswith(self.sha256_prefix)
         if self.git_sha1:
             return _git_blob_sha1(path) == self.git_sha1
+        return self.allows(actual_sha256)
+
+    def allows(self, sha256: str) -> bool:
+        """Whether a file with this sha256 can match (a git blob sha1 cannot be told from it: yes)."""
+        if self.sha256:
+            return sha256 == self.sha256
+        if self.sha256_prefix:
+            return sha256.startswith(self.sha256_prefix)
         return True
 
 
@@ -537,21 +553,43 @@ def _verify_url_cached(spec: ModelSpec, source: Source, final: Path) -> tuple[Pa
     """A cached release-URL file if it still verifies; a corrupted one is removed (None)."""
     record_path = _record_path(final)
     record = _read_record(record_path)
-    if _fast_ok(final, record):
-        return final, record["sha256"]  # type: ignore[index]
-    expected = _url_expected(spec, record)
-    actual = file_sha256(final)
-    if expected.matches(final, actual):
-        origin = expected.origin or "first download (trusted)"
-        _try_record(record_path, final, actual, url=source.url, verified_against=origin)
-        return final, actual
-    problem = (
-        f"cached copy of {spec.name} at {final} is corrupted (sha256 {actual[:16]}..., expected {expected.describe()})"
-    )
+    if record is not None and not _spec_expected(spec).allows(record["sha256"]):
+        # Trusted on first download (or verified for another entry of the same URL) before weights.toml
+        # pinned other bytes: the record is no evidence for this entry.
+        record = None
+    wrong = _url_copy_problem(spec, final)
+    if wrong is not None:
+        # Its record vouches for bad bytes (an older vswin trusted them): a good download must not be held to it.
+        stale = [final, record_path]
+    else:
+        if _fast_ok(final, record):
+            return final, record["sha256"]  # type: ignore[index]
+        expected = _url_expected(spec, record)
+        actual = file_sha256(final)
+        if expected.matches(final, actual):
+            origin = expected.origin or "first download (trusted)"
+            _try_record(record_path, final, actual, url=source.url, verified_against=origin)
+            return final, actual
+        wrong = f"is corrupted (sha256 {actual[:16]}..., expected {expected.describe()})"
+        stale = [final]  # the record stays: it says what the next download must be
+    problem = f"cached copy of {spec.name} at {final} {wrong}"
     with _writing(f"{problem} and cannot be replaced", hf_home()):
-        final.unlink(missing_ok=True)
+        for path in stale:
+            path.unlink(missing_ok=True)
     _warn(f"{problem}; removed it")
     return None
+
+
+def _url_copy_problem(spec: ModelSpec, path: Path) -> str | None:
+    """Why a release-URL file cannot be this entry's checkpoint, seen without hashing it; else None.
+
+    Catches copies a trusting first download recorded before these checks existed, too.
+    """
+    size = path.stat().st_size
+    if spec.size is not None and size != spec.size:
+        return f"has {size} bytes, not the {spec.size} of its size in {weights_toml_path()}"
+    wrong = _not_a_checkpoint(path)
+    return None if wrong is None else f"is {wrong}"
 
 
 def _fetch_url(spec: ModelSpec, source: Source) -> tuple[Path, str]:
@@ -572,8 +610,8 @@ def _fetch_url(spec: ModelSpec, source: Source) -> tuple[Path, str]:
             # Checked before any hash: with none published, a login page would be trusted for good.
             partial.unlink(missing_ok=True)
             raise _Unavailable(
-                f"{url} sent {wrong} instead of the checkpoint (a proxy or login page, or the file has moved); "
-                "nothing was kept"
+                f"{url} sent {wrong} instead of the checkpoint (a proxy or login page, a moved file, or a body "
+                "cut short); nothing was kept"
             )
         actual = file_sha256(partial)
         if not expected.matches(partial, actual):
@@ -595,79 +633,105 @@ def _fetch_url(spec: ModelSpec, source: Source) -> tuple[Path, str]:
 
 
 def _download_resumable(url: str, partial: Path, expected_size: int | None, label: str) -> None:
-    """Download ``url`` into ``partial``, resuming what is there; retries while bytes keep arriving."""
+    """Download ``url`` into ``partial``, resuming what is there, until the file is whole.
+
+    Whole: ``expected_size`` bytes when weights.toml gives the size, else what the server announced
+    (without a Content-Length, all it sent before closing). A download that breaks off is retried while
+    each attempt leaves the partial file larger than ever before; a few attempts in a row that do not
+    (a server that ignores Range and breaks off at the same place, one that announces more bytes than
+    it sends) end in _Unavailable, with what arrived kept for the next run.
+    """
     timeout = _timeout()
     partial.parent.mkdir(parents=True, exist_ok=True)
-    stalls = 0
+    largest = _file_size(partial)
+    fruitless = 0
+    announced: int | None = None
     while True:
-        have = partial.stat().st_size if partial.exists() else 0
-        if expected_size is not None and have == expected_size:
+        complete, total = _download_attempt(url, partial, expected_size, label, timeout)
+        if complete:
             return
-        if expected_size is not None and have > expected_size:
-            partial.unlink()
-            have = 0
-        headers = {"User-Agent": f"vswin-cli/{__version__}", "Accept-Encoding": "identity"}
-        if have:
-            headers["Range"] = f"bytes={have}-"
-        received = 0
+        announced = total or announced  # an attempt that got no answer with a size keeps the last one
+        # Bytes received are no progress when they only rewrite what was there (a restart from 0).
+        size = _file_size(partial)
+        if size > largest:
+            largest, fruitless = size, 0
+        else:
+            fruitless += 1
+        if fruitless >= _FRUITLESS_ATTEMPTS:
+            raise _Unavailable(
+                f"download from {url} kept breaking off ({size} of {expected_size or announced or '?'} bytes kept "
+                f"in {partial}; running the command again resumes it)"
+            )
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _download_attempt(
+    url: str, partial: Path, expected_size: int | None, label: str, timeout: float
+) -> tuple[bool, int | None]:
+    """One request, appended to ``partial`` or written over it: (whether the file is whole now, the size announced)."""
+    have = _file_size(partial)
+    if expected_size is not None and have == expected_size:
+        return True, expected_size
+    if expected_size is not None and have > expected_size:
+        partial.unlink()  # left by a download of other bytes
+        have = 0
+    headers = {"User-Agent": f"vswin-cli/{__version__}", "Accept-Encoding": "identity"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    try:
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as error:
+        error.close()
+        if error.code == 416 and have:
+            # Our partial file does not fit the server's file any more: start over.
+            partial.unlink(missing_ok=True)
+            return False, None
+        raise _Unavailable(f"HTTP {error.code} {error.reason} from {url}") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+        reason = getattr(error, "reason", None) or error
+        raise _Unavailable(f"cannot reach {url} ({reason})") from None
+    with response:
+        if response.status == 206:
+            start, total = _parse_content_range(response.headers.get("Content-Range"))
+            if not have or start != have:
+                partial.unlink(missing_ok=True)  # a range we did not ask for: start over
+                return False, None
+        else:
+            have = 0  # the whole file (a server that ignores Range sends it all again)
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+        if expected_size is not None and total is not None and total != expected_size:
+            partial.unlink(missing_ok=True)
+            raise _Unavailable(
+                f"{url} announces {total} bytes, but the size in {weights_toml_path()} is {expected_size}; "
+                "nothing was kept (try again later; if it keeps happening the file at that address has changed "
+                "or that size is wrong)"
+            )
         try:
-            response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
-        except urllib.error.HTTPError as error:
-            error.close()
-            if error.code == 416 and have:
-                # Our partial file does not fit the server's file any more: start over.
-                partial.unlink(missing_ok=True)
-                stalls += 1
-                if stalls > 2:
-                    raise _Unavailable(f"HTTP 416 from {url}") from None
-                continue
-            raise _Unavailable(f"HTTP {error.code} {error.reason} from {url}") from None
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
-            reason = getattr(error, "reason", None) or error
-            raise _Unavailable(f"cannot reach {url} ({reason})") from None
-        total: int | None = None
-        complete = False
-        try:
-            with response:
-                append = have > 0 and response.status == 206
-                if append:
-                    start, total = _parse_content_range(response.headers.get("Content-Range"))
-                    if start != have:
-                        append = False
-                        total = None
-                if not append:
-                    have = 0
-                    length = response.headers.get("Content-Length")
-                    total = int(length) if length and length.isdigit() else None
-                    if response.status == 206:  # a range we did not ask for: restart cleanly, once or twice
-                        partial.unlink(missing_ok=True)
-                        stalls += 1
-                        if stalls > 2:
-                            raise _Unavailable(f"{url} answers with ranges that do not fit the file")
-                        continue
-                with open(partial, "ab" if append else "wb") as out, _progress(label, total, have) as bar:
-                    while chunk := response.read(_CHUNK):
-                        out.write(chunk)
-                        received += len(chunk)
-                        bar.update(len(chunk))
-            size = partial.stat().st_size
-            complete = total is None or size >= total
-            if total is not None and size > total:
-                partial.unlink()
-                raise _Unavailable(f"{url} sent more bytes than announced")
+            with open(partial, "ab" if have else "wb") as out, _progress(label, total, have) as bar:
+                while chunk := response.read1(_NETWORK_READ):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+            ended = True
         except (OSError, http.client.HTTPException) as error:
             if _cannot_write(error):
                 raise  # a full disk or a read-only cache: retrying cannot help; what arrived stays for later
-            complete = False  # the connection broke mid-file: what arrived stays in the partial file
-        if complete:
-            return
-        stalls = 0 if received else stalls + 1
-        if stalls >= 3:
-            got = partial.stat().st_size if partial.exists() else 0
-            raise _Unavailable(
-                f"download from {url} kept breaking off ({got} of {total or '?'} bytes kept in {partial}; "
-                f"running the command again resumes it)"
-            )
+            ended = False  # the connection broke mid-file: what arrived stays in the partial file
+    size = _file_size(partial)
+    whole = expected_size if expected_size is not None else total
+    if whole is not None and size > whole:
+        partial.unlink()
+        promised = f"the size in {weights_toml_path()}" if expected_size is not None else "announced"
+        raise _Unavailable(f"{url} sent more than the {whole} bytes {promised}; nothing was kept")
+    if whole is not None:
+        return size == whole, total
+    return ended, total
 
 
 def is_safetensors_head(head: bytes) -> bool:
@@ -698,11 +762,34 @@ def _not_a_checkpoint(path: Path) -> str | None:
     if head.startswith(b"\x80"):  # torch.save's legacy pickle format
         return None
     if is_safetensors_head(head):  # its header length may start with any byte, '<' too
-        return None
+        return _safetensors_problem(path)
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if text[:1] in (b"<", b"{"):
         opening = " ".join(text[:40].decode("utf-8", "replace").split())
         return f"a web page or text (it starts '{opening}')"
+    return None
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """A safetensors file shorter than its header says (cut short though the connection closed cleanly)
+    or with a header that is no JSON object; else None."""
+    size = path.stat().st_size
+    with open(path, "rb") as file:
+        header_len = int.from_bytes(file.read(8), "little")
+        if size < 8 + header_len:
+            return f"a cut-short safetensors file ({size} bytes, its header alone needs {8 + header_len})"
+        try:
+            header = json.loads(file.read(header_len))
+        except (ValueError, RecursionError):
+            header = None
+    if not isinstance(header, dict):
+        return "a damaged safetensors file (its header is no JSON object)"
+    # Each tensor's data_offsets are [begin, end) in the data that follows the header.
+    offsets = [entry.get("data_offsets") for entry in header.values() if isinstance(entry, dict)]
+    ends = [pair[1] for pair in offsets if isinstance(pair, list) and len(pair) == 2 and isinstance(pair[1], int)]
+    needed = 8 + header_len + max(ends, default=0)
+    if size < needed:
+        return f"a cut-short safetensors file ({size} bytes, its header describes {needed})"
     return None
 
 
@@ -770,6 +857,8 @@ def _hub_expected(pointer: Path, expected: _Expected) -> _Expected:
 def _verify_hub_cached(name: str, pointer: Path, expected: _Expected) -> tuple[Path, str] | None:
     record_path = _hub_record_path(pointer)
     record = _read_record(record_path)
+    if record is not None and not expected.allows(record["sha256"]):
+        record = None  # verified before weights.toml pinned other bytes: no evidence for this file
     if _fast_ok(pointer, record):
         return pointer, record["sha256"]  # type: ignore[index]
     wanted = _or_recorded(_hub_expected(pointer, expected), record)
@@ -818,7 +907,7 @@ def _hf_download(name: str, repo_id: str, filename: str, revision: str) -> str:
     offline = is_offline()
     endpoint = None if offline else hub_endpoint()  # offline, HF_ENDPOINT is never used: not checked either
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _hub_log_silenced():
             # Its multi-line warning would precede our one line about the full disk.
             warnings.filterwarnings("ignore", message="Not enough free disk space")
             return hf_hub_download(
@@ -848,7 +937,23 @@ def _hf_download(name: str, repo_id: str, filename: str, revision: str) -> str:
     except Exception as error:  # network errors of the HTTP client, interrupted downloads, disk full
         if _cannot_write(error):
             raise VswinError(_read_only_message(f"cannot download {name} ({where})", hub_cache_dir(), error)) from None
-        raise VswinError(f"download of {where} failed: {type(error).__name__}: {_first_line(error)}") from None
+        raise VswinError(f"{where}: download failed: {type(error).__name__}: {_first_line(error)}") from None
+
+
+@contextmanager
+def _hub_log_silenced() -> Iterator[None]:
+    """huggingface_hub's log muted: its retry messages ("Error while downloading", "Trying to resume
+    download...") would precede vswin's one line. HF_HUB_VERBOSITY, set to debug a download, keeps it."""
+    if os.environ.get("HF_HUB_VERBOSITY"):
+        yield
+        return
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _first_line(error: BaseException) -> str:

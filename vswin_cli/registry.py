@@ -14,6 +14,7 @@ import difflib
 import os
 import re
 import sys
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -33,6 +34,10 @@ WEIGHTS_TOML_ENV = "VSWIN_WEIGHTS_TOML"
 _HEX = re.compile(r"[0-9a-f]*")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _LAYOUTS = ("official", "torchvision", "mmaction2", "safetensors")
+_HUB_REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+# Room for the cache's longest companion name (NAME.verified.json.<pid>.tmp) within 255 bytes.
+_MAX_FILENAME_BYTES = 200
+_MAX_SIZE = 1 << 40  # bytes: a bigger "size" is a typo
 
 
 @dataclass(frozen=True)
@@ -322,6 +327,11 @@ def _parse_hex(entry: _Entry, field: str, exact_length: int | None) -> str | Non
     return value
 
 
+def _has_control_chars(text: str) -> bool:
+    """NUL, newlines, escapes: in a path or URL they fail deep inside a download (or mislead a terminal)."""
+    return any(unicodedata.category(char) == "Cc" for char in text)
+
+
 def _parse_sources(entry: _Entry) -> tuple[Source, ...]:
     raw = entry.get("sources", list)
     sources = []
@@ -331,15 +341,19 @@ def _parse_sources(entry: _Entry) -> tuple[Source, ...]:
             raise entry.fail(field, "must be a table")
         if "url" in item:
             url = item["url"]
-            if not isinstance(url, str) or not re.match(r"https?://", url):
-                raise entry.fail(field, "url must be an http(s) URL")
+            if not isinstance(url, str) or not re.fullmatch(r"https?://[^/\s]\S*", url) or _has_control_chars(url):
+                raise entry.fail(field, "url must be an http(s) URL, without spaces or control characters")
             sources.append(Source(url=url))
         elif "hub" in item:
             repo, filename, revision = item.get("hub"), item.get("filename"), item.get("revision")
-            if not isinstance(repo, str) or repo.count("/") != 1:
-                raise entry.fail(field, "hub must be 'owner/repo'")
+            if not isinstance(repo, str) or not _HUB_REPO.fullmatch(repo):
+                raise entry.fail(field, "hub must be 'owner/repo' (letters, digits, '.', '_', '-')")
             if not isinstance(filename, str) or not filename:
                 raise entry.fail(field, "needs a filename")
+            # It becomes a path under the cache folder: no way out of it, nothing the file system refuses.
+            parts = filename.split("/")
+            if _has_control_chars(filename) or "\\" in filename or any(part in ("", ".", "..") for part in parts):
+                raise entry.fail(field, "filename must be a path in the repository, without '..' or control characters")
             # A registry entry must name exact bytes: a branch could move under it.
             if not isinstance(revision, str) or not _COMMIT.fullmatch(revision):
                 raise entry.fail(field, "revision must be a 40-hex commit")
@@ -359,13 +373,25 @@ def _parse_spec(name: str, table: Any, path: Path) -> ModelSpec:
     if layout not in _LAYOUTS:
         raise entry.fail("layout", f"must be one of {', '.join(_LAYOUTS)}")
     filename = entry.get("filename", str)
-    if not filename or "/" in filename or "\\" in filename or filename.startswith("."):
-        raise entry.fail("filename", "must be a plain file name")
+    if (
+        not filename
+        or "/" in filename
+        or "\\" in filename
+        or filename.startswith(".")
+        or _has_control_chars(filename)
+        or len(filename.encode()) > _MAX_FILENAME_BYTES
+    ):
+        limits = f"no folders, no control characters, at most {_MAX_FILENAME_BYTES} bytes"
+        raise entry.fail("filename", f"must be a plain file name ({limits})")
     num_classes = entry.get("num_classes", int)
     if num_classes <= 0:
         raise entry.fail("num_classes", "must be positive")
     size = entry.get("size", int, 0)
+    if size > _MAX_SIZE:
+        raise entry.fail("size", "must be the file's size in bytes (0 when unknown), at most 2**40 (1 TiB)")
     size_mb = entry.get("size_mb_approx", float, 0.0)
+    if not size_mb <= _MAX_SIZE / 2**20:  # nan and inf too
+        raise entry.fail("size_mb_approx", "must be the size in MiB (0 when unknown), at most 2**20 (1 TiB)")
     top1 = entry.get("top1", float, None)
     top5 = entry.get("top5", float, None)
     return ModelSpec(
