@@ -3,6 +3,7 @@ and a video that kills its worker process costs only that video's result."""
 
 from __future__ import annotations
 
+import concurrent.futures as futures
 import json
 import os
 import subprocess
@@ -309,3 +310,63 @@ def test_a_video_decoded_apart_after_a_crash_elsewhere_keeps_its_result(tiny_che
     assert list(markers.iterdir()) == []  # forgotten: the next run decodes it in its thread
     prefetch.remembering_crashes(engine)(item)
     assert apart == [item]
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_threads_hold_at_most_workers_plus_one_prepared_videos(workers: int) -> None:
+    # Was: the next video was submitted before the current one was handed over: workers + 2 alive.
+    import threading
+    import time
+
+    alive: set[int] = set()
+    peak = [0]
+    lock = threading.Lock()
+
+    def prepare(index: int) -> int:
+        with lock:
+            alive.add(index)
+            peak[0] = max(peak[0], len(alive))
+        return index
+
+    for index in prefetch.in_threads(prepare, range(12), workers):
+        time.sleep(0.02)  # the model at work: the decoders have time to fill every free place
+        with lock:
+            alive.discard(index)
+    assert peak[0] == workers + 1
+
+
+def test_an_interrupt_does_not_wait_for_a_worker_process_to_finish_its_video() -> None:
+    # Was: Ctrl-C with a video decoding apart (after an earlier crash) waited for the worker to
+    # decode the whole file: 11 s for a 160 s 4K video, minutes for longer ones.
+    import threading
+    import time
+
+    from vswin_cli import video
+
+    pool = futures.ProcessPoolExecutor(1, mp_context=prefetch._context())
+    working = pool.submit(time.sleep, 60)  # a worker busy with a long video
+    waiter = threading.Thread(target=lambda: outcome.append(_interrupted(lambda: prefetch._result(working))))
+    outcome: list[bool] = []
+    try:
+        waiter.start()
+        time.sleep(0.3)
+        assert not outcome  # waiting, as long as the run goes on
+        started = time.monotonic()
+        video.stop_decoding()
+        waiter.join(10)
+        assert outcome == [True] and time.monotonic() - started < 5
+    finally:
+        video._stopped.clear()
+        workers = list(pool._processes.values())
+        prefetch._stop(pool)
+    for worker in workers:
+        worker.join(10)
+        assert not worker.is_alive()
+
+
+def _interrupted(wait) -> bool:
+    try:
+        wait()
+    except KeyboardInterrupt:
+        return True
+    return False

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -336,11 +337,15 @@ def test_a_video_that_kills_its_worker_every_time_is_an_error_record(data, clust
 
     engine, items, want = local_outcomes
     marker = data["root"] / "crash-markers" / "always-c.avi"
+    attempts = Path(tempfile.gettempdir()) / "vswin-ray-attempts"
+    runs_before = set(attempts.iterdir()) if attempts.is_dir() else set()
     marker.touch()
     try:
         got = list(run_on_ray(engine, items))
     finally:
         marker.unlink()
+    # The dead workers' attempt markers went with the run (they were left in /tmp, a folder per run).
+    assert (set(attempts.iterdir()) if attempts.is_dir() else set()) <= runs_before
     assert [o.item for o in got] == [o.item for o in want]
     for g, w in zip(got, want):
         if w.item.path.name == "c.avi":

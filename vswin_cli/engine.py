@@ -378,8 +378,7 @@ class Engine:
             if queue:
                 features, probs = self._run_views([view for _, view in queue])
                 for (pending, _), f, p in zip(queue, features, probs):
-                    pending.features.append(f)
-                    pending.probs.append(p)
+                    pending.receive(f, p)
                 queue.clear()
 
         def finished() -> Iterator[VideoOutcome]:
@@ -387,7 +386,7 @@ class Engine:
                 yield self._finish(waiting.popleft())
 
         for prepared in prepared_videos:
-            pending = _Pending(prepared)
+            pending = _Pending(prepared, prepared.num_crops)
             waiting.append(pending)
             for view in prepared.views:
                 queue.append((pending, view))
@@ -405,24 +404,23 @@ class Engine:
         prepared = pending.prepared
         record = prepared.record
         outcome = VideoOutcome(prepared.item, record)
-        if record.status == "ok" and not pending.features:
+        if record.status == "ok" and not pending.clip_features:
             _fail(record, "no frames could be read for any clip")
         if record.status != "ok":
             return outcome
         k = min(self.options.top_k, len(self.labels))
-        crops = prepared.num_crops
-        num_clips = len(pending.features) // crops
-        features = torch.stack(pending.features[: num_clips * crops])  # (views, C); view = clip * crops + crop
-        scores = torch.stack(pending.probs[: num_clips * crops])
-        if not (torch.isfinite(features).all() and torch.isfinite(scores).all()):
+        num_clips = len(pending.clip_features)
+        clip_features = torch.stack(pending.clip_features)  # (clips, C): each the mean over its crops
+        clip_scores = torch.stack(pending.clip_probs)
+        # A NaN or infinity in any view is one in its clip's mean too.
+        if not (torch.isfinite(clip_features).all() and torch.isfinite(clip_scores).all()):
             # NaN or infinity from damaged weights or an overflow in reduced precision: not a result.
             hint = "" if self.dtype == torch.float32 else "; try --precision fp32"
             _fail(record, f"the model gave non-finite outputs (NaN or infinity): damaged weights?{hint}")
             return outcome
-        clip_features = features.view(num_clips, crops, features.shape[-1]).mean(dim=1)
-        clip_scores = scores.view(num_clips, crops, scores.shape[-1]).mean(dim=1)
-        outcome.features = features.mean(dim=0).numpy()
-        outcome.scores = scores.mean(dim=0).numpy()
+        # The mean over all views: every clip has the same number of crops.
+        outcome.features = clip_features.mean(dim=0).numpy()
+        outcome.scores = clip_scores.mean(dim=0).numpy()
         outcome.clip_features = clip_features.numpy()
         outcome.clip_scores = clip_scores.numpy()
         record.predictions = top_k_predictions(outcome.scores, self.labels, k)
@@ -435,16 +433,35 @@ class Engine:
 
 @dataclass
 class _Pending:
-    """A video whose views are in flight: results so far, and whether all its views were queued."""
+    """A video whose views are in flight: results so far, and whether all its views were queued.
+
+    Views arrive clip by clip (view = clip * crops + crop); each clip is reduced to the mean over
+    its crops as soon as they are all in, so a long video's sliding windows hold one feature and
+    one score vector per window, not per view (nor the batches those came in).
+    """
 
     prepared: PreparedVideo
-    features: list[torch.Tensor] = field(default_factory=list)
-    probs: list[torch.Tensor] = field(default_factory=list)
+    crops: int
+    clip_features: list[torch.Tensor] = field(default_factory=list)
+    clip_probs: list[torch.Tensor] = field(default_factory=list)
     queued: int = 0
+    received: int = 0
     exhausted: bool = False
+    _crop_features: list[torch.Tensor] = field(default_factory=list)
+    _crop_probs: list[torch.Tensor] = field(default_factory=list)
+
+    def receive(self, features: torch.Tensor, probs: torch.Tensor) -> None:
+        """One view's outputs; a clip's last crop completes the clip (views of a clip left incomplete are dropped)."""
+        self.received += 1
+        self._crop_features.append(features)
+        self._crop_probs.append(probs)
+        if len(self._crop_features) == self.crops:
+            self.clip_features.append(torch.stack(self._crop_features).mean(dim=0))
+            self.clip_probs.append(torch.stack(self._crop_probs).mean(dim=0))
+            self._crop_features, self._crop_probs = [], []
 
     def complete(self) -> bool:
-        return self.exhausted and len(self.features) == self.queued
+        return self.exhausted and self.received == self.queued
 
 
 def _fail(record: VideoRecord, reason: str) -> None:

@@ -69,11 +69,11 @@ def in_threads(prepare: Callable[[InputVideo], "PreparedVideo"], items: Iterable
             if len(pending) > workers:
                 break
         while pending:
-            prepared = pending.popleft().result()
+            yield pending.popleft().result()
+            # Only once that video is taken: the ones being prepared and the one taken make workers + 1.
             next_item = next(iterator, None)
             if next_item is not None:
                 pending.append(pool.submit(prepare, next_item))
-            yield prepared
     finally:
         # Stopped early (Ctrl-C, an error): videos not yet started are dropped, not decoded first.
         pool.shutdown(wait=False, cancel_futures=True)
@@ -186,6 +186,29 @@ def _received(prepared: "PreparedVideo") -> "PreparedVideo":
     return prepared
 
 
+def _result(future: "futures.Future[PreparedVideo]") -> "PreparedVideo":
+    """``future.result()`` that ends when the run is told to stop (``video.stop_decoding``, Ctrl-C):
+    a worker decoding a long video would otherwise be waited for to its last frame."""
+    from . import video
+
+    while True:
+        try:
+            return future.result(timeout=0.1)
+        except futures.TimeoutError:
+            if video.decoding_stopped():
+                # The run's own interrupt, where it waits (a decode thread, or here): no video's error.
+                raise KeyboardInterrupt from None
+
+
+def _stop(pool: futures.ProcessPoolExecutor) -> None:
+    """Shut the pool down without waiting for the video a worker is decoding: its result is not wanted."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # (gone once shut down)
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in workers:
+        if process.is_alive():
+            process.terminate()
+
+
 def _context() -> multiprocessing.context.BaseContext:
     # Not fork: the parent has CUDA and thread pools running. forkserver starts workers fast.
     methods = multiprocessing.get_all_start_methods()
@@ -235,7 +258,7 @@ def in_processes(
                 return
             item, future = pending.popleft()
             try:
-                yield _received(future.result())
+                yield _received(_result(future))
                 continue
             except BrokenProcessPool:
                 if not started.is_set():
@@ -249,7 +272,7 @@ def in_processes(
             yield from _isolate(preparer, suspects, new_pool)
             pool = new_pool(workers)
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        _stop(pool)  # stopped early (Ctrl-C, a consumer that left): nothing in flight is waited for
 
 
 def _isolate(preparer: "Engine", suspects: list[InputVideo], new_pool: Callable[[int], futures.ProcessPoolExecutor]) -> Iterator["PreparedVideo"]:
@@ -263,7 +286,7 @@ def _isolate(preparer: "Engine", suspects: list[InputVideo], new_pool: Callable[
                 single = new_pool(1)
                 future = single.submit(_prepare_in_worker, item)
             try:
-                yield _received(future.result())
+                yield _received(_result(future))
             except BrokenProcessPool:
                 single.shutdown(wait=False, cancel_futures=True)
                 single = new_pool(1)
@@ -271,4 +294,4 @@ def _isolate(preparer: "Engine", suspects: list[InputVideo], new_pool: Callable[
             except Exception as error:
                 yield preparer.failed(item, f"could not process this video ({error.__class__.__name__}: {error})")
     finally:
-        single.shutdown(wait=False, cancel_futures=True)
+        _stop(single)

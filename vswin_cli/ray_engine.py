@@ -43,6 +43,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import socket
 import tempfile
 import uuid
@@ -225,6 +226,10 @@ def _prepare_row(row: dict[str, Any], preparer: Engine, run: str) -> dict[str, A
 _DEATHS_PER_VIDEO = 2
 
 
+def _attempts_folder(run: str) -> Path:
+    return Path(tempfile.gettempdir()) / "vswin-ray-attempts" / run
+
+
 def _attempt(run: str, row: dict[str, Any]) -> contextlib.AbstractContextManager[int]:
     """How many earlier attempts at ``row`` in this ``run`` died on this node while decoding it.
 
@@ -233,8 +238,7 @@ def _attempt(run: str, row: dict[str, Any]) -> contextlib.AbstractContextManager
     markers (crash_markers.py) in the node's temporary folder; a retry on another node counts
     from zero, so a lost node never fails a video.
     """
-    folder = Path(tempfile.gettempdir()) / "vswin-ray-attempts" / run
-    return crash_markers.decoding(folder, crash_markers.key_of(str(row["index"]), row["file"]))
+    return crash_markers.decoding(_attempts_folder(run), crash_markers.key_of(str(row["index"]), row["file"]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -359,7 +363,7 @@ def _videos_per_call(engine: Engine, plan: _ActorPlan) -> int:
     return max(1, resolve_batch_size(engine.options.batch_size, device) // views)
 
 
-def _outcome_rows(ray: Any, engine: Engine, paths: ray.data.Dataset, num_actors: int | None) -> ray.data.Dataset:
+def _outcome_rows(ray: Any, engine: Engine, paths: ray.data.Dataset, num_actors: int | None, run: str) -> ray.data.Dataset:
     """Rows ``index, path, root`` -> rows ``index, path, root, record`` (JSON) and the four arrays."""
     model = engine.model
     weights = ray.put({name: tensor.detach().cpu() for name, tensor in model.state_dict().items()})
@@ -367,7 +371,7 @@ def _outcome_rows(ray: Any, engine: Engine, paths: ray.data.Dataset, num_actors:
     # Retries on worker death are Ray Data's defaults: decode tasks are re-run (max_retries=-1),
     # model actors restarted and their batch retried (max_restarts=-1, max_task_retries=-1). A
     # video that kills its decoding worker every time becomes an error record (``_attempt``).
-    prepared = paths.map(_prepare_row, fn_kwargs={"preparer": engine.without_model(), "run": uuid.uuid4().hex},
+    prepared = paths.map(_prepare_row, fn_kwargs={"preparer": engine.without_model(), "run": run},
                          num_cpus=1, memory=_decode_memory(engine))
     return prepared.map_batches(
         _ModelActor,
@@ -420,10 +424,11 @@ def _stream_outcomes(ray: Any, engine: Engine, items: list[InputVideo], address:
     if not items:
         return
     started = _connect(ray, address)
+    run = uuid.uuid4().hex  # names this run's attempt markers (``_attempt``)
     try:
         if not started:
             _quiet_ray_data(ray)
-        rows = _outcome_rows(ray, engine, _path_rows(ray, items), num_actors)
+        rows = _outcome_rows(ray, engine, _path_rows(ray, items), num_actors, run)
         waiting: dict[int, VideoOutcome] = {}
         next_index = 0
         for row in _rows_or_error(ray, rows):
@@ -444,6 +449,8 @@ def _stream_outcomes(ray: Any, engine: Engine, items: list[InputVideo], address:
     finally:
         if started:
             ray.shutdown()
+        # The markers mean nothing to another run; this node's go (other nodes' stay in their temp folders).
+        shutil.rmtree(_attempts_folder(run), ignore_errors=True)
 
 
 def _rows_or_error(ray: Any, rows: ray.data.Dataset) -> Iterator[dict[str, Any]]:
@@ -585,7 +592,8 @@ def classify_dataset(
             if not items:
                 raise VswinError("no videos found in the given paths")
             paths = _path_rows(ray, items)
-        rows = _outcome_rows(ray, engine, paths, num_actors)
+        # A lazy dataset has no end here to remove its attempt markers at: they stay in the temp folders.
+        rows = _outcome_rows(ray, engine, paths, num_actors, uuid.uuid4().hex)
     finally:
         restore()
     schema = _record_schema(engine.views, with_features)

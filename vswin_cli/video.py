@@ -166,6 +166,11 @@ def stop_decoding() -> None:
     _stopped.set()
 
 
+def decoding_stopped() -> bool:
+    """Whether ``stop_decoding`` was called (decodes in worker processes are then not waited for)."""
+    return _stopped.is_set()
+
+
 def probe(path: str | os.PathLike[str], decoder_threads: int = 0) -> VideoInfo:
     """Decode the whole file once (without colour conversion) and describe it."""
     return _probe_scan(Path(path), decoder_threads).info
