@@ -279,16 +279,18 @@ def test_a_carriage_return_in_a_name_or_label_is_quoted_in_csv(tmp_path):
 
 def test_a_name_that_is_not_utf8_is_the_same_bytes_in_a_csv_file_and_on_stdout(tmp_path):
     # stdout showed b'\xff.mp4' as the text "\udcff.mp4": the same as a file literally named so.
-    raw, literal = os.fsdecode(b"\xff.mp4"), "\\udcff.mp4"
-    records = [ok_record(raw), ok_record(literal)]
+    # And on a Latin-1 terminal an emoji was "\U0001f600.mp4": the same as a file literally named so.
+    raw, literal, emoji = os.fsdecode(b"\xff.mp4"), "\\udcff.mp4", "\U0001f600.mp4"
+    records = [ok_record(raw), ok_record(literal), ok_record(emoji), ok_record("\\U0001f600.mp4")]
     out = tmp_path / "out.csv"
     add_all(open_sink(out, None, top_k=1, model="swin-t-k400", views=VIEWS), records)
-    buffer = io.BytesIO()
-    stream = io.TextIOWrapper(buffer, encoding="utf-8", newline="", write_through=True)
-    add_all(open_sink(None, "csv", top_k=1, stream=stream), records)
-    stream.flush()
-    assert buffer.getvalue() == out.read_bytes()
-    assert [r.path for r in read_records(out)] == [raw, literal]
+    for encoding in ("utf-8", "latin-1"):
+        buffer = io.BytesIO()
+        stream = io.TextIOWrapper(buffer, encoding=encoding, newline="", write_through=True)
+        add_all(open_sink(None, "csv", top_k=1, stream=stream), records)
+        stream.flush()
+        assert buffer.getvalue() == out.read_bytes(), encoding
+    assert [r.path for r in read_records(out)] == [raw, literal, emoji, "\\U0001f600.mp4"]
 
 
 def test_json_on_a_stream_that_cannot_encode_a_name_stays_valid_json():

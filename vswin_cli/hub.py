@@ -658,10 +658,9 @@ def _download_resumable(url: str, partial: Path, expected_size: int | None, labe
         else:
             fruitless += 1
         if fruitless >= _FRUITLESS_ATTEMPTS:
-            raise _Unavailable(
-                f"download from {url} kept breaking off ({size} of {expected_size or announced or '?'} bytes kept "
-                f"in {partial}; running the command again resumes it)"
-            )
+            kept = (f"{size} of {expected_size or announced or '?'} bytes kept in {partial}; running the command "
+                    "again resumes it") if size else "nothing was kept"  # (a 416 restart deletes the file)
+            raise _Unavailable(f"download from {url} kept breaking off ({kept})")
 
 
 def _file_size(path: Path) -> int:

@@ -642,22 +642,18 @@ class StreamSink(ResultSink):
 
 
     def _write_csv(self, line: str) -> None:
-        """The row as ``-o out.csv`` holds it: a name's bytes that are not UTF-8 written as they
-        are (a stream without bytes underneath, or characters its encoding lacks: backslash escapes)."""
+        """The row as ``-o out.csv`` holds it: UTF-8, a name's bytes that are not UTF-8 as they are,
+        whatever the stream's encoding (a stream without bytes underneath takes the text itself)."""
+        raw = getattr(self.stream, "buffer", None)
         try:
-            line.encode(self._encoding)
-        except (UnicodeEncodeError, LookupError):
-            raw = getattr(self.stream, "buffer", None)
-            try:
-                data = line.encode(self._encoding, "surrogateescape")
-            except (UnicodeEncodeError, LookupError):
-                data = None
-            if raw is not None and data is not None:
-                self.stream.flush()
-                raw.write(data)
-                return
-            line = line.encode(self._encoding, "backslashreplace").decode(self._encoding, "replace")
-        self.stream.write(line)
+            data = line.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate no file name decodes to: shown escaped
+            data = line.encode("utf-8", "backslashreplace")
+        if raw is None:
+            self.stream.write(line)
+            return
+        self.stream.flush()
+        raw.write(data)
 
 
 class JsonlFileSink(ResultSink):
