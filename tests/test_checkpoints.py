@@ -480,3 +480,17 @@ def test_a_damaged_legacy_pickle_is_one_line(tmp_path, tiny):
 def test_a_counter_beside_the_state_dict_does_not_hide_it(tmp_path, tiny, clip):
     torch.save({"state_dict": ck.native_to_official(tiny.state_dict()), "step": torch.tensor(100)}, tmp_path / "ckpt.pth")
     assert torch.equal(outputs(ck.load_checkpoint(tmp_path / "ckpt.pth").model, clip), outputs(tiny, clip))
+
+
+def test_a_checkpoint_path_that_is_a_device_or_pipe_is_named_so(tmp_path):
+    # Was: "no such checkpoint file: /dev/zero" for a path that exists; a FIFO read as a pickle blocks.
+    from vswin_cli.errors import VswinError
+    from vswin_cli.hub import resolve_checkpoint
+
+    fifo = tmp_path / "model.pth"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        with pytest.raises(VswinError, match="is not a regular file \\(a device, pipe or socket\\)"):
+            resolve_checkpoint(str(path))
+        with pytest.raises(ck.CheckpointError, match="is not a regular file"):
+            ck.read_checkpoint(path)

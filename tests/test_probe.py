@@ -156,3 +156,21 @@ def test_narrow_terminal_folds_long_paths_and_keeps_the_values(folder, tmp_path,
     assert "error: not a video (a text file)" in problems  # wrapped, not cut
     paths = "".join(line[:header.index("frames")].strip() for line in lines)
     assert paths == f"{deep / 'good.mp4'}{deep / 'text.mp4'}"  # folded, every character kept
+
+
+def test_a_file_that_breaks_probing_unexpectedly_costs_its_row_only(folder, monkeypatch):
+    # Was: a MemoryError (a 50 GiB index read whole) ended probe in a traceback, losing every row.
+    from vswin_cli import video
+
+    real_probe = video.probe
+
+    def probe_or_fail(path, *args, **kwargs):
+        if Path(path).name == "rotated.mp4":
+            raise MemoryError
+        return real_probe(path, *args, **kwargs)
+
+    monkeypatch.setattr(video, "probe", probe_or_fail)
+    code, rows = probe_json(str(folder / "rotated.mp4"), str(folder / "good.mp4"))
+    assert code == 1
+    assert [(Path(row["path"]).name, row["status"], row["error"]) for row in rows] == [
+        ("rotated.mp4", "error", "out of memory while probing this file"), ("good.mp4", "ok", None)]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
+
 import pytest
 
 from vswin_cli.errors import VswinError
@@ -182,3 +186,25 @@ def test_a_string_that_becomes_a_path_or_url_is_checked_in_one_line(tmp_path, mo
     message = str(caught.value)
     assert message.startswith(f"{path}: models.a.{field} ") and "\n" not in message and "\0" not in message
     assert caught.value.exit_code == 2
+
+
+def test_a_labels_file_that_is_no_text_file_is_one_line(tmp_path):
+    # Was: a FIFO blocked for ever, /dev/zero or a 50 GB file grew memory until a MemoryError
+    # traceback (or the OOM killer), a symlink loop said only "OSError".
+    from vswin_cli.loading import read_labels_file
+
+    fifo = tmp_path / "labels.fifo"
+    os.mkfifo(fifo)
+    huge = tmp_path / "huge.txt"
+    with open(huge, "wb") as handle:
+        handle.truncate(50 << 30)  # sparse: no disk used
+    loop = tmp_path / "loop.txt"
+    loop.symlink_to(loop)
+    utf16 = tmp_path / "utf16.txt"
+    utf16.write_text("a\nb\n", encoding="utf-16")
+    for path, reason in ((fifo, "is not a regular file (a device, pipe or socket)"), (Path("/dev/zero"), "is not a regular file"),
+                         (tmp_path, "is a folder"), (huge, "has 53,687,091,200 bytes, too many for class names"),
+                         (loop, "Too many levels of symbolic links"), (utf16, "is not UTF-8 text")):
+        with pytest.raises(VswinError, match=re.escape(reason)) as caught:
+            read_labels_file(path)
+        assert "\n" not in str(caught.value) and str(path) in str(caught.value)

@@ -469,6 +469,29 @@ def test_a_matroska_file_of_subtitles_has_no_video_stream_rather_than_damage(tmp
         probe(cut)
 
 
+def test_explaining_a_broken_mp4_does_not_read_its_index_into_memory(tmp_path):
+    # An 'moov' box whose size field covers 1 GiB (a damaged size, or a recording's huge sample
+    # tables): it was read whole to look for the tracks' handlers; 50 GiB ended probe in a traceback.
+    media.require_ffmpeg()
+    audio = media.audio_only(tmp_path / "audio.m4a")
+    huge = tmp_path / "huge.mp4"
+    with open(huge, "wb") as handle:
+        data = audio.read_bytes()
+        ftyp = data[:int.from_bytes(data[:4], "big")]
+        handle.write(ftyp)
+        handle.write((1).to_bytes(4, "big") + b"moov" + ((1 << 30) - len(ftyp)).to_bytes(8, "big"))
+        handle.truncate(1 << 30)  # sparse: no disk used
+    tracemalloc.start()
+    try:
+        with pytest.raises(VideoError, match="no video stream"):
+            probe(huge)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 << 20, peak
+    assert video_module._why_mp4(audio) == "no video stream (audio only)"  # the tracks' handlers are still read
+
+
 def test_corrupt_mid_stream_decodes_or_says_why(lib):
     try:
         video = read_video(lib["corrupt"], kinetics_plan)
@@ -778,6 +801,28 @@ def test_a_matroska_file_whose_frames_start_late_is_held_to_its_duration_after_t
     assert 0 < info.frames < 50
     assert info.warnings == (f"the frames end at {10 + info.duration:.2f} s of the 12.00 s the container announced "
                              "(the file may be truncated or damaged)",)
+
+
+def test_a_file_replaced_before_its_second_pass_is_not_read_as_one(tmp_path, monkeypatch):
+    # A Matroska file cut short announces more frames than it has: planned on its claims, the
+    # first pass misses the frames of the real plan, which a second pass fetches. Replaced in
+    # between (rsync, cp then mv), it was scored with the other file's frames, "ok", no warning.
+    media.require_ffmpeg()
+    short = media.truncated(media.encode(tmp_path / "full.mkv", frames=100), tmp_path / "short.mkv", 0.5)
+    other = media.encode(tmp_path / "other.mkv", frames=100, size=(48, 64))
+    release = video_module._Reader.release
+    passes = []
+
+    def replace_after_the_first_pass(reader):
+        release(reader)
+        passes.append(reader)
+        if len(passes) == 1:
+            os.replace(other, short)
+
+    monkeypatch.setattr(video_module._Reader, "release", replace_after_the_first_pass)
+    with pytest.raises(VideoError, match=r"short\.mkv: the file changed while it was being read; run again to read it anew$"):
+        read_video(short, kinetics_plan)
+    assert len(passes) == 2  # the second pass opened the new file and refused it
 
 
 def test_a_file_replaced_between_the_two_passes_is_not_read_as_one(tmp_path):

@@ -78,6 +78,8 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.is_dir():
         raise CheckpointError(f"{path} is a directory, not a checkpoint file")
+    if not path.is_file():  # reading a FIFO would block, a device never end
+        raise CheckpointError(f"{path} is not a regular file (a device, pipe or socket), not a checkpoint file")
     try:
         size = path.stat().st_size
         if size == 0:

@@ -195,6 +195,8 @@ def resolve_checkpoint(ref: str) -> ResolvedCheckpoint:
         return ResolvedCheckpoint(path=path, name=ref, sha256=None, spec=None, labels=None, protocol=None, config=None)
     if path.is_dir():
         raise VswinError(f"{ref} is a folder; pass the checkpoint file inside it with -m")
+    if path.exists():
+        raise VswinError(f"{ref} is not a regular file (a device, pipe or socket); give a checkpoint file")
     if os.sep in ref or "/" in ref or ref.endswith(WEIGHT_SUFFIXES) or ref.startswith("."):
         raise VswinError(f"no such checkpoint file: {ref}")
     get_spec(ref)  # raises: unknown name, with close matches

@@ -8,6 +8,7 @@ returns carries what the engine needs besides weights: ``labels``, ``protocol``,
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Iterable
 
@@ -25,14 +26,29 @@ from .protocol import Protocol
 _LABEL_SET_BY_CLASSES = {400: "kinetics400", 600: "kinetics600", 174: "sthv2"}
 
 
+# Far beyond any label set (Kinetics-700's file is 11 kB): more is not a list of class names, and
+# reading it whole (/dev/zero, a 50 GB file) would exhaust memory.
+_MAX_LABELS_BYTES = 16 << 20
+
+
 def read_labels_file(path: str | Path) -> list[str]:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")  # editors on Windows start files with a BOM
+        status = path.stat()
+        if not stat.S_ISREG(status.st_mode):  # a FIFO would block for ever, a device never end
+            kind = "a folder" if stat.S_ISDIR(status.st_mode) else "not a regular file (a device, pipe or socket)"
+            raise VswinError(f"labels file {path} is {kind}; give a text file with one class name per line")
+        if status.st_size > _MAX_LABELS_BYTES:
+            raise VswinError(f"labels file {path} has {status.st_size:,} bytes, too many for class names "
+                             f"(at most {_MAX_LABELS_BYTES >> 20} MB); give a text file with one class name per line")
+        with open(path, "rb") as handle:
+            text = handle.read(_MAX_LABELS_BYTES + 1).decode("utf-8-sig")  # editors on Windows start files with a BOM
     except FileNotFoundError as error:
         raise VswinError(f"labels file not found: {path}") from error
-    except (OSError, UnicodeDecodeError) as error:
-        raise VswinError(f"cannot read labels file {path}: {error.__class__.__name__}") from error
+    except OSError as error:
+        raise VswinError(f"cannot read labels file {path}: {error.strerror or error}") from error
+    except UnicodeDecodeError as error:
+        raise VswinError(f"labels file {path} is not UTF-8 text (byte {error.start}); save it as UTF-8") from error
     labels = [line.strip() for line in text.splitlines() if line.strip()]
     if not labels:
         raise VswinError(f"labels file {path} holds no class names")

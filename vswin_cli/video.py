@@ -58,7 +58,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import BinaryIO, Callable, Iterator, Sequence, TypeVar
 
 import cv2
 import numpy as np
@@ -190,20 +190,21 @@ def read_video(
     core); the frames are the same for any count.
     """
     path = Path(path)
+    identity = _identity(path)  # each pass reads this version of the file, or none
     head = check_file(path)
 
     def planned(capture: Capture) -> frozenset[int]:  # the frames the container's claims plan
         guess = _container_guess(capture, path)
         return _frames_of(plan(guess)) if guess is not None else frozenset()
 
-    scan = _scan_file(path, head, decoder_threads, planned, frame_transform)
+    scan = _scan_file(path, head, decoder_threads, planned, frame_transform, identity)
     info = scan.info
     clips = list(plan(info))
     needed = _frames_of(clips)
     frames = {index: frame for index, frame in scan.kept.items() if index in needed}
     missing = needed - frames.keys()
     if missing:
-        frames.update(_fetch(path, head, missing, info.frames, frame_transform, decoder_threads))
+        frames.update(_fetch(path, head, missing, info.frames, frame_transform, decoder_threads, identity))
     return DecodedVideo(info=info, clips=clips, frames=frames, warnings=list(info.warnings))
 
 
@@ -221,6 +222,10 @@ def iter_clips(
     clips = list(plan(info))
     # A damaged file is streamed with the one thread its scan fell back to: the same frames.
     return info, clips, _stream(Path(path), info, clips, frame_transform, scan.threads, before)
+
+
+def _changed(path: Path) -> VideoError:
+    return VideoError(f"{path}: the file changed while it was being read; run again to read it anew")
 
 
 def _identity(path: Path) -> tuple[int, ...] | None:
@@ -433,20 +438,34 @@ def _why_mp4(path: Path) -> str:
             offset += length
         if moov is None:
             return "truncated or incomplete MP4/MOV: no 'moov' index (interrupted recording or download?)"
-        handle.seek(moov[0])
-        index = handle.read(moov[1])
-    # hdlr: type, version/flags (4), pre_defined (4), then the handler type ('vide', 'soun').
-    handlers = {index[at + 12:at + 16] for at in _find_all(index, b"hdlr")}
+        handlers = set(_track_handlers(handle, moov[0] + 8, moov[0] + moov[1]))
     if b"vide" not in handlers:
         return "no video stream (audio only)" if b"soun" in handlers else "no video stream"
     return "cannot be opened as a video: damaged or unsupported MP4/MOV"
 
 
-def _find_all(data: bytes, needle: bytes) -> Iterator[int]:
-    at = data.find(needle)
-    while at != -1:
-        yield at
-        at = data.find(needle, at + 1)
+def _track_handlers(handle: BinaryIO, start: int, end: int, depth: int = 0) -> Iterator[bytes]:
+    """The handler types ('vide', 'soun'...) of the tracks in a 'moov' box's contents, found by
+    walking trak > mdia > hdlr and seeking past everything else: the sample tables of a long
+    recording (or a damaged size field) can make the box gigabytes long."""
+    offset = start
+    while offset + 8 <= end and depth < 3:
+        handle.seek(offset)
+        header = handle.read(16)
+        length, kind, size_bytes = int.from_bytes(header[:4], "big"), header[4:8], 8
+        if length == 1 and len(header) >= 16:
+            length, size_bytes = int.from_bytes(header[8:16], "big"), 16
+        elif length == 0:
+            length = end - offset
+        if length < size_bytes or offset + length > end:
+            return
+        if kind in (b"trak", b"mdia"):
+            yield from _track_handlers(handle, offset + size_bytes, offset + length, depth + 1)
+        elif kind == b"hdlr" and depth == 2:
+            # hdlr: version/flags (4), pre_defined (4), then the handler type.
+            handle.seek(offset + size_bytes + 8)
+            yield handle.read(4)
+        offset += length
 
 
 # --------------------------------------------------------------------------------------------
@@ -663,10 +682,12 @@ def _opencv_rgb(frame: np.ndarray) -> np.ndarray:
 
 
 def _scan_file(
-    path: Path, head: bytes, threads: int, keep: Callable[[Capture], frozenset[int]], transform: FrameTransform | None = None
+    path: Path, head: bytes, threads: int, keep: Callable[[Capture], frozenset[int]], transform: FrameTransform | None = None,
+    identity: tuple[int, ...] | None = None,
 ) -> _Scan:
     """``_scan`` of the file, keeping ``keep(capture)`` (see ``_decoding_only``)."""
-    return _decoding_only(path, head, threads, keep, lambda reader, wanted: _scan(reader, path, head, wanted, transform))
+    return _decoding_only(path, head, threads, keep, lambda reader, wanted: _scan(reader, path, head, wanted, transform),
+                          identity)
 
 
 _Pass = TypeVar("_Pass")
@@ -674,15 +695,20 @@ _Pass = TypeVar("_Pass")
 
 def _decoding_only(
     path: Path, head: bytes, threads: int, retrieved: Callable[[Capture], frozenset[int]],
-    read: Callable[[_Reader, frozenset[int]], _Pass],
+    read: Callable[[_Reader, frozenset[int]], _Pass], identity: tuple[int, ...] | None = None,
 ) -> _Pass:
     """``read(reader, retrieved(capture))`` on a fresh reader that decodes only the frames the
     retrieved ones need (``_Reader.retrieves_only``); a file found damaged on the way is read
     again from its start, decoding every frame with one thread: the frames FFmpeg conceals
-    damage with then do not depend on threads' timing, run after run."""
+    damage with then do not depend on threads' timing, run after run.
+
+    ``identity`` (``_identity`` when the video's reading began): a file replaced since (rsync,
+    cp then mv) is refused, not read as the same video."""
     for every_frame in (False, True):
         reader = _Reader(path, head, 1 if every_frame else threads)
         try:
+            if identity is not None and _identity(path) != identity:
+                raise _changed(path)
             wanted = retrieved(reader.capture)
             if not every_frame:
                 reader.retrieves_only(wanted)
@@ -829,7 +855,7 @@ def _frames_of(clips: Sequence[Clip]) -> frozenset[int]:
 
 def _fetch(
     path: Path, head: bytes, wanted: set[int] | frozenset[int], count: int, transform: FrameTransform | None,
-    threads: int = 0,
+    threads: int = 0, identity: tuple[int, ...] | None = None,
 ) -> dict[int, np.ndarray]:
     """Second sequential pass: retrieve the ``wanted`` frames (no seeking, see the module doc)."""
     last = max(wanted)
@@ -843,7 +869,7 @@ def _fetch(
             index += 1
         return frames, index
 
-    frames, index = _decoding_only(path, head, threads, lambda capture: frozenset(wanted), read)
+    frames, index = _decoding_only(path, head, threads, lambda capture: frozenset(wanted), read, identity)
     if len(frames) != len(wanted):
         raise VideoError(f"{path}: decoding is not repeatable ({count} frames on the first pass, {index} on the second)")
     return frames
@@ -869,7 +895,7 @@ def _stream(
     if identity is not None and _identity(path) != identity:
         # Another file under the same name: its frames would go with the first one's description.
         reader.release()
-        raise VideoError(f"{path}: the file changed while it was being read; run again to read it anew")
+        raise _changed(path)
     held: dict[int, np.ndarray] = {}
     next_clip = 0
     try:

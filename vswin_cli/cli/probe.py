@@ -66,6 +66,12 @@ def probe_row(path: Path) -> dict[str, Any]:
         prefix = f"{path}: "
         reason = reason[len(prefix):] if reason.startswith(prefix) else reason
         return {"path": str(path), "status": "error", "error": reason, "problems": [reason]}
+    except MemoryError:
+        reason = "out of memory while probing this file"
+        return {"path": str(path), "status": "error", "error": reason, "problems": [reason]}
+    except Exception as error:  # one odd file must not lose the other rows (as classify's records)
+        reason = f"could not probe this file ({error.__class__.__name__}: {' '.join(str(error).split())})"
+        return {"path": str(path), "status": "error", "error": reason, "problems": [reason]}
     problems = list(info.warnings)
     if info.variable_frame_rate:
         problems.append(f"variable frame rate (average {info.fps:.3g} fps)")
