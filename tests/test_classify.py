@@ -516,6 +516,18 @@ def test_a_reader_that_goes_away_ends_the_run_quietly_and_a_full_disk_in_one_lin
     assert "Traceback" not in done.stderr
 
 
+def test_a_table_on_a_stdout_that_cannot_encode_a_name_escapes_it(folder, tiny_checkpoint):
+    # Was: a UnicodeEncodeError traceback at the first such name (LC_ALL=C, an ASCII or Latin-1
+    # terminal), and the rest of the batch never classified.
+    args = [sys.executable, "-m", "vswin_cli", "classify", folder / "b clip é.avi", folder / "a.avi", "-m", tiny_checkpoint,
+            *FAST, "--format", "table"]
+    done = subprocess.run(list(map(str, args)), capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **SUBPROCESS_ENV, "PYTHONIOENCODING": "ascii"})
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    names = [line for line in done.stdout.splitlines() if line.endswith(".avi")]
+    assert names == [str(folder / "b clip \\xe9.avi"), str(folder / "a.avi")]
+
+
 @pytest.mark.parametrize("command, output, kept", [("extract-features", "feats", "feats/index.jsonl"),
                                                    ("classify", "labels.csv", "labels.csv.partial.jsonl")])
 def test_a_file_vswin_keeps_beside_its_output_cannot_be_its_stderr(folder, tiny_checkpoint, tmp_path, command, output, kept):

@@ -174,3 +174,14 @@ def test_a_file_that_breaks_probing_unexpectedly_costs_its_row_only(folder, monk
     assert code == 1
     assert [(Path(row["path"]).name, row["status"], row["error"]) for row in rows] == [
         ("rotated.mp4", "error", "out of memory while probing this file"), ("good.mp4", "ok", None)]
+
+
+def test_a_narrow_terminal_still_shows_every_files_name_and_error(folder, tmp_path, vswin):
+    # Was: at 50 columns Rich squeezed the path and problems columns out: a row of dashes, no name, no reason.
+    bad = tmp_path / "bád.mp4"
+    bad.write_text("not a video")
+    done = vswin("probe", folder / "good.mp4", bad, env={"COLUMNS": "40", "FORCE_COLOR": "1", "TERM": "xterm"})
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", done.stdout)
+    assert done.returncode == 1
+    assert str(folder / "good.mp4") in text.replace("\n", "") and "frames=10" in text
+    assert str(bad) in text.replace("\n", "") and "error: not a video (a text file)" in " ".join(text.split())

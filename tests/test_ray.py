@@ -500,3 +500,13 @@ def test_device_mps_is_refused_before_ray_starts() -> None:
 
     with pytest.raises(VswinError, match="--device mps is not for --engine ray"):
         _plan_actors({"CPU": 4.0}, RunOptions(device="mps"), None)
+
+
+def test_python_oo_is_refused_before_the_model_loads(data) -> None:
+    # Was: a traceback from inside Ray Data (it reads docstrings, which -OO strips), after the model was loaded.
+    require_ray()
+    result = run_vswin("classify", data["videos"] / "a.avi", "-m", data["model"], *OPTIONS, "--engine", "ray",
+                       env={"PYTHONOPTIMIZE": "2"})
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        "error: --engine ray cannot run under python -OO (PYTHONOPTIMIZE=2): Ray needs docstrings; unset "
+        "PYTHONOPTIMIZE, or use --engine local"]

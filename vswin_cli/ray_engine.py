@@ -45,6 +45,7 @@ import logging
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -73,12 +74,23 @@ __all__ = ["classify_dataset", "run_on_ray", "RAY_EXTRA_HINT"]
 
 
 def _import_ray() -> Any:
+    refuse_stripped_docstrings()
     try:
         import ray
         import ray.data  # noqa: F401
     except ImportError:
         raise VswinError(f"--engine ray needs Ray: {RAY_EXTRA_HINT}") from None
+    except Exception as error:  # Ray's own import failing: one line, not its traceback
+        raise VswinError(f"Ray could not be imported ({error.__class__.__name__}: {error}); check its installation") from None
     return ray
+
+
+def refuse_stripped_docstrings() -> None:
+    """Ray Data builds its functions from their docstrings: ``python -OO`` (PYTHONOPTIMIZE=2) strips
+    them, and its import fails deep inside (after the model was loaded)."""
+    if sys.flags.optimize >= 2:
+        raise VswinError("--engine ray cannot run under python -OO (PYTHONOPTIMIZE=2): Ray needs docstrings; "
+                         "unset PYTHONOPTIMIZE, or use --engine local")
 
 
 def _connect(ray: Any, address: str | None) -> bool:

@@ -59,7 +59,15 @@ class _Guarded:
 
     def write(self, data: object) -> int:
         try:
-            return self._stream.write(data)  # type: ignore[attr-defined]
+            try:
+                return self._stream.write(data)  # type: ignore[attr-defined]
+            except UnicodeEncodeError:
+                # A table or a list of names on a stream whose encoding lacks a character (LC_ALL=C,
+                # an ASCII or Latin-1 terminal): that character escaped, not the run ended.
+                # (JSON and CSV escape or keep bytes themselves; text alone gets here.)
+                encoding = getattr(self._stream, "encoding", None) or "utf-8"
+                escaped = str(data).encode(encoding, "backslashreplace").decode(encoding)
+                return self._stream.write(escaped)  # type: ignore[attr-defined]
         except OSError as error:
             raise _write_failed(error) from None
 

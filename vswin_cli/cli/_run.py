@@ -60,6 +60,9 @@ def check_engine(engine: EngineChoice, ray_address: str | None = None) -> None:
             import ray  # noqa: F401
         except ImportError:
             raise VswinError('--engine ray needs Ray: pip install "vswin-cli[ray]"') from None
+        from ..ray_engine import refuse_stripped_docstrings
+
+        refuse_stripped_docstrings()
 
 
 def outcomes(engine: EngineChoice, ray_address: str | None, runner: "LocalEngine", todo: list) -> Iterator:

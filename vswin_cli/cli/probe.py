@@ -89,13 +89,15 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
 
     from ..outputs import display_text
 
+    columns = (("path", "left"), ("frames", "right"), ("fps", "right"), ("duration", "right"),
+               ("size", "right"), ("rotation", "right"), ("codec", "left"), ("problems", "left"))
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column, justify in (("path", "left"), ("frames", "right"), ("fps", "right"), ("duration", "right"),
-                            ("size", "right"), ("rotation", "right"), ("codec", "left"), ("problems", "left")):
+    for column, justify in columns:
         # On a narrow terminal long paths fold onto more lines (every character kept) and problems
         # wrap; the short columns keep their values whole instead of shrinking to "…".
         overflow = "fold" if column == "path" else "ellipsis"
         table.add_column(column, justify=justify, no_wrap=column not in ("path", "problems"), overflow=overflow)  # type: ignore[arg-type]
+    listed: list[list[str]] = []
     for row in rows:
         if row["status"] == "error":
             cells = [row["path"], "-", "-", "-", "-", "-", "-", f"error: {row['error']}"]
@@ -108,8 +110,20 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
                 str(row["rotation"]), row["codec"], "; ".join(row["problems"]) or "-",
             ]
         cells[0], cells[-1] = display_text(cells[0]), display_text(cells[-1])  # a newline would split the row
+        listed.append(cells)
         table.add_row(*(Text(cell) for cell in cells))  # as they are: "[" in a file name is not markup
     console = _output.stdout_console()
     if not console.is_terminal:
         console.width = 100_000  # a pipe or file: one line per file, whatever its length, for grep and cut
+    # The short columns (a space either side) and some room for the path and the problems: on a
+    # terminal narrower than that, Rich would squeeze the path and problems out of sight.
+    short = sum(max(len(name), *(len(cells[i]) for cells in listed)) + 2 for i, (name, _) in enumerate(columns[1:-1], 1))
+    if short + 2 * 10 > console.width:
+        for cells in listed:  # one block per file instead: its path, then its fields, nothing cut
+            console.print(Text(cells[0]), soft_wrap=True)
+            fields = "  ".join(f"{name}={value}" for (name, _), value in zip(columns[1:-1], cells[1:-1]) if value != "-")
+            if fields:
+                console.print(Text(f"  {fields}"))
+            console.print(Text(f"  {cells[-1]}" if cells[-1].startswith("error: ") else f"  problems: {cells[-1]}"))
+        return
     console.print(table)
