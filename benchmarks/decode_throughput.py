@@ -11,6 +11,9 @@ engine's settings with every frame decoded (as before frames that no kept frame 
 undecoded: ``PyAVCapture.decode_only``), interleaved and repeated, and prints medians and ratios.
 The CPU time of the process per video is printed too: on a CPU the model needs the cores, so a
 decoder's CPU time, not its speed, is what it costs.
+
+A usage mistake (a folder without videos, a bad option value) or a video that cannot be decoded
+is one line, ``error: ...``, and exit status 2.
 """
 
 from __future__ import annotations
@@ -32,9 +35,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from end_to_end import reencode_h264, write_videos  # noqa: E402
+from benchmarks.usage import positive_int, usage_error  # noqa: E402
 from vswin_cli import prefetch, pyav_capture  # noqa: E402
 from vswin_cli.checkpoints import save_native  # noqa: E402
 from vswin_cli.engine import Engine, RunOptions  # noqa: E402
+from vswin_cli.errors import VswinError  # noqa: E402
 from vswin_cli.inputs import discover  # noqa: E402
 from vswin_cli.loading import load_model  # noqa: E402
 from vswin_cli.model import SwinConfig, VideoSwin  # noqa: E402
@@ -46,25 +51,36 @@ def cpu_seconds() -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(argv)
+    except VswinError as error:  # a missing folder, no ffmpeg to write the default videos...
+        return usage_error(str(error))
+
+
+def run(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--folder", type=Path, help="videos to use (default: write --videos short 720p clips)")
-    parser.add_argument("--videos", type=int, default=8)
+    parser.add_argument("--videos", type=positive_int, default=8)
     parser.add_argument("--codec", choices=("mp4v", "h264"), default="h264", help="of the written videos (h264 needs ffmpeg)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="decoder thread counts to try")
-    parser.add_argument("--clips", type=int, default=1)
+    parser.add_argument("--workers", type=positive_int, nargs="+", default=[1, 2, 4], help="decoder thread counts to try")
+    parser.add_argument("--clips", type=positive_int, default=1)
     parser.add_argument("--crops", type=int, choices=(1, 3), default=1)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="vswin-decode-") as tmp:
         work = Path(tmp)
         folder = args.folder
+        if folder is not None and not folder.is_dir():
+            return usage_error(f"--folder {folder}: no such folder")
         if folder is None:
             folder = work / "videos"
             written = write_videos(folder, args.videos, 4.0, 1280, 720, 30.0)
             if args.codec == "h264":
                 reencode_h264(written)
         items = discover([folder]).videos
+        if not items:
+            return usage_error(f"no videos in {folder}")
         # Decoding does not touch the model: a tiny one with the default (Kinetics) protocol.
         tiny = VideoSwin(SwinConfig(embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1), num_classes=4))
         model = load_model(str(save_native(tiny, work / "tiny.safetensors")))
@@ -84,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                     prepared = prefetch.in_threads(functools.partial(engine.prepare, decoder_threads=threads), items, workers)
                     for video in prepared:
                         if video.record.status != "ok":
-                            raise SystemExit(f"{video.record.path}: {video.record.error}")
+                            return usage_error(f"{video.record.path}: {video.record.error} (leave it out of --folder)")
                         list(video.views)
                     timings.setdefault((workers, threads, every), []).append(
                         ((time.perf_counter() - start) / len(items), (cpu_seconds() - cpu) / len(items)))

@@ -11,6 +11,10 @@ seconds per video and the ratio. On untagged 8-bit files both give the same pixe
 the same, so the ratio is the price of the PyAV path. glibc's malloc keeps freed memory, as the
 engine sets it (``allocator.py``; without it each PyAV frame converted to RGB is a fresh mmap and
 its page faults: about +10% wall and +20% CPU for PyAV, ``--malloc-default``).
+
+``--folder`` takes the videos vswin would find there (other files are passed over); a video
+either path cannot read is left out, and counted. A usage mistake is one line, ``error: ...``,
+and exit status 2.
 """
 
 from __future__ import annotations
@@ -27,7 +31,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from end_to_end import reencode_h264, write_videos  # noqa: E402
+from benchmarks.usage import positive_float, positive_int, usage_error  # noqa: E402
 from vswin_cli import allocator, video  # noqa: E402
+from vswin_cli.errors import VswinError  # noqa: E402
+from vswin_cli.inputs import discover  # noqa: E402
 from vswin_cli.protocol import KINETICS  # noqa: E402
 from vswin_cli.sampling import plan_clips  # noqa: E402
 from vswin_cli.transforms import short_side_resizer  # noqa: E402
@@ -50,24 +57,54 @@ def read_all(paths: list[Path], decoder: str) -> tuple[float, float]:
         video.open_pyav = chosen
 
 
+def readable(paths: list[Path]) -> tuple[list[Path], list[str]]:
+    """``paths`` both decoders read (a first read of each, which also warms the file cache and the
+    libraries), and why the others could not be read."""
+    kept, failed = [], []
+    for path in paths:
+        try:
+            for name in DECODERS:
+                read_all([path], name)
+        except VswinError as error:  # vswin's VideoError: a file neither path can use
+            failed.append(str(error))
+        else:
+            kept.append(path)
+    return kept, failed
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(argv)
+    except VswinError as error:  # a missing folder, no ffmpeg to write the default videos...
+        return usage_error(str(error))
+
+
+def run(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--folder", type=Path, help="videos to use (default: write --videos short 720p h264 clips)")
-    parser.add_argument("--videos", type=int, default=4)
-    parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--videos", type=positive_int, default=4)
+    parser.add_argument("--seconds", type=positive_float, default=4.0)
+    parser.add_argument("--repeats", type=positive_int, default=5)
     parser.add_argument("--malloc-default", action="store_true", help="leave glibc's malloc as it comes (the engine does not)")
     args = parser.parse_args(argv)
     if not args.malloc_default:
         allocator.keep_freed_memory()
     with tempfile.TemporaryDirectory() as scratch:
         if args.folder is not None:
-            paths = sorted(p for p in args.folder.iterdir() if p.is_file())
+            if not args.folder.is_dir():
+                return usage_error(f"--folder {args.folder}: no such folder")
+            # as the engine finds them: README.txt and the like are not videos
+            paths = [item.path for item in discover([args.folder]).videos]
+            if not paths:
+                return usage_error(f"no videos in {args.folder}")
         else:
             paths = write_videos(Path(scratch), args.videos, args.seconds, 1280, 720, 30.0)
             reencode_h264(paths)
-        for name in DECODERS:
-            read_all(paths, name)  # warm the file cache and the libraries
+        paths, failed = readable(paths)
+        if not paths:
+            return usage_error(f"no video could be read ({failed[0]})")
+        if failed:
+            print(f"{len(failed)} video(s) left out, unreadable (first: {failed[0]})", file=sys.stderr)
         times: dict[str, list[tuple[float, float]]] = {name: [] for name in DECODERS}
         for _ in range(args.repeats):
             for name in DECODERS:

@@ -52,6 +52,7 @@ from vswin_cli import allocator, attention_kernel  # noqa: E402
 from vswin_cli.checkpoints import native_to_torchvision  # noqa: E402
 from vswin_cli.model import SwinConfig, effective_window, swin_b, swin_s, swin_t  # noqa: E402
 from tests.parity import weights as parity_weights  # noqa: E402
+from benchmarks.usage import device as device_option, positive_int  # noqa: E402
 
 BUILDERS = {"t": swin_t, "s": swin_s, "b": swin_b}
 TORCHVISION_BUILDERS = {"t": "swin3d_t", "s": "swin3d_s", "b": "swin3d_b"}
@@ -140,12 +141,12 @@ def timed_forward(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype) -
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=sorted(BUILDERS), default="t", help="Swin-T, -S or -B")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed forwards per configuration (median)")
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="timed forwards per configuration (median)")
     parser.add_argument("--no-torchvision", action="store_true", help="time vswin alone")
     parser.add_argument("--no-bf16", action="store_true", help="float32 only")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    parser.add_argument("--batch", type=int, default=1, help="views per forward (default 1); figures stay per view")
+    parser.add_argument("--device", type=device_option, default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--batch", type=positive_int, default=1, help="views per forward (default 1); figures stay per view")
     parser.add_argument("--malloc-default", action="store_true",
                         help="leave glibc's malloc as it is (the engine keeps freed memory: vswin_cli/allocator.py)")
     args = parser.parse_args(argv)

@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from vswin_cli.model import VideoSwin, swin_b, swin_s, swin_t  # noqa: E402
 from tests.parity import weights as parity_weights  # noqa: E402
+from benchmarks.usage import device as device_option, positive_int  # noqa: E402
 
 BUILDERS = {"t": swin_t, "s": swin_s, "b": swin_b}
 MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
@@ -79,9 +80,9 @@ def compare(model: VideoSwin, clip: torch.Tensor, dtype: torch.dtype = torch.bfl
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=sorted(BUILDERS), default="t")
-    parser.add_argument("--clips", type=int, default=8, help="half noise, half structured")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--clips", type=positive_int, default=8, help="half noise, half structured")
+    parser.add_argument("--threads", type=positive_int, default=2)
+    parser.add_argument("--device", type=device_option, default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--dtype", choices=("bf16", "fp16"), default="bf16", help="reduced precision to compare")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
