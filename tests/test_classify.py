@@ -570,3 +570,10 @@ def test_resume_with_other_class_names_redoes_the_records_that_show_them(folder,
     # The same names again: nothing to redo.
     code, _, err = invoke("classify", *videos, "-m", tiny_checkpoint, *FAST, "-o", out, "--labels", renamed, "--resume")
     assert code == 0 and "0 ok, 0 failed, 2 already done (--resume)" in err, err
+
+
+def test_help_survives_python_oo(vswin):
+    # Typer takes each command's help from its docstring, which python -OO strips: was no text at all.
+    for args, line in ((["--help"], "Label videos with the top-k classes"), (["classify", "--help"], "exit 0: all ok")):
+        done = vswin(*args, env={"PYTHONOPTIMIZE": "2"})
+        assert done.returncode == 0 and line in done.stdout, done.stdout

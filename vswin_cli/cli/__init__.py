@@ -11,8 +11,12 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import signal
 import sys
+import textwrap
+from typing import Callable
 
 import typer
 
@@ -29,16 +33,25 @@ app = typer.Typer(
 )
 
 
+def _help(command: Callable[..., object]) -> str | None:
+    """A command's --help text: its docstring, which ``python -OO`` strips (then read from its source)."""
+    text = inspect.getdoc(command)
+    if text is None:
+        try:
+            text = ast.get_docstring(ast.parse(textwrap.dedent(inspect.getsource(command))).body[0])  # type: ignore[arg-type]
+        except (OSError, TypeError, SyntaxError, IndexError):
+            return None
+    return text
+
+
 def _register() -> None:
     # Imported here so that each command module stays independent of the others.
     from . import classify, convert, download, extract_features, models, probe
 
-    app.command("classify")(classify.classify)
-    app.command("extract-features")(extract_features.extract_features)
-    app.command("models")(models.models)
-    app.command("download")(download.download)
-    app.command("probe")(probe.probe)
-    app.command("convert")(convert.convert)
+    for name, command in (("classify", classify.classify), ("extract-features", extract_features.extract_features),
+                          ("models", models.models), ("download", download.download), ("probe", probe.probe),
+                          ("convert", convert.convert)):
+        app.command(name, help=_help(command))(command)
 
 
 _register()
