@@ -865,3 +865,16 @@ def test_a_damaged_file_gives_the_same_frames_run_after_run(tmp_path):
             assert all(np.array_equal(frames[i], reference[i]) for i in range(len(reference)))
         info, clips, stream = iter_clips(damaged, everything, decoder_threads=2)
         assert all(np.array_equal(f, reference[i]) for (_, fs) in stream for i, f in enumerate(fs))
+
+
+def test_a_proc_file_is_not_called_empty(tmp_path):
+    # /proc files report 0 bytes and hold text: was "empty file (0 bytes)".
+    status = Path("/proc/self/status")
+    if not status.exists():
+        pytest.skip("no /proc on this system")
+    with pytest.raises(VideoError, match=r"status: not a video \(a virtual file, as under /proc or /sys\)$"):
+        probe(status)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(VideoError, match=r"empty\.mp4: empty file \(0 bytes\)$"):
+        probe(empty)

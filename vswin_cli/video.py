@@ -257,6 +257,8 @@ def check_file(path: Path) -> bytes:
     if not stat.S_ISREG(status.st_mode):
         raise VideoError(f"{path}: not a regular file (device, pipe or socket)")
     if status.st_size == 0:
+        if _reads_anything(path):  # /proc and /sys files say 0 bytes and hold text
+            raise VideoError(f"{path}: not a video (a virtual file, as under /proc or /sys)")
         raise VideoError(f"{path}: empty file (0 bytes)")
     if not os.access(path, os.R_OK):
         raise VideoError(f"{path}: unreadable (permission denied)")
@@ -273,6 +275,14 @@ def check_file(path: Path) -> bytes:
     if image:
         raise VideoError(f"{path}: not a video ({'an' if image[0] in 'AEIOU' else 'a'} {image} image)")
     return head
+
+
+def _reads_anything(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return bool(handle.read(1))
+    except OSError:
+        return False
 
 
 def _image_kind(head: bytes) -> str | None:
