@@ -73,8 +73,9 @@ __all__ = ["classify_dataset", "run_on_ray", "RAY_EXTRA_HINT"]
 # --- connecting -------------------------------------------------------------------------------
 
 
-def _import_ray() -> Any:
-    refuse_stripped_docstrings()
+def import_ray() -> Any:
+    """The ``ray`` module, with Ray Data; VswinError when it is missing or cannot run here."""
+    _refuse_stripped_docstrings()
     try:
         import ray
         import ray.data  # noqa: F401
@@ -85,7 +86,7 @@ def _import_ray() -> Any:
     return ray
 
 
-def refuse_stripped_docstrings() -> None:
+def _refuse_stripped_docstrings() -> None:
     """Ray Data builds its functions from their docstrings: ``python -OO`` (PYTHONOPTIMIZE=2) strips
     them, and its import fails deep inside (after the model was loaded)."""
     if sys.flags.optimize >= 2:
@@ -427,7 +428,7 @@ def run_on_ray(
     plan that keeps about half of the CPUs for decoding.
     """
     _check_num_actors(num_actors)
-    ray = _import_ray()
+    ray = import_ray()
     items = list(items)
     return _stream_outcomes(ray, engine, items, address, num_actors)
 
@@ -584,7 +585,7 @@ def classify_dataset(
     from .engine import _paths_list, _restorer, _run_options
 
     _check_num_actors(num_actors)
-    ray = _import_ray()
+    ray = import_ray()
     run_options = _run_options(options)  # the local API's checks: an integer is an integer...
     # A caller's loaded model goes back to its device and mode once its weights are in the object
     # store (the dataset is lazy, but nothing later reads the driver's copy).

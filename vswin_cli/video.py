@@ -176,8 +176,8 @@ def probe(path: str | os.PathLike[str], decoder_threads: int = 0) -> VideoInfo:
     return _probe_scan(Path(path), decoder_threads).info
 
 
-def _probe_scan(path: Path, decoder_threads: int) -> _Scan:
-    return _scan_file(path, check_file(path), decoder_threads, lambda capture: frozenset())
+def _probe_scan(path: Path, decoder_threads: int, identity: tuple[int, ...] | None = None) -> _Scan:
+    return _scan_file(path, check_file(path), decoder_threads, lambda capture: frozenset(), identity=identity)
 
 
 def read_video(
@@ -217,15 +217,18 @@ def iter_clips(
     so memory stays bounded by the clips that overlap, however long the video.
     """
     before = _identity(Path(path))
-    scan = _probe_scan(Path(path), decoder_threads)
+    scan = _probe_scan(Path(path), decoder_threads, before)
     info = scan.info
     clips = list(plan(info))
     # A damaged file is streamed with the one thread its scan fell back to: the same frames.
     return info, clips, _stream(Path(path), info, clips, frame_transform, scan.threads, before)
 
 
-def _changed(path: Path) -> VideoError:
-    return VideoError(f"{path}: the file changed while it was being read; run again to read it anew")
+def _require_same(path: Path, identity: tuple[int, ...] | None) -> None:
+    """VideoError when ``path`` is no longer the file whose ``_identity`` a video's reading began
+    with (replaced by rsync, or cp then mv): its frames would go with the other one's description."""
+    if identity is not None and _identity(path) != identity:
+        raise VideoError(f"{path}: the file changed while it was being read; run again to read it anew")
 
 
 def _identity(path: Path) -> tuple[int, ...] | None:
@@ -717,8 +720,7 @@ def _decoding_only(
     for every_frame in (False, True):
         reader = _Reader(path, head, 1 if every_frame else threads)
         try:
-            if identity is not None and _identity(path) != identity:
-                raise _changed(path)
+            _require_same(path, identity)
             wanted = retrieved(reader.capture)
             if not every_frame:
                 reader.retrieves_only(wanted)
@@ -902,13 +904,10 @@ def _stream(
     # Every frame is decoded here: clips already yielded could not be taken back if the file
     # turned out damaged (PyAVCapture.decode_only).
     reader = _Reader(path, check_file(path), threads)
-    if identity is not None and _identity(path) != identity:
-        # Another file under the same name: its frames would go with the first one's description.
-        reader.release()
-        raise _changed(path)
     held: dict[int, np.ndarray] = {}
     next_clip = 0
     try:
+        _require_same(path, identity)
         index = 0
         while next_clip < len(clips) and reader.grab():
             if index in last_use:

@@ -56,13 +56,9 @@ def check_engine(engine: EngineChoice, ray_address: str | None = None) -> None:
     if ray_address is not None and engine != EngineChoice.ray:
         raise VswinError("--ray-address is for --engine ray; add --engine ray to run on that cluster")
     if engine == EngineChoice.ray:
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise VswinError('--engine ray needs Ray: pip install "vswin-cli[ray]"') from None
-        from ..ray_engine import refuse_stripped_docstrings
+        from ..ray_engine import import_ray
 
-        refuse_stripped_docstrings()
+        import_ray()  # before the model loads: Ray missing, or unable to run here, is said at once
 
 
 def outcomes(engine: EngineChoice, ray_address: str | None, runner: "LocalEngine", todo: list) -> Iterator:
