@@ -494,3 +494,47 @@ def test_a_checkpoint_path_that_is_a_device_or_pipe_is_named_so(tmp_path):
             resolve_checkpoint(str(path))
         with pytest.raises(ck.CheckpointError, match="is not a regular file"):
             ck.read_checkpoint(path)
+
+
+def test_a_model_for_other_than_rgb_frames_is_refused_when_loaded(tmp_path, clip, vswin):
+    # Was: loaded (and converted) fine, then a traceback for every video, nothing written.
+    grey = random_model(SwinConfig(embed_dim=16, depths=(1, 1, 2, 1), num_heads=(1, 1, 2, 2), window_size=(4, 7, 7),
+                                   num_classes=10, in_channels=1))
+    torch.save({"state_dict": ck.native_to_official(grey.state_dict())}, tmp_path / "grey.pth")
+    with pytest.raises(ck.CheckpointError, match="takes 1 input channel.*RGB video"):
+        ck.load_checkpoint(tmp_path / "grey.pth")
+    result = vswin("convert", tmp_path / "grey.pth", tmp_path / "grey.safetensors")
+    assert result.returncode == 2 and "RGB video" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "grey.safetensors").exists()
+
+
+@pytest.mark.parametrize("damage", ["heads", "hidden"])
+def test_shapes_no_video_swin_has_are_one_line(tmp_path, tiny, damage):
+    # Was: a ValueError traceback (exit 1) from building the model, where the README promises VswinError.
+    state = dict(tiny.state_dict())
+    if damage == "heads":  # 3 heads on stage 0's 16 channels
+        table = state["layers.0.blocks.0.attn.relative_position_bias_table"]
+        state["layers.0.blocks.0.attn.relative_position_bias_table"] = torch.zeros(table.shape[0], 3)
+    else:  # an MLP of no units
+        state["layers.0.blocks.0.mlp.fc1.weight"] = torch.zeros(0, 16)
+    torch.save({"state_dict": ck.native_to_official(state)}, tmp_path / "odd.pth")
+    with pytest.raises(ck.CheckpointError, match="not a Video Swin checkpoint vswin can build"):
+        ck.load_checkpoint(tmp_path / "odd.pth")
+
+
+def test_something_something_names_in_template_spelling_keep_its_protocol(tmp_path):
+    # Its annotations write "Putting [something] into [something]"; the label map drops the brackets.
+    # Names in that spelling switched the model to the Kinetics protocol (other frames, other scores).
+    from vswin_cli import load_model
+    from vswin_cli.protocol import KINETICS, STHV2
+    from vswin_cli.registry import load_labels
+
+    model = random_model(SwinConfig(embed_dim=16, depths=(1, 1, 2, 1), num_heads=(1, 1, 2, 2), window_size=(4, 7, 7),
+                                    num_classes=174))
+    names = load_labels("sthv2")
+    templates = [name.replace("something", "[something]") for name in names]
+    assert templates != names
+    for labels, expected in ((names, STHV2), (templates, STHV2), (names[::-1], KINETICS)):
+        ck.save_native(model, tmp_path / "ssv2.safetensors", labels=labels)
+        loaded = load_model(tmp_path / "ssv2.safetensors")
+        assert loaded.protocol == expected and loaded.labels == labels

@@ -171,6 +171,27 @@ def test_without_a_model_the_registry_default_is_used(env: Path, tmp_path, monke
     assert hub.log == []
 
 
+def test_a_file_that_is_another_model_is_not_run_under_the_registry_name(env: Path, tmp_path, monkeypatch, hub: FakeHub) -> None:
+    # The official files publish no hash: a source that serves another model (or a file put in the
+    # cache by hand) ran under the name, e.g. Swin-T as "swin-s-k400", with no word said.
+    from vswin_cli import load_model
+    from vswin_cli.checkpoints import native_to_official
+    from vswin_cli.model import SwinConfig, VideoSwin
+
+    torch.manual_seed(0)
+    tiny = VideoSwin(SwinConfig(embed_dim=16, depths=(1, 1, 2, 1), num_heads=(1, 1, 2, 2), window_size=(4, 7, 7), num_classes=400))
+    buffer = io.BytesIO()
+    torch.save({"state_dict": native_to_official(tiny.state_dict())}, buffer)
+    url = hub.add_file("tiny.pth", buffer.getvalue())
+    tiny_arch = "{ embed_dim = 16, depths = [1, 1, 2, 1], num_heads = [1, 1, 2, 2], window_size = [4, 7, 7], patch_size = [2, 4, 4] }"
+    use_registry(tmp_path, monkeypatch, entry("swin", f'url = "{url}"', filename="tiny.pth"),
+                 entry("tiny", f'url = "{url}"', filename="tiny.pth").replace(ARCH, tiny_arch))
+    with pytest.raises(VswinError, match=r"is not swin's checkpoint: it is C16 depths 1-1-2-1 .*weights.toml gives C96 depths 2-2-6-2") as caught:
+        load_model("swin")
+    assert "vswin download swin" in str(caught.value) and "\n" not in str(caught.value)
+    assert load_model("tiny").config == tiny.config
+
+
 def test_offline_uses_the_cache(url_model: str, hub: FakeHub, monkeypatch) -> None:
     path = download_model("m")
     hub.log.clear()

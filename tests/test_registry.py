@@ -10,7 +10,15 @@ import pytest
 
 from vswin_cli.errors import VswinError
 from vswin_cli.protocol import KINETICS, STHV2, Protocol
-from vswin_cli.registry import WEIGHTS_TOML_ENV, get_spec, list_specs, load_labels, load_registry, weights_toml_path
+from vswin_cli.registry import (
+    WEIGHTS_TOML_ENV,
+    get_spec,
+    list_specs,
+    load_labels,
+    load_registry,
+    parse_protocol,
+    weights_toml_path,
+)
 
 RELEASE = "https://github.com/SwinTransformer/storage/releases/download/v1.0.4/"
 TORCHVISION = "https://download.pytorch.org/models/"
@@ -120,6 +128,13 @@ def test_a_broken_registry_is_one_clear_error(tmp_path, monkeypatch, broken: str
     with pytest.raises(VswinError, match=complaint) as caught:
         list_specs()
     assert str(path) in str(caught.value)
+
+
+def test_uniform_sampling_takes_one_sequence_not_several_clips(tmp_path, monkeypatch) -> None:
+    # Was accepted: every record then said "clips": 4 for the one sequence that ran.
+    with pytest.raises(VswinError, match="num_clips must be 1 with sampling 'uniform'"):
+        parse_protocol({"sampling": "uniform", "num_clips": 4}, "x.safetensors metadata")
+    assert parse_protocol({"sampling": "uniform"}, "here").num_clips == 1
 
 
 def test_missing_override_file_says_so(tmp_path, monkeypatch) -> None:

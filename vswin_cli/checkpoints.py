@@ -418,17 +418,20 @@ def infer_config(native: Mapping[str, Tensor], index_len: int | None = None) -> 
         num_classes = int(head.shape[0]) if head is not None else 0
     except KeyError as error:
         raise CheckpointError(f"not a complete Video Swin checkpoint: missing {error.args[0]}") from error
-    return SwinConfig(
-        embed_dim=embed_dim,
-        depths=tuple(depths),
-        num_heads=tuple(heads),
-        window_size=window,
-        patch_size=patch,  # type: ignore[arg-type]
-        num_classes=num_classes,
-        mlp_ratio=_mlp_ratio(hidden, [embed_dim << stage for stage in range(len(hidden))]),
-        in_channels=in_channels,
-        patch_norm="patch_embed.norm.weight" in native,
-    )
+    try:
+        return SwinConfig(
+            embed_dim=embed_dim,
+            depths=tuple(depths),
+            num_heads=tuple(heads),
+            window_size=window,
+            patch_size=patch,  # type: ignore[arg-type]
+            num_classes=num_classes,
+            mlp_ratio=_mlp_ratio(hidden, [embed_dim << stage for stage in range(len(hidden))]),
+            in_channels=in_channels,
+            patch_norm="patch_embed.norm.weight" in native,
+        )
+    except ValueError as error:  # shapes no Video Swin has (e.g. 16 channels in 3 heads)
+        raise CheckpointError(f"not a Video Swin checkpoint vswin can build: {error}") from None
 
 
 def _mlp_ratio(hidden: Sequence[int], dims: Sequence[int]) -> float:
@@ -454,6 +457,11 @@ def _index_len(state: Mapping[str, Tensor]) -> int | None:
 
 def build_model(native: Mapping[str, Tensor], config: SwinConfig) -> VideoSwin:
     """A model of ``config`` holding exactly the tensors of ``native`` (every key placed, every shape right)."""
+    if config.in_channels != 3:
+        # The pipeline gives RGB frames only: such a model would load, then fail on every video.
+        raise CheckpointError(
+            f"the model takes {config.in_channels} input channel(s) per frame; vswin feeds it RGB video (3 channels)"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's note on initialising a 0-class head: not the user's business
         model = VideoSwin(config)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import torch
 
@@ -19,6 +19,9 @@ from .checkpoints import load_checkpoint
 from .errors import VswinError
 from .model import VideoSwin
 from .protocol import Protocol
+
+if TYPE_CHECKING:
+    from .registry import ModelSpec
 
 
 # Class counts of the label sets we ship: a checkpoint with one of these heads and no labels of
@@ -120,6 +123,8 @@ def load_model(
     resolved = resolve_checkpoint(ref)
     loaded = load_checkpoint(resolved.path)
     model = loaded.model
+    if resolved.spec is not None:
+        _check_registered(resolved.spec, model, resolved.path)
     model.labels = choose_labels(model, user_labels, loaded.labels, resolved.labels)
     # The protocol follows what the checkpoint is, not the names the caller gives its classes.
     own_labels = model.labels if user_labels is None else _own_labels(model, loaded.labels, resolved.labels)
@@ -151,10 +156,38 @@ def _own_labels(model: VideoSwin, *candidates: list[str] | None) -> list[str] | 
         return None
 
 
+def _check_registered(spec: ModelSpec, model: VideoSwin, path: Path) -> None:
+    """A registry name promises an architecture: a file in its place that is another model (a wrong
+    source, a file put there by hand) would run under the name, untold. These files have no
+    published hashes, so this is the check there is."""
+    config, arch = model.config, spec.arch
+    found = _describe_arch(config.embed_dim, config.depths, config.num_heads, config.window_size,
+                           config.patch_size, config.num_classes)
+    expected = _describe_arch(arch.embed_dim, arch.depths, arch.num_heads, arch.window_size,
+                              arch.patch_size, spec.num_classes)
+    if found != expected:
+        raise VswinError(
+            f"{path} is not {spec.name}'s checkpoint: it is {found}, where weights.toml gives {expected}; "
+            f"delete the file and run `vswin download {spec.name}` again"
+        )
+
+
+def _describe_arch(embed_dim: int, depths: Sequence[int], heads: Sequence[int], window: Sequence[int],
+                   patch: Sequence[int], classes: int) -> str:
+    """e.g. ``C96 depths 2-2-6-2 heads 3-6-12-24 window 8x7x7 patch 2x4x4, 400 classes``."""
+    def dashed(numbers: Sequence[int]) -> str:
+        return "-".join(map(str, numbers))
+
+    return (f"C{embed_dim} depths {dashed(depths)} heads {dashed(heads)} window {'x'.join(map(str, window))} "
+            f"patch {'x'.join(map(str, patch))}, {classes} classes")
+
+
 def _choose_protocol(registered: Protocol | None, layout: str, labels: list[str] | None) -> Protocol:
     if registered is not None:
         return registered
-    if labels == _safe_bundled("sthv2"):
+    # Something-Something's annotations spell its classes as templates ("Putting [something] into
+    # [something]"); the label map has them without brackets. Either spelling is that dataset.
+    if labels is not None and [name.replace("[", "").replace("]", "") for name in labels] == _safe_bundled("sthv2"):
         return protocols.STHV2
     if layout == "torchvision":
         return protocols.TORCHVISION

@@ -307,6 +307,8 @@ def parse_protocol(table: dict[str, Any], where: str) -> Protocol:
     if unknown:
         raise VswinError(f"{where}: unknown protocol field(s) {', '.join(unknown)}")
     values = {**fields, **table}
+    if values["sampling"] == "uniform" and "num_clips" not in table:
+        values["num_clips"] = 1  # Protocol's default is Kinetics' 4
     if values["sampling"] not in ("clips", "uniform"):
         raise VswinError(f"{where}: protocol.sampling must be 'clips' or 'uniform'")
     if values["num_crops"] not in (1, 3):
@@ -315,6 +317,10 @@ def parse_protocol(table: dict[str, Any], where: str) -> Protocol:
         value = values[key]
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise VswinError(f"{where}: protocol.{key} must be a positive integer")
+    if values["sampling"] == "uniform" and values["num_clips"] != 1:
+        # One sequence spread over the whole video, as the official frame_uniform sampling takes:
+        # more clips would be reported in every record and never run.
+        raise VswinError(f"{where}: protocol.num_clips must be 1 with sampling 'uniform' (one sequence over the whole video)")
     return Protocol(**values)
 
 
