@@ -418,6 +418,30 @@ def test_resume_by_another_path_spelling_or_top_k_keeps_one_consistent_record(fo
     assert all(len(r["predictions"]) == 3 and all(len(c["predictions"]) == 3 for c in r["clips"]) for r in final)
 
 
+@pytest.mark.parametrize("suffix", ["jsonl", "csv"])
+def test_resume_from_another_folder_than_the_relative_paths_is_refused(folder, tiny_checkpoint, invoke, tmp_path, monkeypatch, suffix):
+    # Was: every video redone and kept twice (videos/a.avi, then ../videos/a.avi), "N ok", exit 0.
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "a.avi").write_bytes((folder / "a.avi").read_bytes())
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / f"out.{suffix}"
+    code, _, err = invoke("classify", "videos", "-m", tiny_checkpoint, *FAST, "-o", out)
+    assert code == 0, err
+    before = out.read_bytes()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    code, _, err = invoke("classify", "../videos", "-m", tiny_checkpoint, *FAST, "-o", out, "--resume")
+    assert code == 2 and err.splitlines() == [
+        f"error: {out} names its videos relative to the folder its run started in, and 'videos/a.avi' is not there "
+        f"from {tmp_path / 'elsewhere'}; run --resume from that folder"], err
+    assert out.read_bytes() == before
+    monkeypatch.chdir(tmp_path)
+    code, _, err = invoke("classify", "videos", "-m", tiny_checkpoint, *FAST, "-o", out, "--resume")
+    assert code == 0, err  # (a finished CSV holds no model to compare: its videos are redone, as documented)
+    assert ("1 already done" in err) == (suffix == "jsonl"), err
+
+
 def test_output_under_a_file_is_a_usage_error_before_any_work(folder, tiny_checkpoint, invoke, tmp_path):
     # Was: "cannot write notes.txt/out.csv: file exists; check the path ..." and exit 1.
     notes = tmp_path / "notes.txt"

@@ -339,6 +339,46 @@ def test_resume_with_other_options_leaves_only_files_of_the_new_ones(tree, tiny_
     assert sidecar["dtype"] == "float16" and sidecar["shape"] == [2, 128] and sidecar["labels"] is None
 
 
+def test_resume_with_logits_redoes_videos_whose_class_names_changed(tree, tiny_checkpoint, invoke, tmp_path):
+    # Was: counted as done, so one folder held scores named by two label sets (classify redoes them).
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    first.write_text("".join(f"first {i}\n" for i in range(10)))
+    second.write_text("".join(f"second {i}\n" for i in range(10)))
+    out = tmp_path / "feats"
+    video, other = tree / "a" / "x.avi", tree / "top é.avi"
+    code, _, err = invoke("extract-features", video, "-o", out, "-m", tiny_checkpoint, *FAST, "--with-logits", "--labels", first)
+    assert code == 0, err
+    code, _, err = invoke("extract-features", video, other, "-o", out, "-m", tiny_checkpoint, *FAST, "--with-logits",
+                          "--labels", second, "--resume")
+    assert code == 0 and "already done" not in err, err
+    for name in ("x.avi", "top é.avi"):
+        assert json.loads((out / f"{name}.json").read_text())["labels"] == [f"second {i}" for i in range(10)]
+    code, _, err = invoke("extract-features", video, other, "-o", out, "-m", tiny_checkpoint, *FAST, "--with-logits",
+                          "--labels", second, "--resume")
+    assert code == 0 and "0 ok, 0 failed, 2 already done" in err, err
+    # Without scores the class names name nothing in the folder: the features stand.
+    code, _, err = invoke("extract-features", video, "-o", tmp_path / "plain", "-m", tiny_checkpoint, *FAST, "--labels", first)
+    code, _, err = invoke("extract-features", video, "-o", tmp_path / "plain", "-m", tiny_checkpoint, *FAST, "--labels", second,
+                          "--resume")
+    assert code == 0 and "1 already done" in err, err
+
+
+def test_resume_from_another_folder_than_the_relative_paths_is_refused(tree, tiny_checkpoint, invoke, tmp_path, monkeypatch):
+    # Was: every video redone, its index line kept twice and its features written a second time
+    # under a hashed name (x.avi.npy and x.avi.<hash>.npy).
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "x.avi").write_bytes((tree / "a" / "x.avi").read_bytes())
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    code, _, err = invoke("extract-features", "videos", "-o", tmp_path / "feats", "-m", tiny_checkpoint, *FAST)
+    assert code == 0, err
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    code, _, err = invoke("extract-features", "../videos", "-o", tmp_path / "feats", "-m", tiny_checkpoint, *FAST, "--resume")
+    assert code == 2 and "names its videos relative to the folder its run started in" in err, err
+    assert sorted(p.name for p in (tmp_path / "feats").iterdir()) == ["index.jsonl", "x.avi.json", "x.avi.npy"]
+    assert len((tmp_path / "feats" / "index.jsonl").read_text().splitlines()) == 1
+
+
 def test_sidecar_of_sliding_windows_describes_the_windows(tree, tiny_checkpoint, invoke, tmp_path):
     video = tree / "a" / "x.avi"  # 40 frames at 25 fps: 1.6 s
     code, _, err = invoke("extract-features", video, "-o", tmp_path, "-m", tiny_checkpoint, "--clip-len", "8",
@@ -448,7 +488,7 @@ def test_extract_features_help_says_what_resume_compares(invoke):
     # Was: "the same model, protocol and --top-k", an option extract-features does not have.
     code, out, _ = invoke("extract-features", "--help")
     text = " ".join(out.split()).replace("- ", "-")  # unwrapped, also inside option names
-    assert code == 0 and "--top-k" not in text and "--per-clip, --dtype and --with-logits" in text
+    assert code == 0 and "--top-k" not in text and "--per-clip, --dtype and --with-logits (and class names, with --with-logits)" in text
 
 
 def test_features_beyond_float16s_range_fail_the_video_instead_of_writing_infinity(tree, tiny_checkpoint, invoke, tmp_path):

@@ -325,6 +325,21 @@ def test_registry_hub_source_is_pinned_to_its_revision(env: Path, tmp_path, monk
     assert resolve_checkpoint("h").path.read_bytes() == WEIGHTS
 
 
+@pytest.mark.parametrize("hub_version", ["1.0 and later", "before 1.0"])
+def test_a_registry_hub_file_that_is_not_there_is_one_line(env: Path, tmp_path, monkeypatch, hub: FakeHub, hub_version) -> None:
+    # huggingface_hub before 1.0 has no RemoteEntryNotFoundError: naming it raised AttributeError
+    # (a traceback) on every failed Hub download, while the success path worked.
+    import huggingface_hub.errors
+
+    if hub_version == "before 1.0":
+        monkeypatch.delattr(huggingface_hub.errors, "RemoteEntryNotFoundError")
+    commit = hub.add_commit("me/swin", {"model.pth": WEIGHTS})
+    use_registry(tmp_path, monkeypatch, entry("h", f'hub = "me/swin"\nfilename = "gone.pth"\nrevision = "{commit}"'))
+    with pytest.raises(VswinError) as caught:
+        resolve_checkpoint("h")
+    assert str(caught.value) == f"hf://me/swin@{commit}/gone.pth: no file 'gone.pth' in me/swin at {commit}"
+
+
 def test_hf_reference_revision_and_default_file(env: Path, hub: FakeHub) -> None:
     old = hub.add_commit("me/swin", {"model.pth": WEIGHTS, "README.md": b"hi"})
     hub.add_commit("me/swin", {"model.pth": OTHER, "README.md": b"hi"})

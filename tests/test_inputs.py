@@ -52,6 +52,16 @@ def test_a_file_given_directly_is_always_tried(tree):
     assert found.videos[0].relative.as_posix() == "notes.txt"
 
 
+def test_a_folder_named_like_a_video_is_listed_when_given(tree):
+    # Was one error record ("is a directory, not a video file"), its videos never classified.
+    trip = tree / "holidays" / "trip.mp4"
+    trip.mkdir(parents=True)
+    (trip / "one.mp4").write_bytes(MP4_HEAD)
+    found = discover([trip])
+    assert [v.path for v in found.videos] == [trip / "one.mp4"] and found.videos[0].root == trip
+    assert names(discover([tree / "holidays"], recursive=True), tree / "holidays") == ["trip.mp4/one.mp4"]
+
+
 def test_missing_path_is_a_usage_error(tmp_path):
     with pytest.raises(VswinError, match="no such file or folder"):
         discover([tmp_path / "missing.mp4"])

@@ -238,9 +238,20 @@ def test_csv_file_round_trip(tmp_path):
 def test_csv_stdout_streams_header_then_rows():
     stream = io.StringIO()
     sink = open_sink(None, "csv", top_k=4, stream=stream)
+    assert stream.getvalue() == ""  # nothing before the first record: a run may yet stop with a usage error
+    sink.add(nasty_records()[0])
     assert stream.getvalue().splitlines()[0] == ",".join(expected_csv_rows()[0])
-    add_all(sink, nasty_records())
+    stream = io.StringIO()
+    add_all(open_sink(None, "csv", top_k=4, stream=stream), nasty_records())
     assert list(csv.reader(io.StringIO(stream.getvalue()))) == expected_csv_rows()
+
+
+@pytest.mark.parametrize("fmt, finished", [("csv", "path,status,label_1,score_1,error\n"), ("json", "[]\n"), ("jsonl", "")])
+def test_stdout_of_a_run_with_no_records_is_empty_unless_it_finished(fmt, finished):
+    for complete, expected in ((True, finished), (False, "")):
+        stream = io.StringIO()
+        open_sink(None, fmt, top_k=1, stream=stream).close(complete=complete)
+        assert stream.getvalue() == expected
 
 
 def test_csv_header_has_k_label_score_pairs():
@@ -930,6 +941,19 @@ def test_a_second_claim_on_the_same_output_is_refused(tmp_path):
     with claim_output(out, None):
         pass  # released with the first claim
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json"]  # no lock file left
+
+
+@pytest.mark.parametrize("first_claims_csv", [True, False])
+def test_an_output_that_is_another_runs_journal_is_refused(tmp_path, first_claims_csv):
+    # Was: `-o x.csv` and `-o x.csv.partial.jsonl` took different locks and wrote one file, each
+    # over the other's lines; the .jsonl run said "30 ok" with none of its records left.
+    claims = [tmp_path / "x.csv", tmp_path / "x.csv.partial.jsonl"]
+    first, second = claims if first_claims_csv else claims[::-1]
+    with claim_output(first, None):
+        with pytest.raises(VswinError, match="another vswin run is writing"):
+            with claim_output(second, None):
+                pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")

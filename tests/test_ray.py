@@ -356,12 +356,16 @@ def test_a_video_that_kills_its_worker_every_time_is_an_error_record(data, clust
             assert_same_record(g.record.to_dict(), w.record.to_dict())
 
 
-def test_an_unreachable_cluster_is_one_line_and_exit_2(data) -> None:
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
+def test_an_unreachable_cluster_is_one_line_and_exit_2(data, fmt) -> None:
     require_ray()
-    result = run_vswin("classify", data["videos"], "-m", data["model"], "--engine", "ray", "--ray-address", "127.0.0.1:1")
+    result = run_vswin("classify", data["videos"], "-m", data["model"], "--engine", "ray", "--ray-address", "127.0.0.1:1",
+                       "--format", fmt)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot reach the Ray cluster at 127.0.0.1:1" in lines[0], result.stderr
+    # Was "[]" or a CSV header: an empty result that `> out.json` kept as if the run had found nothing.
+    assert result.stdout == ""
 
 
 def test_an_address_where_something_else_listens_is_one_line_in_seconds(data, tmp_path) -> None:

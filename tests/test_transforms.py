@@ -171,6 +171,26 @@ def test_slivers_fail_alone_and_elongated_frames_within_16_to_1_still_classify(t
                                   "classify and extract-features fail this video"]
 
 
+def test_a_header_claiming_gigapixel_frames_fails_alone_before_any_is_decoded(tmp_path, tiny_checkpoint, invoke):
+    # A 3 kB GIF whose screen says 16000x16000: FFmpeg paints every frame on that canvas, and the
+    # run took 3.8 GB (per decoder) to say "ok". It fails as one video; the batch goes on.
+    import media  # tests/media.py
+
+    media.require_ffmpeg()
+    bomb = media.gif(tmp_path / "bomb.gif", frames=8, size=(64, 48))
+    data = bytearray(bomb.read_bytes())
+    data[6:10] = (16000).to_bytes(2, "little") * 2  # the logical screen's width and height
+    bomb.write_bytes(bytes(data))
+    media.gif(tmp_path / "fine.gif", frames=8, size=(64, 48))
+    code, out, err = invoke("classify", tmp_path, "-m", tiny_checkpoint, "--clips", "1", "--crops", "1",
+                            "--clip-len", "4", "--format", "json")
+    assert code == 1, err
+    records = {Path(r["path"]).name: r for r in json.loads(out)}
+    assert records["fine.gif"]["status"] == "ok"
+    assert records["bomb.gif"]["error"] == ("frames of 16000x16000 (256 megapixels) are beyond the 134 megapixels "
+                                             "(16384x8192) vswin decodes")
+
+
 def test_normalize_views_takes_numpy_frames_as_the_readme_shows():
     # Was: AttributeError ('numpy.ndarray' object has no attribute 'to') for frames from OpenCV/PyAV/decord.
     from vswin_cli.transforms import normalize_views

@@ -176,6 +176,29 @@ def test_decoder_threads_reach_ffmpeg(lib, monkeypatch):
     assert counts == [3.0, 1.0, 1.0]  # read_video: one pass; iter_clips: probe, then stream
 
 
+def test_opencv_description_is_released_once_pyav_has_the_file(lib, monkeypatch):
+    # Each open file holds FFmpeg's index of it: a fragmented MP4 with one size field damaged made
+    # that 1.1 GB, and three opens at once (OpenCV's description, PyAV's, the packet scan) 3.6 GB.
+    opened: list[cv2.VideoCapture] = []
+    real = cv2.VideoCapture
+
+    def recording(*args):
+        capture = real(*args)
+        opened.append(capture)
+        return capture
+
+    monkeypatch.setattr(video_module.cv2, "VideoCapture", recording)
+    capture = video_module._open(lib["h264"], video_module.check_file(lib["h264"]))
+    try:
+        assert isinstance(capture, video_module.PyAVCapture)
+        assert len(opened) == 1 and not opened[0].isOpened()  # while PyAV's is open and decoding
+        # The container's claims are still OpenCV's.
+        assert (capture.get(cv2.CAP_PROP_FRAME_COUNT), capture.get(cv2.CAP_PROP_FRAME_WIDTH)) == (50, 64)
+        assert capture.grab() and capture.retrieve_rgb().shape == (48, 64, 3)
+    finally:
+        capture.release()
+
+
 def test_frames_are_rgb(lib):
     frame = read_video(lib["mjpeg"], kinetics_plan).frames[0]
     # top-left corner of the pattern is pure red

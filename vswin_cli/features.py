@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 from contextlib import suppress
 from pathlib import Path
@@ -60,7 +61,20 @@ class FeatureWriter:
         self._targets = {str(v.path): p for v, p in zip(videos, paths)}
 
     def done(self, item: InputVideo) -> bool:
-        return self.index.done(item.path)
+        if not self.index.done(item.path):
+            return False
+        # The scores' columns are named by the sidecar's labels: with other class names (--labels)
+        # the video is redone, as classify redoes it, so that one folder never holds two label sets.
+        return not self.with_scores or self._sidecar_labels(item) == list(self.engine.labels)
+
+    def _sidecar_labels(self, item: InputVideo) -> object:
+        output = self.index.output_of(item.path)
+        if output is None:
+            return None
+        try:
+            return json.loads(sidecar_path(output).read_text(encoding="utf-8")).get("labels")
+        except (OSError, ValueError, AttributeError):  # gone, damaged or not an object: redone
+            return None
 
     def add(self, outcome: VideoOutcome) -> bool:
         """Write one video's files; False when the video failed (an error line in the index)."""

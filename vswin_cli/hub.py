@@ -900,6 +900,14 @@ def _fetch_hub_file(name: str, repo_id: str, filename: str, revision: str, expec
     )
 
 
+def _remote_entry_not_found() -> type[Exception]:
+    """huggingface_hub's "no such file in the repository": ``RemoteEntryNotFoundError`` from 1.0,
+    the plain ``EntryNotFoundError`` before (its local twin subclasses it there: catch that first)."""
+    from huggingface_hub import errors as hf_errors
+
+    return getattr(hf_errors, "RemoteEntryNotFoundError", hf_errors.EntryNotFoundError)
+
+
 def _hf_download(name: str, repo_id: str, filename: str, revision: str) -> str:
     from huggingface_hub import errors as hf_errors
     from huggingface_hub import hf_hub_download
@@ -928,7 +936,7 @@ def _hf_download(name: str, repo_id: str, filename: str, revision: str) -> str:
         raise VswinError(not_cached_message(name, pointer, reason)) from None
     except hf_errors.RevisionNotFoundError:
         raise VswinError(f"{where}: revision '{revision}' not found in {repo_id}") from None
-    except hf_errors.RemoteEntryNotFoundError:
+    except _remote_entry_not_found():
         raise VswinError(f"{where}: no file '{filename}' in {repo_id} at {revision}") from None
     except hf_errors.RepositoryNotFoundError:
         raise VswinError(f"{where}: repository {repo_id} not found (or private: log in with `hf auth login`)") from None

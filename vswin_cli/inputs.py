@@ -152,7 +152,7 @@ def discover(paths: Iterable[str | Path], recursive: bool = False, exclude: Iter
     for given in paths:
         path = Path(given)
         try:
-            is_folder = path.is_dir() and path.suffix.lower() not in VIDEO_EXTENSIONS
+            is_folder = path.is_dir()  # whatever its name: a folder called trip.mp4 holds videos too
             there = is_folder or path.exists() or path.is_symlink()
         except OSError:  # cannot even be looked at (a folder without search permission, a name too long): its record says why
             is_folder, there = False, True

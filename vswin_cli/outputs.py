@@ -41,7 +41,7 @@ import stat
 import sys
 import tempfile
 import unicodedata
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, Mapping, Sequence
@@ -478,8 +478,35 @@ def user_io(path: Path, action: str = "write") -> Iterator[None]:
 def _path_key(path: str | os.PathLike[str]) -> str:
     # Absolute: `videos/a.mp4`, `./videos/a.mp4` and `/data/videos/a.mp4` (run from /data) are one
     # video, so a resumed run that spells its folder otherwise neither redoes nor repeats it.
-    # Relative paths in a journal are taken from the current folder, as the run gives them.
+    # Relative paths in a journal are taken from the current folder, as the run gives them
+    # (``require_same_folder``).
     return os.path.abspath(os.fspath(path))
+
+
+def _missing_from_here(paths: Iterable[Any]) -> str | None:
+    """The first of the records' relative paths, when none of them names anything from the current
+    folder (else None): the output was then written from another folder (``require_same_folder``)."""
+    first_missing = None
+    for path in paths:
+        if not isinstance(path, str) or os.path.isabs(path):
+            continue
+        if os.path.lexists(path):
+            return None
+        first_missing = first_missing or path
+    return first_missing
+
+
+def require_same_folder(output: Path, missing: str | None) -> None:
+    """Refuse to resume from another folder than the one the records' relative paths were given in.
+
+    A journal's relative paths are read from the current folder. Where none of them names anything
+    from here, going on would redo every video and keep each twice (and give features a second,
+    hashed file). ``missing``: the sink's ``missing_from_here``."""
+    if missing is not None:
+        raise VswinError(
+            f"{output} names its videos relative to the folder its run started in, and {missing!r} is "
+            f"not there from {os.getcwd()}; run --resume from that folder"
+        )
 
 
 def _canonical(obj: Any) -> Any:
@@ -534,6 +561,7 @@ class ResultSink:
         self.n_ok = 0
         self.n_error = 0
         self._closed = False
+        self.missing_from_here: str | None = None  # see require_same_folder
 
     def done(self, path: str | os.PathLike[str]) -> bool:
         """True when this video already has an ok record for the same model and views."""
@@ -597,7 +625,9 @@ class ResultSink:
 
 class StreamSink(ResultSink):
     """Results on a text stream (stdout): JSONL and CSV streamed per video, the table printed per
-    video, JSON streamed as one array that is valid once closed."""
+    video, JSON streamed as one array that is valid once closed. Nothing is written before the
+    first record, or a run's end: a run that stops first (a usage error found late, such as a Ray
+    cluster out of reach) leaves stdout empty, not an empty result a script would take."""
 
     def __init__(
         self,
@@ -615,11 +645,10 @@ class StreamSink(ResultSink):
         self._count = 0
         self._console = _table_console(stream) if fmt == "table" else None
         self._encoding = getattr(stream, "encoding", None) or "utf-8"
-        if fmt == "csv":
-            stream.write(csv_line(csv_header(top_k)))
-            stream.flush()
 
     def _write(self, record: VideoRecord) -> None:
+        if self.format == "csv" and self._count == 0:
+            self.stream.write(csv_line(csv_header(self.top_k)))
         if self.format == "table":
             assert self._console is not None
             for part in render_record(record, timeline=self.timeline):
@@ -636,8 +665,14 @@ class StreamSink(ResultSink):
         self.stream.flush()
 
     def _finish(self, complete: bool) -> None:
-        if self.format == "json":
-            self.stream.write("\n]\n" if self._count else "[]\n")
+        if self._count:
+            if self.format == "json":
+                self.stream.write("\n]\n")
+        elif complete:  # a run with nothing to do still gives a well-formed, empty result
+            if self.format == "json":
+                self.stream.write("[]\n")
+            elif self.format == "csv":
+                self.stream.write(csv_line(csv_header(self.top_k)))
         self.stream.flush()
 
 
@@ -668,6 +703,7 @@ class JsonlFileSink(ResultSink):
         super().__init__(model, views, top_k, labels)
         self.path = Path(path)
         self._journal = _Journal(self.path, keep=resume)
+        self.missing_from_here = _missing_from_here(entry.get("path") for entry in self._journal.entries)
         self._seen: set[str] = set()
         self._compact = False
         for entry, number in zip(self._journal.entries, self._journal.lines):
@@ -716,8 +752,10 @@ class SnapshotFileSink(ResultSink):
         self._added = 0
         # Without resume a journal left by an older run is stale: emptied at the first record.
         with user_io(self.path, "open"):
-            for entry in self._entries() if resume else []:
-                self._update_done(entry)
+            entries = self._entries() if resume else []
+        self.missing_from_here = _missing_from_here(entry.get("path") for entry in entries)
+        for entry in entries:
+            self._update_done(entry)
 
     def _entries(self) -> list[dict[str, Any]]:
         """With resume: the previous output's records, then the journal's; else the journal's."""
@@ -845,10 +883,15 @@ def claim_output(output: Path | None, fmt: str | None, inputs: Iterable[Path] = 
     check_output_path(output, [output])
     chosen = select_format(fmt, output, False)
     target = output_target(output, chosen)
-    written = [target, lock_path(target)] + ([] if chosen == "jsonl" else [journal_path(target)])
+    # A .json/.csv run also holds its journal's lock: a run whose -o is that journal
+    # (out.csv.partial.jsonl) would otherwise write the same file under another lock.
+    locks = [lock_path(target)] + ([] if chosen == "jsonl" else [lock_path(journal_path(target))])
+    written = [target, *locks] + ([] if chosen == "jsonl" else [journal_path(target)])
     check_output_path(output, written)
     refuse_overwriting_inputs(output, written, inputs)
-    with run_lock(lock_path(target), output):
+    with ExitStack() as held:
+        for lock in locks:
+            held.enter_context(run_lock(lock, output))
         yield target
 
 
@@ -1156,6 +1199,7 @@ class FeatureIndex:
         self.model = model
         self._views_canonical = _canonical(None if views is None else dict(views))
         self._journal = _Journal(self.path, keep=resume)
+        self.missing_from_here = _missing_from_here(entry.get("path") for entry in self._journal.entries)
         self._newest: dict[str, FeatureEntry] = {}
         self._compact = False
         for entry in self._journal.entries:
@@ -1202,6 +1246,11 @@ class FeatureIndex:
             and entry.output is not None
             and (self.out_dir / entry.output).is_file()
         )
+
+    def output_of(self, path: str | os.PathLike[str]) -> Path | None:
+        """The .npy file the newest entry of ``path`` names, or None."""
+        entry = self._newest.get(_path_key(path))
+        return None if entry is None or entry.output is None else self.out_dir / entry.output
 
     def add(self, entry: FeatureEntry) -> None:
         self._journal.append(entry.to_dict())

@@ -51,6 +51,10 @@ TORCHVISION = Protocol(num_clips=12, num_crops=1, short_side=256, crop_size=224)
 
 
 MAX_ASPECT_RATIO = 16  # long side : short side of frames vswin resizes
+# 16384x8192 (16K panoramas). The highest levels of H.264, HEVC, VP9 and AV1 stop at 35.6
+# megapixels (8192x4320); a header that claims far more (a GIF's screen of 16000x16000 in a 3 kB
+# file) makes FFmpeg and the RGB frames take gigabytes per decoder.
+MAX_FRAME_PIXELS = 16384 * 8192
 
 
 def aspect_ratio_problem(width: int, height: int) -> str | None:
@@ -60,4 +64,12 @@ def aspect_ratio_problem(width: int, height: int) -> str | None:
     if min(width, height) >= 1 and max(width, height) > MAX_ASPECT_RATIO * min(width, height):
         ratio = max(width, height) / min(width, height)
         return f"frames of {width}x{height} ({ratio:.0f}:1) are beyond the {MAX_ASPECT_RATIO}:1 aspect ratio vswin resizes"
+    return None
+
+
+def frame_pixels_problem(width: int, height: int) -> str | None:
+    """Why frames of this size are not decoded (``MAX_FRAME_PIXELS``), or None."""
+    if width * height > MAX_FRAME_PIXELS:
+        return (f"frames of {width}x{height} ({width * height / 1e6:.0f} megapixels) are beyond the "
+                f"{MAX_FRAME_PIXELS / 1e6:.0f} megapixels (16384x8192) vswin decodes")
     return None

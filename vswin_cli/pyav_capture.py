@@ -61,12 +61,13 @@ class PyAVCapture:
     claims (frame count, frame rate, codec, size, rotation) come from it, so a file is described
     exactly as when OpenCV decodes it. OpenCV describes the first video stream; when the stream
     read is another, the claims come from PyAV, by OpenCV's rules (``_claim``). Frames, their
-    times and their pixels come from PyAV.
+    times and their pixels come from PyAV. The claims are read once PyAV has the file open, and
+    OpenCV's capture is then released: each open file holds FFmpeg's index of it, which a damaged
+    header can make a gigabyte (a fragment's sample count), and the decoding opens the file again.
     """
 
     def __init__(self, path: Path, description: cv2.VideoCapture, threads: int = 0) -> None:
         self._path = path
-        self._description = description
         self._container, self._stream = _open_stream(path, threads)
         videos = self._container.streams.video
         self._described_by_opencv = self._stream.index == videos[0].index  # OpenCV's capture reads the first
@@ -86,6 +87,8 @@ class PyAVCapture:
         self._size: tuple[int, int] | None = None  # (width, height) of the first frame, every frame's size out
         self.other_sizes: list[tuple[int, int]] = []  # sizes met after the first, in order (scaled to it)
         self._display_rotation: float | None = None  # the first frame's display matrix angle (counterclockwise)
+        self._described = {prop: description.get(prop) for prop in _CLAIMS}  # last: nothing may fail after
+        description.release()
 
     def decode_only(self, wanted: frozenset[int]) -> None:
         """Only the frames at these indices (and frame 0) will be retrieved; call before the first ``grab``.
@@ -139,6 +142,11 @@ class PyAVCapture:
         return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
     @property
+    def frame_size(self) -> tuple[int, int] | None:
+        """(width, height) of the first frame grabbed, as decoded (before any turn); None before."""
+        return self._size
+
+    @property
     def count_stated(self) -> bool:
         """Whether the container states the stream's frame count (MP4, AVI); else the count is an
         estimate from its duration (Matroska, WebM, MPEG-TS)."""
@@ -187,12 +195,11 @@ class PyAVCapture:
             # degrees clockwise, as OpenCV's CAP_PROP_ORIENTATION_META
             rotation = turned_degrees(self._display_rotation) if self._display_rotation is not None else 0
             return _claim(prop, self._container, self._stream, rotation)
-        return self._description.get(prop)
+        return self._described[prop]  # a KeyError: a property no code here asks a PyAVCapture for
 
     def release(self) -> None:
         self._frames.close()
         self._container.close()
-        self._description.release()
 
     def _decoded_frames(self) -> Iterator[av.VideoFrame]:
         """Every frame in presentation order, for any thread count the same frames ffmpeg gives.

@@ -66,6 +66,7 @@ import numpy as np
 from .errors import VswinError
 from .frame_formats import JPEG_CODECS, FormatRuns, jpeg_layout, theora_subsampling
 from .inputs import still_image_kind
+from .protocol import frame_pixels_problem
 from .pyav_capture import DecodeAgain, PyAVCapture, file_name, open_pyav, stream_types, turned_degrees
 from .sampling import Clip
 
@@ -744,6 +745,7 @@ def _scan(
     capture = reader.capture
     if not isinstance(capture, PyAVCapture):
         _refuse_known_miscoding(capture, path)
+    _refuse_oversized(path, *_stated_size(capture))
     container_frames = _container_frames(capture)
     estimated = container_frames is not None and _count_is_estimate(capture, head)
     limit = _grab_limit(None if estimated else container_frames)
@@ -755,6 +757,8 @@ def _scan(
         index = len(times)
         times.append(reader.time_ms() / 1000.0)
         if index == 0 or index in keep:
+            if index == 0 and isinstance(capture, PyAVCapture) and capture.frame_size is not None:
+                _refuse_oversized(path, *capture.frame_size)  # frames larger than the stream said
             frame = reader.retrieve(None)
             shape = frame.shape[:2]
             if index in keep:
@@ -814,6 +818,21 @@ def _scan(
         timestamps=timestamps, warnings=tuple(warnings),
     )
     return _Scan(info=info, kept=kept, threads=reader.threads)
+
+
+def _stated_size(capture: Capture) -> tuple[int, int]:
+    """(width, height) the container states for the stream (0 where it states none)."""
+    def whole(value: float) -> int:
+        return int(value) if math.isfinite(value) and value > 0 else 0
+
+    return whole(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), whole(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+
+
+def _refuse_oversized(path: Path, width: int, height: int) -> None:
+    """Refuse frames too large to decode within bounded memory, before the first is converted."""
+    problem = frame_pixels_problem(width, height)
+    if problem is not None:
+        raise VideoError(f"{path}: {problem}")
 
 
 def _refuse_known_miscoding(capture: Capture, path: Path) -> None:

@@ -56,4 +56,4 @@ EngineOpt = Annotated[EngineChoice, typer.Option("--engine", help="local (this m
 RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="Address of an existing Ray cluster (default: start one here).")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="With -o: skip videos already done for the same model, protocol and --top-k.")]
 FeaturesResumeOpt = Annotated[bool, typer.Option(
-    "--resume", help="Skip videos already done for the same model, protocol, --per-clip, --dtype and --with-logits.")]
+    "--resume", help="Skip videos already done for the same model, protocol, --per-clip, --dtype and --with-logits (and class names, with --with-logits).")]

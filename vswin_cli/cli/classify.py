@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..outputs import claim_output, open_sink
+from ..outputs import claim_output, open_sink, require_same_folder
 from . import _output
 from ._options import (
     BatchSizeOpt, ClipLenOpt, ClipsOpt, CropsOpt, DeviceOpt, EngineChoice, EngineOpt, FormatOpt, FrameIntervalOpt,
@@ -64,6 +64,8 @@ def classify(
         with open_sink(
             target, fmt, resume=resume, top_k=top_k, model=runner.model_name, views=runner.views, labels=runner.labels
         ) as sink:
+            if target is not None:
+                require_same_folder(target, sink.missing_from_here)
             todo = [item for item in found.videos if not sink.done(item.path)]
             with progress(len(todo), "classifying", results_on_terminal=output is None and sys.stdout.isatty()) as advance:
                 for outcome in outcomes(engine, ray_address, runner, todo):
