@@ -538,3 +538,50 @@ def test_something_something_names_in_template_spelling_keep_its_protocol(tmp_pa
         ck.save_native(model, tmp_path / "ssv2.safetensors", labels=labels)
         loaded = load_model(tmp_path / "ssv2.safetensors")
         assert loaded.protocol == expected and loaded.labels == labels
+
+
+def with_index_buffers(model: VideoSwin) -> dict[str, torch.Tensor]:
+    """``model``'s state dict with the relative_position_index buffers, as the official code saves them."""
+    state = dict(model.state_dict())
+    for name, module in model.named_modules():
+        if hasattr(module, "relative_position_index"):
+            state[f"{name}.relative_position_index"] = module.relative_position_index
+    return state
+
+
+@pytest.mark.parametrize("window", [(7, 7, 2), (3, 7, 8), (2, 7, 7)])
+def test_a_saved_relative_position_index_settles_any_window(tmp_path, window):
+    # (7,7,2) has the table length and token count of (2,7,7): it was read as that, and logits
+    # were off by 0.035 with no error; (3,7,8) was refused ("cannot infer the attention window").
+    model = random_model(SwinConfig(embed_dim=16, depths=(1, 1), num_heads=(1, 2), window_size=window, num_classes=5))
+    torch.save({"state_dict": ck.native_to_official(with_index_buffers(model))}, tmp_path / "w.pth")
+    loaded = ck.load_checkpoint(tmp_path / "w.pth").model
+    assert loaded.config.window_size == window
+    x = torch.randn(1, 3, 16, 64, 64, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(outputs(loaded, x), outputs(model, x))
+
+
+def test_an_index_of_no_window_is_refused(tmp_path):
+    model = random_model(SwinConfig(embed_dim=16, depths=(1, 1), num_heads=(1, 2), window_size=(2, 7, 7), num_classes=5))
+    state = with_index_buffers(model)
+    for key in [k for k in state if k.endswith("relative_position_index")]:
+        state[key] = state[key].flip(0)
+    torch.save({"state_dict": ck.native_to_official(state)}, tmp_path / "w.pth")
+    with pytest.raises(ck.CheckpointError, match=r"relative_position_index \(98x98\) is that of no attention window"):
+        ck.load_checkpoint(tmp_path / "w.pth")
+
+
+def test_a_backbone_built_without_qkv_bias_loads(tmp_path, tiny, clip):
+    # The official backbone's qkv_bias=False: refused as "2 key(s) missing", though a zero bias is
+    # the same arithmetic.
+    model = random_model()
+    with torch.no_grad():
+        for block in (b for layer in model.layers for b in layer.blocks):
+            block.attn.qkv.bias.zero_()
+    state = {k: v for k, v in ck.native_to_official(model.state_dict()).items() if not k.endswith("attn.qkv.bias")}
+    torch.save({"state_dict": state}, tmp_path / "noqkvbias.pth")
+    assert torch.equal(outputs(ck.load_checkpoint(tmp_path / "noqkvbias.pth").model, clip), outputs(model, clip))
+    del state["backbone.layers.0.blocks.0.attn.qkv.weight"]  # what is missing beside them is still said
+    torch.save({"state_dict": state}, tmp_path / "damaged.pth")
+    with pytest.raises(ck.CheckpointError, match="missing, e.g. layers.0.blocks.0.attn.qkv.weight"):
+        ck.load_checkpoint(tmp_path / "damaged.pth")

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from .errors import VswinError
 from .hub import file_sha256, is_safetensors_head
-from .model import SwinConfig, VideoSwin
+from .model import SwinConfig, VideoSwin, relative_position_index
 from .protocol import Protocol
 
 StateDict = dict[str, Tensor]
@@ -355,14 +355,18 @@ def _strip_common_prefix(state: Mapping[str, Tensor]) -> StateDict | None:
 # --- architecture -----------------------------------------------------------------------------
 
 
-def _window_from_table(table_len: int, index_len: int | None) -> tuple[int, int, int]:
-    """Window (d, h, w) with (2d-1)(2h-1)(2w-1) == table_len, h == w (Video Swin's windows are square).
+def _window_from_table(table_len: int, saved_index: Tensor | None) -> tuple[int, int, int]:
+    """Window (d, h, w) with (2d-1)(2h-1)(2w-1) == table_len.
 
-    When a relative_position_index came with the checkpoint, its size N = d*h*w settles it.
-    Without one, the spatial window 7 of every released model is preferred; another is taken
-    only when it is the one window (of at least 2x2) that fits, and an ambiguous table is
-    refused: a wrong window gives wrong numbers without any error.
+    A relative_position_index that came with the checkpoint (the official code saves it) settles
+    the window: its values are the window's, whatever its shape; one no window gives is refused.
+    Without one, windows are taken as square (every released model's is) and the spatial window 7
+    of the released models is preferred; another is taken only when it is the one window (of at
+    least 2x2) that fits, and an ambiguous table is refused: a wrong window gives wrong numbers
+    without any error.
     """
+    if saved_index is not None:
+        return _window_from_index(table_len, saved_index)
     candidates = []
     for w in range(1, 65):
         spatial = (2 * w - 1) ** 2
@@ -371,10 +375,7 @@ def _window_from_table(table_len: int, index_len: int | None) -> tuple[int, int,
         depth_span = table_len // spatial
         if depth_span % 2 == 1:
             candidates.append(((depth_span + 1) // 2, w, w))
-    if index_len is not None:
-        candidates = [c for c in candidates if c[0] * c[1] * c[2] == index_len]
-    else:
-        candidates = [c for c in candidates if c[1] >= 2]  # a 1x1 spatial window is no Swin
+    candidates = [c for c in candidates if c[1] >= 2]  # a 1x1 spatial window is no Swin
     if not candidates:
         raise CheckpointError(f"cannot infer the attention window from a position-bias table of {table_len} rows")
     preferred = [c for c in candidates if c[1] == 7]
@@ -388,8 +389,29 @@ def _window_from_table(table_len: int, index_len: int | None) -> tuple[int, int,
     )
 
 
-def infer_config(native: Mapping[str, Tensor], index_len: int | None = None) -> SwinConfig:
-    """The architecture of a native state dict, from its tensor shapes."""
+def _window_from_index(table_len: int, saved: Tensor) -> tuple[int, int, int]:
+    """The window whose relative_position_index is ``saved``. Its size alone does not settle it:
+    (7,7,2) and (2,7,7) have the same table length and token count, and other indices."""
+    tokens = int(saved.shape[0]) if saved.ndim == 2 and saved.shape[0] == saved.shape[1] else -1
+    spans = [span for span in range(1, table_len + 1, 2) if table_len % span == 0]  # odd divisors: 2k-1
+    for depth_span in spans:
+        for height_span in spans:
+            width_span, rest = divmod(table_len, depth_span * height_span)
+            if rest or width_span % 2 == 0:
+                continue
+            window = ((depth_span + 1) // 2, (height_span + 1) // 2, (width_span + 1) // 2)
+            if window[0] * window[1] * window[2] == tokens and torch.equal(
+                    relative_position_index(window), saved.to(torch.long)):
+                return window
+    raise CheckpointError(
+        f"the checkpoint's relative_position_index ({'x'.join(map(str, saved.shape))}) is that of no attention "
+        f"window with a position-bias table of {table_len} rows: a damaged or foreign checkpoint"
+    )
+
+
+def infer_config(native: Mapping[str, Tensor], saved_index: Tensor | None = None) -> SwinConfig:
+    """The architecture of a native state dict, from its tensor shapes (and the saved
+    relative_position_index, when there is one: ``_saved_index``)."""
     try:
         proj = native["patch_embed.proj.weight"]
         if proj.ndim != 5:  # (C, in, d, h, w); an image Swin's is (C, in, h, w)
@@ -412,7 +434,7 @@ def infer_config(native: Mapping[str, Tensor], index_len: int | None = None) -> 
         if not depths:
             raise KeyError("layers.0.blocks.0")
         table = native["layers.0.blocks.0.attn.relative_position_bias_table"]
-        window = _window_from_table(int(table.shape[0]), index_len)
+        window = _window_from_table(int(table.shape[0]), saved_index)
         hidden = [int(native[f"layers.{i}.blocks.0.mlp.fc1.weight"].shape[0]) for i in range(len(depths))]
         head = native.get("head.weight")
         num_classes = int(head.shape[0]) if head is not None else 0
@@ -448,10 +470,11 @@ def _mlp_ratio(hidden: Sequence[int], dims: Sequence[int]) -> float:
     return exact
 
 
-def _index_len(state: Mapping[str, Tensor]) -> int | None:
+def _saved_index(state: Mapping[str, Tensor]) -> Tensor | None:
+    """A relative_position_index the checkpoint holds (every block's is its model's window's)."""
     for key, value in state.items():
         if key.endswith("relative_position_index") and value.ndim == 2:
-            return int(value.shape[0])
+            return value
     return None
 
 
@@ -468,6 +491,10 @@ def build_model(native: Mapping[str, Tensor], config: SwinConfig) -> VideoSwin:
     if config.num_classes == 0:
         model.head = torch.nn.Identity()  # type: ignore[assignment]
     expected = model.state_dict()
+    qkv_biases = [key for key in expected if key.endswith(".attn.qkv.bias")]
+    if qkv_biases and not any(key in native for key in qkv_biases):
+        # The official backbone built with qkv_bias=False: a zero bias is the same arithmetic.
+        native = {**native, **{key: torch.zeros_like(expected[key]) for key in qkv_biases}}
     unplaced = sorted(set(native) - set(expected))
     missing = sorted(set(expected) - set(native))
     if unplaced or missing:
@@ -490,7 +517,7 @@ def model_from_state_dict(state: Mapping[str, Any], config: SwinConfig | None = 
     """A Video Swin model (eval mode) from a state dict in any known layout."""
     tensors = unwrap_state_dict(state)
     native, _ = to_native(tensors)
-    return build_model(native, config or infer_config(native, _index_len(tensors)))
+    return build_model(native, config or infer_config(native, _saved_index(tensors)))
 
 
 def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
@@ -508,7 +535,7 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
             config = SwinConfig.from_dict(json.loads(metadata["config"]))
         except (ValueError, TypeError, KeyError, AttributeError) as error:
             raise CheckpointError(f"{path} has an architecture in its metadata that is not one ({error})") from None
-    model = build_model(native, config or infer_config(native, _index_len(tensors)))
+    model = build_model(native, config or infer_config(native, _saved_index(tensors)))
     labels = _metadata_labels(path, metadata.get("labels"), strict=native_file)
     model.labels = labels
     protocol = None
