@@ -477,6 +477,16 @@ def test_broken_files_fail_with_one_line_reason(lib, name, reason):
         read_video(lib[name], kinetics_plan)
 
 
+def test_bytes_where_a_box_should_start_are_damage_not_truncation(lib, tmp_path):
+    # Was: "truncated: the file ends inside its ')/\xb7' box", for a complete file with junk inside.
+    data = lib["moov_last"].read_bytes()
+    ftyp = int.from_bytes(data[:4], "big")
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(data[:ftyp] + b"\x7f\xff\xff\xff\x01\xb7)/" + data[ftyp:])
+    with pytest.raises(VideoError, match=f"damaged MP4/MOV container \\(no box where one should start, at byte {ftyp}\\)$"):
+        probe(junk)
+
+
 def test_a_matroska_file_of_subtitles_has_no_video_stream_rather_than_damage(tmp_path):
     # Was: "cannot be opened as a video: a damaged, truncated or audio-only Matroska/WebM file".
     media.require_ffmpeg()

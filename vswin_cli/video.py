@@ -443,6 +443,8 @@ def _why_mp4(path: Path) -> str:
                 length = size - offset
             if length < 8:
                 return "damaged MP4/MOV container (invalid box size)"
+            if not all(32 <= byte < 127 for byte in kind):  # box types are printable: these bytes are no box
+                return f"damaged MP4/MOV container (no box where one should start, at byte {offset:,})"
             boxes.append(kind)
             if offset + length > size:
                 name = kind.decode("latin-1")
