@@ -433,13 +433,28 @@ def test_resume_from_another_folder_than_the_relative_paths_is_refused(folder, t
     monkeypatch.chdir(tmp_path / "elsewhere")
     code, _, err = invoke("classify", "../videos", "-m", tiny_checkpoint, *FAST, "-o", out, "--resume")
     assert code == 2 and err.splitlines() == [
-        f"error: {out} names its videos relative to the folder its run started in, and 'videos/a.avi' is not there "
-        f"from {tmp_path / 'elsewhere'}; run --resume from that folder"], err
+        f"error: {out} names 'videos/a.avi' relative to the folder its run started in, not {tmp_path / 'elsewhere'}, "
+        "so ../videos/a.avi would be done again and kept twice; run --resume from that folder"], err
     assert out.read_bytes() == before
     monkeypatch.chdir(tmp_path)
     code, _, err = invoke("classify", "videos", "-m", tiny_checkpoint, *FAST, "-o", out, "--resume")
     assert code == 0, err  # (a finished CSV holds no model to compare: its videos are redone, as documented)
     assert ("1 already done" in err) == (suffix == "jsonl"), err
+
+
+def test_resume_after_the_videos_done_were_deleted_goes_on(folder, tiny_checkpoint, invoke, tmp_path, monkeypatch):
+    # An inbox emptied between runs: the records of videos gone stay, the new ones are done.
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "day1.avi").write_bytes((folder / "a.avi").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out.jsonl"
+    code, _, err = invoke("classify", "inbox", "-m", tiny_checkpoint, *FAST, "-o", out)
+    assert code == 0, err
+    (inbox / "day1.avi").rename(inbox / "day2.avi")
+    code, _, err = invoke("classify", "inbox", "-m", tiny_checkpoint, *FAST, "-o", out, "--resume")
+    assert code == 0 and err.splitlines()[-1] == f"1 ok, 0 failed; results in {out}", err
+    assert [r["path"] for r in records_of(out.read_text(encoding="utf-8"))] == ["inbox/day1.avi", "inbox/day2.avi"]
 
 
 def test_output_under_a_file_is_a_usage_error_before_any_work(folder, tiny_checkpoint, invoke, tmp_path):

@@ -374,7 +374,7 @@ def test_resume_from_another_folder_than_the_relative_paths_is_refused(tree, tin
     assert code == 0, err
     monkeypatch.chdir(tmp_path / "elsewhere")
     code, _, err = invoke("extract-features", "../videos", "-o", tmp_path / "feats", "-m", tiny_checkpoint, *FAST, "--resume")
-    assert code == 2 and "names its videos relative to the folder its run started in" in err, err
+    assert code == 2 and "names 'videos/x.avi' relative to the folder its run started in" in err, err
     assert sorted(p.name for p in (tmp_path / "feats").iterdir()) == ["index.jsonl", "x.avi.json", "x.avi.npy"]
     assert len((tmp_path / "feats" / "index.jsonl").read_text().splitlines()) == 1
 

@@ -483,30 +483,35 @@ def _path_key(path: str | os.PathLike[str]) -> str:
     return os.path.abspath(os.fspath(path))
 
 
-def _missing_from_here(paths: Iterable[Any]) -> str | None:
-    """The first of the records' relative paths, when none of them names anything from the current
-    folder (else None): the output was then written from another folder (``require_same_folder``)."""
-    first_missing = None
-    for path in paths:
-        if not isinstance(path, str) or os.path.isabs(path):
-            continue
-        if os.path.lexists(path):
-            return None
-        first_missing = first_missing or path
-    return first_missing
+def _missing_from_here(paths: Iterable[Any]) -> list[str]:
+    """The records' relative paths that name nothing from the current folder (``require_same_folder``)."""
+    return [path for path in paths if isinstance(path, str) and path and not os.path.isabs(path)
+            and not os.path.lexists(path)]
 
 
-def require_same_folder(output: Path, missing: str | None) -> None:
-    """Refuse to resume from another folder than the one the records' relative paths were given in.
+def require_same_folder(output: Path, missing: Sequence[str], inputs: Iterable[str | os.PathLike[str]]) -> None:
+    """Refuse to resume from another folder a video the output names relative to the folder its run
+    started in (``missing``: the sink's ``missing_from_here``).
 
-    A journal's relative paths are read from the current folder. Where none of them names anything
-    from here, going on would redo every video and keep each twice (and give features a second,
-    hashed file). ``missing``: the sink's ``missing_from_here``."""
-    if missing is not None:
-        raise VswinError(
-            f"{output} names its videos relative to the folder its run started in, and {missing!r} is "
-            f"not there from {os.getcwd()}; run --resume from that folder"
-        )
+    A journal's relative paths are read from the current folder: ``v/a.mp4`` written from /data,
+    resumed from /data/sub as ``../v/a.mp4``, would be done again and kept twice (features under a
+    second, hashed name). Such an input ends with the missing path; a video merely deleted since
+    (an inbox emptied between runs) is no input, and the run goes on."""
+    if not missing:
+        return
+    tails: dict[str, list[str]] = {}
+    for path in missing:
+        parts = [part for part in os.path.normpath(path).split(os.sep) if part not in ("", ".", "..")]
+        if parts:
+            tails.setdefault(parts[-1], []).append(os.sep + os.path.join(*parts))
+    for item in inputs:
+        absolute = os.path.abspath(item)
+        for tail in tails.get(os.path.basename(absolute), ()):
+            if absolute.endswith(tail):
+                raise VswinError(
+                    f"{output} names {tail[1:]!r} relative to the folder its run started in, not {os.getcwd()}, "
+                    f"so {os.fspath(item)} would be done again and kept twice; run --resume from that folder"
+                )
 
 
 def _canonical(obj: Any) -> Any:
@@ -561,7 +566,7 @@ class ResultSink:
         self.n_ok = 0
         self.n_error = 0
         self._closed = False
-        self.missing_from_here: str | None = None  # see require_same_folder
+        self.missing_from_here: list[str] = []  # see require_same_folder
 
     def done(self, path: str | os.PathLike[str]) -> bool:
         """True when this video already has an ok record for the same model and views."""

@@ -65,7 +65,7 @@ def classify(
             target, fmt, resume=resume, top_k=top_k, model=runner.model_name, views=runner.views, labels=runner.labels
         ) as sink:
             if target is not None:
-                require_same_folder(target, sink.missing_from_here)
+                require_same_folder(target, sink.missing_from_here, [item.path for item in found.videos])
             todo = [item for item in found.videos if not sink.done(item.path)]
             with progress(len(todo), "classifying", results_on_terminal=output is None and sys.stdout.isatty()) as advance:
                 for outcome in outcomes(engine, ray_address, runner, todo):

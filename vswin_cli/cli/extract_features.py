@@ -65,7 +65,7 @@ def extract_features(
         if with_logits:
             runner.require_classifier("write class scores (--with-logits)", "leave out --with-logits for its features alone")
         with FeatureWriter(output, found.videos, runner, resume=resume, per_clip=per_clip, dtype=dtype.value, with_scores=with_logits) as writer:
-            require_same_folder(writer.index.path, writer.index.missing_from_here)
+            require_same_folder(writer.index.path, writer.index.missing_from_here, [item.path for item in found.videos])
             todo = [item for item in found.videos if not writer.done(item)]
             with progress(len(todo), "extracting") as advance:
                 for outcome in outcomes(engine, ray_address, runner, todo):
