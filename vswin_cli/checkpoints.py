@@ -17,6 +17,7 @@ containers is ever unpickled.
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import re
 import warnings
@@ -393,7 +394,8 @@ def _window_from_index(table_len: int, saved: Tensor) -> tuple[int, int, int]:
     """The window whose relative_position_index is ``saved``. Its size alone does not settle it:
     (7,7,2) and (2,7,7) have the same table length and token count, and other indices."""
     tokens = int(saved.shape[0]) if saved.ndim == 2 and saved.shape[0] == saved.shape[1] else -1
-    spans = [span for span in range(1, table_len + 1, 2) if table_len % span == 0]  # odd divisors: 2k-1
+    divisors = {d for i in range(1, math.isqrt(table_len) + 1) if table_len % i == 0 for d in (i, table_len // i)}
+    spans = sorted(d for d in divisors if d % 2)  # each side's span is 2k-1
     for depth_span in spans:
         for height_span in spans:
             width_span, rest = divmod(table_len, depth_span * height_span)
