@@ -483,8 +483,9 @@ def _path_key(path: str | os.PathLike[str]) -> str:
     return os.path.abspath(os.fspath(path))
 
 
-def _missing_from_here(paths: Iterable[Any]) -> list[str]:
-    """The records' relative paths that name nothing from the current folder (``require_same_folder``)."""
+def _missing_from_here(entries: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The entries' relative paths that name nothing from the current folder (``require_same_folder``)."""
+    paths = (entry.get("path") for entry in entries)
     return [path for path in paths if isinstance(path, str) and path and not os.path.isabs(path)
             and not os.path.lexists(path)]
 
@@ -708,7 +709,7 @@ class JsonlFileSink(ResultSink):
         super().__init__(model, views, top_k, labels)
         self.path = Path(path)
         self._journal = _Journal(self.path, keep=resume)
-        self.missing_from_here = _missing_from_here(entry.get("path") for entry in self._journal.entries)
+        self.missing_from_here = _missing_from_here(self._journal.entries)
         self._seen: set[str] = set()
         self._compact = False
         for entry, number in zip(self._journal.entries, self._journal.lines):
@@ -758,7 +759,7 @@ class SnapshotFileSink(ResultSink):
         # Without resume a journal left by an older run is stale: emptied at the first record.
         with user_io(self.path, "open"):
             entries = self._entries() if resume else []
-        self.missing_from_here = _missing_from_here(entry.get("path") for entry in entries)
+        self.missing_from_here = _missing_from_here(entries)
         for entry in entries:
             self._update_done(entry)
 
@@ -1204,7 +1205,7 @@ class FeatureIndex:
         self.model = model
         self._views_canonical = _canonical(None if views is None else dict(views))
         self._journal = _Journal(self.path, keep=resume)
-        self.missing_from_here = _missing_from_here(entry.get("path") for entry in self._journal.entries)
+        self.missing_from_here = _missing_from_here(self._journal.entries)
         self._newest: dict[str, FeatureEntry] = {}
         self._compact = False
         for entry in self._journal.entries:
