@@ -616,3 +616,32 @@ def test_help_survives_python_oo(vswin):
     for args, line in ((["--help"], "Label videos with the top-k classes"), (["classify", "--help"], "exit 0: all ok")):
         done = vswin(*args, env={"PYTHONOPTIMIZE": "2"})
         assert done.returncode == 0 and line in done.stdout, done.stdout
+
+
+def test_an_output_that_is_the_model_or_the_labels_file_is_refused(folder, tiny_checkpoint, invoke, tmp_path):
+    # Was: exit 0, and the model (or the class names) replaced by the results.
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(tiny_checkpoint.read_bytes())
+    labels = tmp_path / "classes.csv"
+    labels.write_text("".join(f"class {i}\n" for i in range(len(TINY_LABELS))), encoding="utf-8")
+    before = model.read_bytes(), labels.read_bytes()
+    for output, fmt in ((model, "json"), (labels, "csv")):
+        code, out, err = invoke("classify", folder / "a.avi", "-m", model, "--labels", labels, *FAST, "-o", output, "--format", fmt)
+        assert code == 2 and out == ""
+        assert err.splitlines() == [f"error: -o {output} would overwrite the input {output}; choose another output"]
+    assert (model.read_bytes(), labels.read_bytes()) == before
+
+
+def test_resume_redoes_records_of_another_precision(folder, tiny_checkpoint, invoke, tmp_path):
+    # Was: "1 already done": bf16 probabilities (a few percent off) kept in a float32 run's output.
+    out = tmp_path / "out.jsonl"
+    video = folder / "a.avi"
+    code, _, err = invoke("classify", video, "-m", tiny_checkpoint, *FAST, "-o", out, "--precision", "bf16")
+    assert code == 0, err
+    assert records_of(out.read_text())[0]["views"] == {"clips": 2, "crops": 1, "clip_len": 8, "frame_interval": 2, "precision": "bf16"}
+    code, _, err = invoke("classify", video, "-m", tiny_checkpoint, *FAST, "-o", out, "--resume")
+    assert code == 0 and err.splitlines()[-1] == f"1 ok, 0 failed; results in {out}", err
+    [record] = records_of(out.read_text())
+    assert record["views"] == {"clips": 2, "crops": 1, "clip_len": 8, "frame_interval": 2}  # float32: as before
+    code, _, err = invoke("classify", video, "-m", tiny_checkpoint, *FAST, "-o", out, "--resume", "--precision", "fp32")
+    assert code == 0 and "1 already done" in err, err

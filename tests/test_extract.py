@@ -444,16 +444,16 @@ def test_a_run_stopped_while_replacing_a_videos_files_leaves_no_entry_vouching_f
     out = tmp_path / "feats"
     code, _, err = invoke("extract-features", videos, "-o", out, "-m", tiny_checkpoint, *FAST)
     assert code == 0, err
-    real = features.write_json_atomic
+    real = features.write_npy_atomic
 
     def disk_full(path, data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(features, "write_json_atomic", disk_full)  # the sidecar, after the new .npy
+    monkeypatch.setattr(features, "write_npy_atomic", disk_full)  # the .npy, after the new sidecar
     code, _, err = invoke("extract-features", videos, "-o", out, "-m", tiny_checkpoint, *FAST, "--per-clip", "--resume")
     assert code == 1 and "no space left on device" in err
-    assert np.load(out / "v0.avi.npy").shape == (2, 128)  # replaced
-    monkeypatch.setattr(features, "write_json_atomic", real)
+    assert not (out / "v0.avi.npy").exists() and not (out / "v0.avi.json").exists()  # no half of a replacement
+    monkeypatch.setattr(features, "write_npy_atomic", real)
     code, _, err = invoke("extract-features", videos, "-o", out, "-m", tiny_checkpoint, *FAST, "--resume")
     assert code == 0 and err.splitlines()[-1] == f"1 ok, 0 failed; results in {out}", err  # redone, not "already done"
     assert np.load(out / "v0.avi.npy").shape == (128,)
@@ -510,3 +510,82 @@ def test_features_beyond_float16s_range_fail_the_video_instead_of_writing_infini
     code, _, err = invoke("extract-features", video, "-o", out, "-m", large, *FAST, "--resume")  # float32 holds them
     assert code == 0, err
     assert np.isfinite(np.load(out / "x.avi.npy")).all()
+
+
+def test_files_beside_the_videos_that_vswin_did_not_write_are_never_replaced_or_removed(tmp_path, tiny_checkpoint, invoke):
+    # `-o` the video folder, where a photo/cloud export keeps its own `<video>.json` per video.
+    # Was: a.avi's replaced by the sidecar, and bad.avi's removed (its video failed).
+    videos = _videos(tmp_path / "videos", 1)
+    (videos / "bad.avi").write_bytes(b"not a video")
+    theirs = {videos / "v0.avi.json": b'{"title": "holiday"}\n', videos / "bad.avi.json": b'{"title": "broken"}\n'}
+    for path, content in theirs.items():
+        path.write_bytes(content)
+    code, _, err = invoke("extract-features", videos, "-o", videos, "-m", tiny_checkpoint, *FAST)
+    assert code == 1, err
+    assert {path: path.read_bytes() for path in theirs} == theirs
+    entries = {Path(e["path"]).name: e for e in map(json.loads, (videos / "index.jsonl").read_text().splitlines())}
+    assert entries["v0.avi"]["status"] == "error"
+    assert entries["v0.avi"]["error"] == (f"{videos / 'v0.avi.json'} is in the way of its features: vswin did not write "
+                                          "that file; move it away or give another -o folder")
+    assert not (videos / "v0.avi.npy").exists()
+    # Moved away, the video is done; a later failure of that video removes vswin's own files only.
+    (videos / "v0.avi.json").unlink()
+    code, _, err = invoke("extract-features", videos, "-o", videos, "-m", tiny_checkpoint, *FAST, "--resume")
+    assert code == 1 and (videos / "v0.avi.npy").is_file() and json.loads((videos / "v0.avi.json").read_text())["shape"] == [128]
+
+
+def test_a_features_file_made_read_only_fails_its_video_and_stays(tmp_path, tiny_checkpoint, invoke):
+    # Was: replaced by a rename and made writable again.
+    videos = _videos(tmp_path / "videos", 2)
+    out = tmp_path / "feats"
+    code, _, err = invoke("extract-features", videos, "-o", out, "-m", tiny_checkpoint, *FAST)
+    assert code == 0, err
+    kept = out / "v0.avi.npy"
+    before = kept.read_bytes()
+    kept.chmod(0o444)
+    code, _, err = invoke("extract-features", videos, "-o", out, "-m", tiny_checkpoint, *FAST, "--per-clip")
+    assert code == 1 and err.splitlines()[-1] == f"1 ok, 1 failed; results in {out}", err
+    assert kept.read_bytes() == before and np.load(out / "v1.avi.npy").shape == (2, 128)
+    entries = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+    error = [e for e in entries if Path(e["path"]).name == "v0.avi"][-1]["error"]
+    assert error == f"{kept}, which would hold its features, is read-only; make it writable (chmod u+w) or give another -o folder"
+
+
+def test_videos_inside_the_output_folder_are_not_left_out(tmp_path, tiny_checkpoint, invoke):
+    # `videos/ -r -o videos/train`: was "1 ok, 0 failed", train/b.avi never named anywhere.
+    videos = _videos(tmp_path / "videos", 1)
+    (videos / "train").mkdir()
+    media.encode_cv2(videos / "train" / "b.avi", frames=40, size=(64, 48))
+    out = videos / "train"
+    code, _, err = invoke("extract-features", videos, "-r", "-o", out, "-m", tiny_checkpoint, *FAST)
+    assert code == 0 and err.splitlines()[-1] == f"2 ok, 0 failed; results in {out}", err
+    assert (out / "v0.avi.npy").is_file() and (out / "train" / "b.avi.npy").is_file()
+    code, _, err = invoke("extract-features", videos, "-r", "-o", out, "-m", tiny_checkpoint, *FAST, "--resume")
+    assert code == 0 and "skipped" not in err.replace("skipped 2 already done", ""), err
+
+
+def test_a_run_without_resume_stopped_at_its_first_video_leaves_no_old_entry_vouching_for_it(tmp_path, tiny_checkpoint, invoke, monkeypatch):
+    # Was: the old index (clip_len 4) was emptied only at the first new index line, after the new
+    # .npy (clip_len 8) had replaced the old one; a --resume with clip_len 4 then kept it as done.
+    import vswin_cli.features as features
+
+    videos = _videos(tmp_path / "videos", 2)
+    out = tmp_path / "feats"
+    short = ("--clip-len", "4", "--clips", "2", "--crops", "1")
+    code, _, err = invoke("extract-features", videos, "-o", out, "-m", tiny_checkpoint, *short)
+    assert code == 0, err
+    first = (out / "v0.avi.npy").read_bytes()
+    real = features.write_npy_atomic
+
+    def stopped_after_writing(path, array):
+        real(path, array)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(features, "write_npy_atomic", stopped_after_writing)
+    code, _, err = invoke("extract-features", videos, "-o", out, "-m", tiny_checkpoint, "--clip-len", "8", "--clips", "2", "--crops", "1")
+    assert code == 130, err
+    assert (out / "v0.avi.npy").read_bytes() != first  # replaced by the clip_len 8 features
+    monkeypatch.setattr(features, "write_npy_atomic", real)
+    code, _, err = invoke("extract-features", videos, "-o", out, "-m", tiny_checkpoint, *short, "--resume")
+    assert code == 0 and err.splitlines()[-1] == f"2 ok, 0 failed; results in {out}", err  # nothing "already done"
+    assert (out / "v0.avi.npy").read_bytes() == first

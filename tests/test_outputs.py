@@ -1033,3 +1033,65 @@ def test_an_output_name_too_long_for_its_helper_files_is_a_usage_error_before_an
     with pytest.raises(VswinError, match=r"File name too long; choose another output"):
         with claim_output(tmp_path / ("b" * 260 + ".jsonl"), None):
             pass
+
+
+# --- files vswin did not make stay as they were ------------------------------------------------
+
+
+@pytest.mark.parametrize("content", [b"my notes\n", b'{"title": "not a record"}\n'])
+def test_a_file_named_like_the_journal_that_is_not_one_is_refused_and_kept(tmp_path, content):
+    # Was: emptied at the first record and removed at the end of a run without --resume.
+    out = tmp_path / "out.csv"
+    journal_path(out).write_bytes(content)
+    with pytest.raises(VswinError, match="move it away or choose another output|not a JSON object"):
+        open_sink(out, None, model="m", views=VIEWS)
+    assert journal_path(out).read_bytes() == content and not out.exists()
+
+
+@pytest.mark.parametrize("name", ["out.csv.lock", "out.csv.partial.jsonl.lock"])
+def test_a_file_named_like_a_lock_that_is_not_empty_is_refused_and_kept(tmp_path, name):
+    # vswin's lock files are empty. Was: a user's file of that name removed when the run ended.
+    (tmp_path / name).write_bytes(b"do not lose me")
+    with pytest.raises(VswinError) as caught:
+        with claim_output(tmp_path / "out.csv", None):
+            pass
+    assert str(caught.value) == (f"{tmp_path / name} is in the way: vswin keeps an empty lock file of that name while it "
+                                 f"writes {tmp_path / 'out.csv'}; move that file away or choose another output")
+    assert (tmp_path / name).read_bytes() == b"do not lose me"
+    (tmp_path / name).write_bytes(b"")  # an empty one, as a killed run leaves: taken, and removed after
+    with claim_output(tmp_path / "out.csv", None):
+        pass
+    assert not (tmp_path / name).exists()
+
+
+def test_an_index_in_the_features_folder_that_is_not_vswins_is_refused_and_kept(tmp_path):
+    (tmp_path / "index.jsonl").write_bytes(b'{"id": 1, "caption": "a dog"}\n')
+    for resume in (False, True):
+        with pytest.raises(VswinError, match="not a vswin index entry"):
+            open_feature_index(tmp_path, resume=resume)
+        assert (tmp_path / "index.jsonl").read_bytes() == b'{"id": 1, "caption": "a dog"}\n'
+
+
+@pytest.mark.parametrize("content", [b'{"a": 1}\n# end of file', b'{"a": 1}\n{"b": 2}'])
+def test_resume_changes_nothing_in_a_file_it_refuses(tmp_path, content):
+    # Was: the unfinished last line cut off (or a newline added), then the file refused.
+    out = tmp_path / "data.jsonl"
+    out.write_bytes(content)
+    with pytest.raises(VswinError, match="is not a vswin record"):
+        open_sink(out, None, resume=True)
+    assert out.read_bytes() == content
+
+
+@pytest.mark.parametrize("name", ["out.csv", "out.json", "out.jsonl"])
+def test_a_read_only_output_is_refused_before_any_work(tmp_path, name):
+    # Was: .csv and .json replaced by a rename and made writable; .jsonl refused after the first video.
+    out = tmp_path / name
+    out.write_bytes(b"kept")
+    out.chmod(0o444)
+    with pytest.raises(VswinError) as caught:
+        with claim_output(out, None):
+            pass
+    assert str(caught.value) == f"{out} is read-only; make it writable (chmod u+w) or choose another output"
+    with pytest.raises(VswinError, match="is read-only"):
+        write_text_atomic(out, "new")
+    assert out.read_bytes() == b"kept" and stat.S_IMODE(out.stat().st_mode) == 0o444

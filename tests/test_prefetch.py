@@ -370,3 +370,71 @@ def _interrupted(wait) -> bool:
     except KeyboardInterrupt:
         return True
     return False
+
+
+KILLED_SCRIPT = """\
+import sys, time
+from vswin_cli.engine import Engine, RunOptions
+from vswin_cli.inputs import discover
+from vswin_cli.loading import load_model
+
+if __name__ == "__main__":
+    options = RunOptions(device="cpu", decoders="processes", clips=1, crops=1, clip_len=4, decode_workers=2)
+    for outcome in Engine(load_model(sys.argv[1]), options).run(discover([sys.argv[2]]).videos):
+        print("READY", flush=True)
+        time.sleep(120)
+"""
+
+
+def _descendants(pid: int) -> dict[int, bytes]:
+    """Every process below ``pid`` (from /proc), with its start time."""
+    children: dict[int, list[int]] = {}
+    started: dict[int, bytes] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as stat:
+                    fields = stat.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry))
+            started[int(entry)] = fields[19]
+    found, todo = {}, [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found[child] = started[child]
+            todo.append(child)
+    return found
+
+
+def _running(pid: int, started: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] not in (b"Z", b"X") and fields[19] == started
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
+def test_decoder_processes_end_when_their_run_is_killed(tiny_checkpoint: Path, folder: Path) -> None:
+    # Was: after a SIGKILL (or the OOM killer) the workers waited for work for ever, holding
+    # ~280 MB each and the run's stdout: `vswin ... | cat` never saw its end.
+    import signal
+    import time
+
+    from tests.conftest import SUBPROCESS_ENV
+
+    run = subprocess.Popen([sys.executable, "-c", KILLED_SCRIPT, str(tiny_checkpoint), str(folder)],
+                           env={**os.environ, **SUBPROCESS_ENV}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert run.stdout is not None and run.stdout.readline().strip() == "READY"
+        below = _descendants(run.pid)
+        assert len(below) >= 2  # the forkserver and its workers
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=10)
+    deadline = time.monotonic() + 20
+    while any(_running(pid, started) for pid, started in below.items()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid, started in below.items() if _running(pid, started)]

@@ -198,7 +198,10 @@ def _check_view_memory(protocol: Protocol, stride: float | None) -> None:
         )
 
 
-def _views_dict(protocol: Protocol, stride: float | None) -> dict[str, Any]:
+def _views_dict(protocol: Protocol, stride: float | None, precision: str = "auto") -> dict[str, Any]:
+    """A record's ``views``: what --resume compares to decide that a record is this run's result.
+    A reduced precision is named (its probabilities differ from float32's by up to a few percent);
+    float32, the default, is not, as in records written before precision was named."""
     views: dict[str, Any] = {
         "clips": protocol.num_clips,
         "crops": protocol.num_crops,
@@ -210,6 +213,8 @@ def _views_dict(protocol: Protocol, stride: float | None) -> dict[str, Any]:
     if stride is not None:
         views["clips"] = None
         views["stride"] = stride
+    if precision in ("bf16", "fp16"):
+        views["precision"] = precision
     return views
 
 
@@ -239,7 +244,7 @@ class Engine:
                 )
         _check_view_memory(self.protocol, options.stride)
         self.labels = model.labels or [f"class_{i}" for i in range(model.config.num_classes)]
-        self.views = _views_dict(self.protocol, options.stride)
+        self.views = _views_dict(self.protocol, options.stride, options.precision)
         self.model_name = model.name
         # A backbone-only checkpoint (no classifier head) gives features and no class scores.
         self.classifies = model.config.num_classes > 0

@@ -16,9 +16,24 @@ from .errors import VswinError
 from .inputs import InputVideo
 from .outputs import (
     FeatureEntry, feature_path, open_feature_index, plan_feature_paths, scores_path, sidecar_path, user_io, write_json_atomic,
-    write_npy_atomic,
+    write_npy_atomic, write_protected,
 )
 from .records import VideoRecord
+
+
+# A sidecar holds these keys; a larger file is not one (an hour of 1-second windows is about 300 kB).
+_SIDECAR_KEYS = frozenset({"model", "protocol", "views", "shape", "dtype"})
+_SIDECAR_MAX_BYTES = 64 << 20
+
+
+def _is_vswin_sidecar(path: Path) -> bool:
+    try:
+        if not path.is_file() or path.stat().st_size > _SIDECAR_MAX_BYTES:
+            return False
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and _SIDECAR_KEYS <= data.keys()
 
 
 def feature_files(out_dir: Path, videos: Sequence[InputVideo]) -> list[Path]:
@@ -80,15 +95,24 @@ class FeatureWriter:
         """Write one video's files; False when the video failed (an error line in the index)."""
         record = outcome.record
         target = self._targets[str(outcome.item.path)]
+        foreign = self._not_written_by_vswin(target)
         if record.status != "ok" or outcome.features is None:
             # Files an earlier run left for this video would pass for its features now.
-            self._remove(target, sidecar_path(target), scores_path(target))
+            if foreign is None:
+                self._remove(target, sidecar_path(target), scores_path(target))
             return self._failed(record, record.error)
+        if foreign is not None:
+            return self._failed(record, f"{foreign} is in the way of its features: vswin did not write that file; "
+                                        "move it away or give another -o folder")
+        protected = next((p for p in (target, sidecar_path(target), scores_path(target)) if write_protected(p)), None)
+        if protected is not None:
+            return self._failed(record, f"{protected}, which would hold its features, is read-only; make it writable "
+                                        "(chmod u+w) or give another -o folder")
         array = outcome.clip_features if self.per_clip else outcome.features
         with np.errstate(over="ignore"):  # said below, in the video's record, not as NumPy's warning
             array = np.ascontiguousarray(array, dtype=self.dtype)
         if not np.isfinite(array).all():  # the float32 features are finite (the engine checks): float16 overflowed
-            self._remove(target, sidecar_path(target), scores_path(target))
+            self._remove(target, sidecar_path(target), scores_path(target))  # vswin's own (checked above)
             largest = float(np.abs(outcome.clip_features if self.per_clip else outcome.features).max())
             return self._failed(record, f"its features reach {largest:.4g}, beyond {self.dtype.name}'s range "
                                         f"(±{float(np.finfo(self.dtype).max):.0f}); use --dtype float32")
@@ -97,12 +121,13 @@ class FeatureWriter:
         try:
             self._write_files(target, sidecar, outcome, array)
         except VswinError as error:
-            if getattr(error.__cause__, "errno", None) != errno.ENAMETOOLONG:
-                raise  # a full disk, a read-only folder: the run's to stop
-            # This video's mirrored path is longer than the file system takes: its failure alone.
+            # Half a video's files (vswin's own, checked above) would pass for its features.
             for path in (target, sidecar, scores_path(target)):
                 with suppress(OSError):
                     path.unlink()
+            if getattr(error.__cause__, "errno", None) != errno.ENAMETOOLONG:
+                raise  # a full disk, a read-only folder: the run's to stop
+            # This video's mirrored path is longer than the file system takes: its failure alone.
             return self._failed(record, f"its features file would be {target} ({len(os.fsencode(os.path.abspath(target)))} "
                                         "bytes), a path longer than the file system takes; give -o a shorter folder")
         self.index.add(FeatureEntry(
@@ -119,8 +144,11 @@ class FeatureWriter:
         return False
 
     def _write_files(self, target: Path, sidecar: Path, outcome: VideoOutcome, array: np.ndarray) -> None:
-        with user_io(target):
+        # The sidecar first: whatever a run stopped halfway leaves beside it is known to be vswin's.
+        with user_io(sidecar):
             target.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(sidecar, self._sidecar(outcome, array))
+        with user_io(target):
             write_npy_atomic(target, array)
         if self.with_scores:
             scores = outcome.clip_scores if self.per_clip else outcome.scores
@@ -128,14 +156,22 @@ class FeatureWriter:
                 write_npy_atomic(scores_path(target), np.ascontiguousarray(scores, dtype=np.float32))
         else:
             self._remove(scores_path(target))  # an earlier run's, for other views
-        with user_io(sidecar):
-            write_json_atomic(sidecar, self._sidecar(outcome, array))
+
+    def _not_written_by_vswin(self, target: Path) -> Path | None:
+        """A file among the video's three (.npy, sidecar, scores) that vswin did not write, or None.
+        They are vswin's when the sidecar is a vswin sidecar, or the index names the file."""
+        sidecar = sidecar_path(target)
+        if os.path.lexists(sidecar):
+            return None if _is_vswin_sidecar(sidecar) else sidecar
+        if self.index.names(target):
+            return None
+        return next((path for path in (target, scores_path(target)) if os.path.lexists(path)), None)
 
     @staticmethod
     def _remove(*paths: Path) -> None:
         for path in paths:
             with user_io(path, "remove"):
-                if path.is_file():
+                if path.is_file() and not write_protected(path):  # a file made read-only is left as it is
                     path.unlink()
 
     def _sidecar(self, outcome: VideoOutcome, array: np.ndarray) -> dict[str, Any]:

@@ -94,15 +94,16 @@ def _is_candidate(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS or looks_like_video(path)
 
 
-def discover(paths: Iterable[str | Path], recursive: bool = False, exclude: Iterable[str | Path] = ()) -> Discovery:
+def discover(paths: Iterable[str | Path], recursive: bool = False, output_folders: Iterable[str | Path] = ()) -> Discovery:
     """Videos under ``paths``; a path that does not exist is a usage error.
 
-    Folders in ``exclude`` (the run's own output folder, inside an input folder) are passed over
-    when met inside a folder, without counting as skipped; given themselves, they are listed.
+    Folders in ``output_folders`` (the run's own output folder, inside an input folder) do not count as
+    skipped folders, and the files in them that are no videos (the run's own outputs) do not count
+    as skipped files; their videos are listed as any others.
     """
     found = Discovery()
     seen_files: set[str] = set()
-    excluded = {os.path.realpath(folder) for folder in exclude}
+    outputs = {os.path.realpath(folder) for folder in output_folders}
     seen_dirs: set[str] = set()
 
     def add(path: Path, root: Path) -> None:
@@ -125,9 +126,10 @@ def discover(paths: Iterable[str | Path], recursive: bool = False, exclude: Iter
     def walk(root: Path) -> None:
         # Depth first in name order, with a stack of folders rather than recursion: a tree may be
         # deeper than Python's recursion limit.
-        stack = [entries_of(root)]
+        stack = [(entries_of(root), os.path.realpath(root) in outputs)]
         while stack:
-            entry = next(stack[-1], None)
+            entries, quiet = stack[-1]
+            entry = next(entries, None)
             if entry is None:
                 stack.pop()
                 continue
@@ -137,16 +139,15 @@ def discover(paths: Iterable[str | Path], recursive: bool = False, exclude: Iter
             except OSError:
                 is_dir = False
             if is_dir:
-                if os.path.realpath(child) in excluded:
-                    continue
+                inner_quiet = quiet or os.path.realpath(child) in outputs
                 if recursive:
-                    stack.append(entries_of(child))
-                else:
+                    stack.append((entries_of(child), inner_quiet))
+                elif not inner_quiet:
                     found.skipped_folders += 1
             elif _is_candidate(child) or not os.access(child, os.R_OK) or not _exists(child):
                 # Unreadable files and dangling links are tried, so they get an error record.
                 add(child, root)
-            else:
+            elif not quiet:
                 found.skipped_files += 1
 
     for given in paths:

@@ -44,7 +44,7 @@ import unicodedata
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator, Mapping, Sequence
+from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 from rich import box
@@ -242,17 +242,33 @@ def _link_target(path: Path) -> Path:
     return Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
 
 
+def write_protected(path: Path) -> bool:
+    """True when ``path`` is a file made read-only (no write permission for anyone), or one this
+    process may not write. A rename would replace it all the same, and the protection with it."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISREG(mode) and (not mode & 0o222 or not os.access(path, os.W_OK))
+
+
+def refuse_write_protected(path: Path) -> None:
+    if write_protected(path):
+        raise VswinError(f"{path} is read-only; make it writable (chmod u+w) or choose another output")
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[str]:
     """A temporary file name beside ``path`` for a writer that needs a name; on success the file
     is synced, given the usual permissions and renamed over ``path``; on failure removed.
 
     A symbolic link is followed (its target is replaced); a pipe or device is refused, since a
-    rename would put a regular file in its place.
+    rename would put a regular file in its place, and so is a read-only file.
     """
     kind = _special_kind(Path(path))
     if kind is not None:
         raise VswinError(f"{path} is {kind}, not a file; vswin only replaces regular files")
+    refuse_write_protected(Path(path))
     target = _link_target(Path(path))
     # The name is shortened in the temporary one: a name near the 255-byte limit must still fit.
     fd, temp_name = tempfile.mkstemp(prefix=f".{_cut_name(target.name, 100)}.", suffix=".tmp", dir=target.parent)
@@ -375,10 +391,12 @@ class _Journal:
 
     With ``keep`` the existing lines are read (and a truncated last line cut off) and new ones are
     appended; without it the file is emptied, but only when the first entry arrives. A write that
-    fails (a full disk) is cut off again, so the file keeps whole lines only.
+    fails (a full disk) is cut off again, so the file keeps whole lines only. ``check(entry, line)``
+    raises VswinError for an entry that is not vswin's: an existing file is checked before it is
+    changed in any way (kept or not), so that a file that turns out not to be ours stays as it was.
     """
 
-    def __init__(self, path: Path, keep: bool) -> None:
+    def __init__(self, path: Path, keep: bool, check: Callable[[Any, int], object] | None = None) -> None:
         self.path = Path(path)
         self.entries: list[dict[str, Any]] = []
         self.lines: list[int] = []  # line numbers of the entries
@@ -387,11 +405,16 @@ class _Journal:
         self.lost = False  # the file was removed or replaced during the run (``_check_in_place``)
         if self.path.is_dir():
             raise VswinError(f"{self.path} is a folder; give a file name")
-        if keep and self.path.exists():
+        if (keep or check is not None) and self.path.exists():
             with user_io(self.path, "open"):
                 contents = _read_journal(self.path)
+            for entry, number in zip(contents.entries, contents.lines):
+                if check is not None:
+                    check(entry, number)
+            if keep:
                 self.entries, self.lines = contents.entries, contents.lines
-                self._repair(contents)
+                with user_io(self.path, "open"):
+                    self._repair(contents)
 
     def _repair(self, contents: _JournalContents) -> None:
         if contents.good_end < contents.size:
@@ -708,7 +731,8 @@ class JsonlFileSink(ResultSink):
     ) -> None:
         super().__init__(model, views, top_k, labels)
         self.path = Path(path)
-        self._journal = _Journal(self.path, keep=resume)
+        # -o names this file: without --resume it is replaced, as asked; with it, it must be ours.
+        self._journal = _Journal(self.path, keep=resume, check=(lambda e, n: _record_from(e, self.path, n)) if resume else None)
         self.missing_from_here = _missing_from_here(self._journal.entries)
         self._seen: set[str] = set()
         self._compact = False
@@ -753,7 +777,9 @@ class SnapshotFileSink(ResultSink):
         if self.path.is_dir():
             raise VswinError(f"-o {self.path} is a folder; give a file name such as results.{fmt}")
         self._resume = resume
-        self._journal = _Journal(self.journal_path, keep=resume)
+        # The journal's name is vswin's choice, not the user's: a file there that is not a vswin
+        # journal is refused, never emptied or removed.
+        self._journal = _Journal(self.journal_path, keep=resume, check=self._check_journal_entry)
         self._journal.entries = []  # _entries() reads the repaired journal itself
         self._added = 0
         # Without resume a journal left by an older run is stale: emptied at the first record.
@@ -762,6 +788,15 @@ class SnapshotFileSink(ResultSink):
         self.missing_from_here = _missing_from_here(entries)
         for entry in entries:
             self._update_done(entry)
+
+    def _check_journal_entry(self, entry: Any, number: int) -> None:
+        try:
+            VideoRecord.from_dict(entry)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise VswinError(
+                f"{self.journal_path}, the file vswin keeps beside -o {self.path} while it runs, holds something "
+                f"else (line {number} is not a vswin record); move it away or choose another output"
+            ) from None
 
     def _entries(self) -> list[dict[str, Any]]:
         """With resume: the previous output's records, then the journal's; else the journal's."""
@@ -895,6 +930,7 @@ def claim_output(output: Path | None, fmt: str | None, inputs: Iterable[Path] = 
     written = [target, *locks] + ([] if chosen == "jsonl" else [journal_path(target)])
     check_output_path(output, written)
     refuse_overwriting_inputs(output, written, inputs)
+    refuse_write_protected(target)
     with ExitStack() as held:
         for lock in locks:
             held.enter_context(run_lock(lock, output))
@@ -982,7 +1018,12 @@ def _lock(path: Path, output: Path) -> int:
         except OSError:
             return fd  # a file system without locks (some network mounts): run unguarded
         try:
-            if os.path.samestat(os.fstat(fd), os.stat(path)):
+            status = os.fstat(fd)
+            if os.path.samestat(status, os.stat(path)):
+                if status.st_size:  # vswin's lock files are empty; removed at the end, this one would be lost
+                    os.close(fd)
+                    raise VswinError(f"{path} is in the way: vswin keeps an empty lock file of that name while it "
+                                     f"writes {output}; move that file away or choose another output")
                 return fd
         except FileNotFoundError:
             pass
@@ -1204,9 +1245,11 @@ class FeatureIndex:
         self.path = self.out_dir / INDEX_NAME
         self.model = model
         self._views_canonical = _canonical(None if views is None else dict(views))
-        self._journal = _Journal(self.path, keep=resume)
+        # index.jsonl in a folder of the user's (-o . among the videos) may be theirs: checked first.
+        self._journal = _Journal(self.path, keep=resume, check=lambda entry, _: self._entry_from(entry))
         self.missing_from_here = _missing_from_here(self._journal.entries)
         self._newest: dict[str, FeatureEntry] = {}
+        self._written: set[str] = set()  # every file an entry names (casefolded), see ``names``
         self._compact = False
         for entry in self._journal.entries:
             self._remember(self._entry_from(entry))
@@ -1223,6 +1266,9 @@ class FeatureIndex:
             ) from None
 
     def _remember(self, entry: FeatureEntry) -> None:
+        for name in (entry.output, entry.sidecar):
+            if name is not None:
+                self._written.add(str(self.out_dir / name).casefold())
         key = _path_key(entry.path)
         self._compact = self._compact or key in self._newest
         self._newest[key] = entry
@@ -1253,6 +1299,10 @@ class FeatureIndex:
             and (self.out_dir / entry.output).is_file()
         )
 
+    def names(self, file: Path) -> bool:
+        """True when an entry of the index names ``file`` (a .npy or sidecar): vswin wrote it."""
+        return str(file).casefold() in self._written
+
     def output_of(self, path: str | os.PathLike[str]) -> Path | None:
         """The .npy file the newest entry of ``path`` names, or None."""
         entry = self._newest.get(_path_key(path))
@@ -1264,7 +1314,9 @@ class FeatureIndex:
 
     def replacing(self, path: str) -> None:
         """Call before a video's files are replaced: an ok entry of an earlier run (other settings)
-        stops counting first, so a run stopped halfway never leaves it vouching for new files."""
+        stops counting first, so a run stopped halfway never leaves it vouching for new files.
+        Without --resume the old index is emptied now, before any file it lists is replaced."""
+        self._journal.touch()
         entry = self._newest.get(_path_key(path))
         if entry is not None and entry.status == "ok":
             self.add(FeatureEntry(path=path, status="error", model=self.model, views=entry.views,

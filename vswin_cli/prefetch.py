@@ -24,6 +24,8 @@ import collections
 import concurrent.futures as futures
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
@@ -147,7 +149,7 @@ _NEVER_STARTED = (
 )
 
 
-def _start_worker(preparer: "Engine", threads: int, started: "multiprocessing.synchronize.Event") -> None:
+def _start_worker(preparer: "Engine", threads: int, started: "multiprocessing.synchronize.Event", parent: int) -> None:
     global _preparer, _decoder_threads
     import cv2
 
@@ -155,7 +157,43 @@ def _start_worker(preparer: "Engine", threads: int, started: "multiprocessing.sy
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     _preparer, _decoder_threads = preparer, threads
+    threading.Thread(target=_exit_after, args=(parent,), name="vswin-parent-watch", daemon=True).start()
     started.set()
+
+
+def _exit_after(parent: int) -> None:
+    """End this worker once the run that started it is gone. Killed outright (SIGKILL, the OOM
+    killer), a run leaves its workers waiting for work for ever, holding their memory and the run's
+    stdout and stderr: whoever reads those through a pipe would wait for ever too."""
+    started = _start_time(parent)
+    if started is None and _start_time(os.getpid()) is None:  # no /proc to read: only whether the pid is there
+        while _exists(parent):
+            time.sleep(1.0)
+    else:
+        while started is not None and _start_time(parent) == started:
+            time.sleep(1.0)
+    os._exit(1)
+
+
+def _start_time(pid: int) -> bytes | None:
+    """When process ``pid`` started, from /proc (Linux): a pid taken over by another process, or a
+    process that has ended (a zombie), no longer gives the same value. None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()  # after the command name, which may hold spaces
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in (b"Z", b"X") else fields[19]  # the state (field 3) and starttime (field 22)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's (not ours to signal), or no way to tell: it may be there
+    return True
 
 
 def _booting_worker() -> bool:
@@ -233,7 +271,7 @@ def in_processes(
 
     def new_pool(size: int) -> futures.ProcessPoolExecutor:
         return futures.ProcessPoolExecutor(
-            size, mp_context=context, initializer=_start_worker, initargs=(preparer, decoder_threads, started)
+            size, mp_context=context, initializer=_start_worker, initargs=(preparer, decoder_threads, started, os.getpid())
         )
 
     def submit(item: InputVideo) -> futures.Future[PreparedVideo]:

@@ -551,10 +551,11 @@ def driver_engine(
     ``options`` are the run's, for the actors, whose device and precision the cluster judges
     (``_plan_actors``): a laptop without a GPU can drive GPUs.
     """
-    from .engine import _engine_for
+    from .engine import _engine_for, _views_dict
 
     engine = _engine_for(model, labels, dataclasses.replace(options, device="cpu", precision="fp32"))
     engine.options = options
+    engine.views = _views_dict(engine.protocol, options.stride, options.precision)  # the actors' precision
     return engine
 
 

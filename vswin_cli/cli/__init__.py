@@ -86,9 +86,10 @@ def main() -> None:
         interrupted = True
         exit_code = 128 + signum
         # Decodes running in other threads would otherwise finish their files before the process can end.
-        decoding = sys.modules.get("vswin_cli.video")
-        if decoding is not None:
-            decoding.stop_decoding()
+        # (A decoding thread may be importing the module right now: then it has no stop yet.)
+        stop_decoding = getattr(sys.modules.get("vswin_cli.video"), "stop_decoding", None)
+        if stop_decoding is not None:
+            stop_decoding()
         raise KeyboardInterrupt
 
     _output.fill_closed_streams()

@@ -34,11 +34,17 @@ def run_options(
     )
 
 
+def files_read(model_ref: str | None, labels: Path | None) -> list[Path]:
+    """The model and labels files a run reads besides its videos: -o must not overwrite them either."""
+    return [Path(name) for name in (model_ref, labels) if name is not None]
+
+
 def find_inputs(paths: Sequence[Path], recursive: bool, output_folder: Path | None = None) -> Discovery:
-    """The videos to run; ``output_folder`` (extract-features' -o, often inside an input folder) is left out."""
+    """The videos to run. In ``output_folder`` (extract-features' -o, often inside an input folder)
+    the files that are no videos, the run's own outputs, do not count as skipped."""
     if not paths:
         raise VswinError("no inputs: give video files and/or folders")
-    found = discover(paths, recursive=recursive, exclude=[output_folder] if output_folder is not None else [])
+    found = discover(paths, recursive=recursive, output_folders=[output_folder] if output_folder is not None else [])
     if found.skipped_folders and not recursive:
         warning_line(f"skipped {found.skipped_folders} sub-folder(s); use -r to include them")
     if found.skipped_files:

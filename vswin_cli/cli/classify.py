@@ -20,7 +20,7 @@ from ._options import (
     BatchSizeOpt, ClipLenOpt, ClipsOpt, CropsOpt, DeviceOpt, EngineChoice, EngineOpt, FormatOpt, FrameIntervalOpt,
     LabelsOpt, ModelOpt, PathsArg, PrecisionOpt, RayAddressOpt, RecursiveOpt, ResumeOpt, StrideOpt,
 )
-from ._run import build_engine, check_engine, find_inputs, outcomes, progress, run_options, summary
+from ._run import build_engine, check_engine, files_read, find_inputs, outcomes, progress, run_options, summary
 
 
 def classify(
@@ -55,7 +55,7 @@ def classify(
     found = find_inputs(paths, recursive)
     failed = done = 0
     # The output is checked and locked before the model loads: a mistake there costs no waiting.
-    with claim_output(output, fmt, [item.path for item in found.videos]) as target:
+    with claim_output(output, fmt, [item.path for item in found.videos] + files_read(model, labels)) as target:
         runner = build_engine(model, labels, options, engine)
         runner.require_classifier()
         # Records hold at most one label per class; the CSV has no columns beyond them, and

@@ -19,7 +19,7 @@ from ._options import (
     BatchSizeOpt, ClipLenOpt, ClipsOpt, CropsOpt, DeviceOpt, EngineChoice, EngineOpt, FrameIntervalOpt, LabelsOpt,
     ModelOpt, PathsArg, PrecisionOpt, RayAddressOpt, RecursiveOpt, FeaturesResumeOpt, StrideOpt,
 )
-from ._run import build_engine, check_engine, find_inputs, outcomes, progress, run_options, summary
+from ._run import build_engine, check_engine, files_read, find_inputs, outcomes, progress, run_options, summary
 
 
 class FeatureDtype(str, Enum):
@@ -60,7 +60,7 @@ def extract_features(
     failed = done = 0
     written = feature_files(output, found.videos)
     # The folder is checked and locked before the model loads: a mistake there costs no waiting.
-    with claim_folder(output, written, [item.path for item in found.videos]):
+    with claim_folder(output, written, [item.path for item in found.videos] + files_read(model, labels)):
         runner = build_engine(model, labels, options, engine)
         if with_logits:
             runner.require_classifier("write class scores (--with-logits)", "leave out --with-logits for its features alone")
