@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
 import pickle
 import pickletools
+import stat
+import struct
+import zipfile
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
@@ -585,3 +590,102 @@ def test_a_backbone_built_without_qkv_bias_loads(tmp_path, tiny, clip):
     torch.save({"state_dict": state}, tmp_path / "damaged.pth")
     with pytest.raises(ck.CheckpointError, match="missing, e.g. layers.0.blocks.0.attn.qkv.weight"):
         ck.load_checkpoint(tmp_path / "damaged.pth")
+
+
+def test_convert_refuses_a_read_only_destination(tmp_path, tiny, invoke):
+    # Was: replaced by a rename (exit 0) and made writable again.
+    src = tmp_path / "official.pth"
+    torch.save({"state_dict": ck.native_to_official(tiny.state_dict())}, src)
+    kept = tmp_path / "kept.safetensors"
+    kept.write_bytes(b"someone's weights")
+    kept.chmod(0o444)
+    code, _, err = invoke("convert", src, kept)
+    assert code == 2
+    assert err.splitlines() == [f"error: {kept} is read-only; make it writable (chmod u+w) or choose another output"]
+    assert kept.read_bytes() == b"someone's weights" and stat.S_IMODE(kept.stat().st_mode) == 0o444
+
+
+def _official_pth(tmp_path: Path, tiny: VideoSwin, change: Callable[[dict], None] = lambda state: None) -> Path:
+    state = ck.native_to_official(tiny.state_dict())
+    change(state)
+    path = tmp_path / "official.pth"
+    torch.save({"state_dict": state}, path)
+    return path
+
+
+def test_a_pth_whose_bytes_fail_their_checksum_is_refused(tmp_path, tiny):
+    # Was: loaded (torch.load checks no CRC) and run with the changed weights, exit 0.
+    path = _official_pth(tmp_path, tiny)
+    with zipfile.ZipFile(path) as archive:
+        largest = max(archive.infolist(), key=lambda info: info.file_size)
+    data = bytearray(path.read_bytes())
+    name_length, extra_length = struct.unpack("<HH", data[largest.header_offset + 26: largest.header_offset + 30])
+    start = largest.header_offset + 30 + name_length + extra_length
+    data[start + largest.file_size // 2] ^= 0x40
+    path.write_bytes(bytes(data))
+    with pytest.raises(ck.CheckpointError) as caught:
+        ck.load_checkpoint(path)
+    assert str(caught.value) == (f"{path} is damaged: its part {largest.filename} does not match its checksum; "
+                                 "download or copy it again")
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.complex64])
+def test_weights_that_are_not_real_numbers_are_refused(tmp_path, tiny, dtype):
+    # Was: cast to float and run as other weights (int16: one class at probability 1.0), exit 0.
+    def retype(state: dict) -> None:
+        state["backbone.norm.weight"] = (state["backbone.norm.weight"] * 100).to(dtype)
+
+    with pytest.raises(ck.CheckpointError) as caught:
+        ck.load_checkpoint(_official_pth(tmp_path, tiny, retype))
+    name = str(dtype).removeprefix("torch.")
+    assert str(caught.value) == f"checkpoint tensor norm.weight holds {name} values, not real numbers: a damaged or foreign checkpoint"
+
+
+def test_a_sparse_tensor_is_refused_in_one_line(tmp_path, tiny):
+    # Was: a RuntimeError traceback from load_state_dict.
+    def sparse(state: dict) -> None:
+        state["backbone.norm.weight"] = state["backbone.norm.weight"].to_sparse()
+
+    with pytest.raises(ck.CheckpointError, match="checkpoint tensor norm.weight is a torch.sparse_coo cpu tensor, not plain weights"):
+        ck.load_checkpoint(_official_pth(tmp_path, tiny, sparse))
+
+
+def test_an_architecture_that_does_not_fit_the_tensors_is_refused_before_any_model_is_built(tmp_path, tiny, monkeypatch):
+    # Was: the model of the metadata's architecture built first (a damaged embed_dim of 4096 took
+    # gigabytes and half a minute), then compared with the tensors.
+    built: list[str] = []
+    real = ck.VideoSwin
+
+    def counting(config):
+        model = real(config)
+        built.append(model.head.weight.device.type)
+        return model
+
+    monkeypatch.setattr(ck, "VideoSwin", counting)
+    with pytest.raises(ck.CheckpointError, match="has shape"):
+        ck.model_from_state_dict(tiny.state_dict(), dataclasses.replace(TINY, embed_dim=32))
+    assert built == ["meta"]
+
+
+def test_a_window_too_large_for_any_video_swin_is_refused(tmp_path):
+    # A bias table of 41^3 rows reads as a 21x21x21 window, whose index took 7 GB before the model was refused.
+    with pytest.raises(ValueError, match=r"window_size \[21, 21, 21\] holds 9261 tokens"):
+        SwinConfig(embed_dim=16, depths=(1,), num_heads=(1,), window_size=(21, 21, 21))
+    model = random_model(SwinConfig(embed_dim=16, depths=(1,), num_heads=(1,), window_size=(16, 7, 7), num_classes=3))
+    state = model.state_dict()
+    state["layers.0.blocks.0.attn.relative_position_bias_table"] = torch.zeros(41 ** 3, 1)
+    with pytest.raises(ck.CheckpointError, match="holds 9261 tokens"):
+        ck.model_from_state_dict(state)
+
+
+@pytest.mark.parametrize("key", ["labels", "config", "protocol"])
+def test_metadata_nested_past_the_recursion_limit_is_one_line(tmp_path, tiny, key):
+    # Was: a RecursionError traceback.
+    from safetensors.torch import save_file
+
+    ck.save_native(tiny, tmp_path / "native.safetensors", labels=[f"c{i}" for i in range(10)])
+    tensors, metadata = ck.read_checkpoint(tmp_path / "native.safetensors")[:2]
+    save_file({k: v.contiguous() for k, v in tensors.items()}, tmp_path / "deep.safetensors",
+              metadata={**metadata, key: "[" * 100_000 + "]" * 100_000})
+    with pytest.raises(ck.CheckpointError, match="in its metadata that (is|are) not"):
+        ck.load_checkpoint(tmp_path / "deep.safetensors")

@@ -22,6 +22,7 @@ import pickle
 import re
 import warnings
 import zipfile
+import zlib
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,7 +162,22 @@ def _foreign_names(path: Path) -> list[str]:
         return []
 
 
+def _damaged_record(path: Path) -> str | None:
+    """The first record of a zip-format checkpoint whose bytes fail their CRC32, or None. torch.load
+    does not check them: a flipped byte in a tensor loads as another weight."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return None  # a legacy (pre-zip) file: no checksums to check
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError, zlib.error):
+        return None  # unreadable as a zip: torch.load below says so
+
+
 def _read_pickle(path: Path) -> dict[str, Any]:
+    damaged = _damaged_record(path)
+    if damaged is not None:
+        raise CheckpointError(f"{path} is damaged: its part {damaged} does not match its checksum; download or copy it again")
     names = _foreign_names(path)
     for name in names:
         if _runs_code(name):
@@ -487,16 +503,22 @@ def build_model(native: Mapping[str, Tensor], config: SwinConfig) -> VideoSwin:
         raise CheckpointError(
             f"the model takes {config.in_channels} input channel(s) per frame; vswin feeds it RGB video (3 channels)"
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch's note on initialising a 0-class head: not the user's business
-        model = VideoSwin(config)
-    if config.num_classes == 0:
-        model.head = torch.nn.Identity()  # type: ignore[assignment]
-    expected = model.state_dict()
+    for key, tensor in native.items():
+        if tensor.layout != torch.strided or tensor.is_quantized or tensor.device.type != "cpu":
+            raise CheckpointError(f"checkpoint tensor {key} is a {tensor.layout} {tensor.device.type} tensor"
+                                  f"{' (quantized)' if tensor.is_quantized else ''}, not plain weights: a damaged or foreign checkpoint")
+        if not tensor.is_floating_point():
+            # Every tensor a Video Swin keeps is real-valued (its integer index buffers are not kept);
+            # integers cast to float would run as other weights.
+            raise CheckpointError(f"checkpoint tensor {key} holds {str(tensor.dtype).removeprefix('torch.')} values, "
+                                  "not real numbers: a damaged or foreign checkpoint")
+    # Shapes first, on a model without storage: an architecture far larger than its tensors (from
+    # damaged metadata) is refused here, not after taking gigabytes.
+    expected = _meta_model(config).state_dict()
     qkv_biases = [key for key in expected if key.endswith(".attn.qkv.bias")]
     if qkv_biases and not any(key in native for key in qkv_biases):
         # The official backbone built with qkv_bias=False: a zero bias is the same arithmetic.
-        native = {**native, **{key: torch.zeros_like(expected[key]) for key in qkv_biases}}
+        native = {**native, **{key: torch.zeros(expected[key].shape) for key in qkv_biases}}
     unplaced = sorted(set(native) - set(expected))
     missing = sorted(set(expected) - set(native))
     if unplaced or missing:
@@ -511,8 +533,26 @@ def build_model(native: Mapping[str, Tensor], config: SwinConfig) -> VideoSwin:
             raise CheckpointError(
                 f"checkpoint tensor {key} has shape {tuple(tensor.shape)}, expected {tuple(expected[key].shape)}"
             )
+    model = _built(config)
     model.load_state_dict({k: v.float() for k, v in native.items()}, strict=True)
     return model.eval()
+
+
+def _built(config: SwinConfig) -> VideoSwin:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's note on initialising a 0-class head: not the user's business
+        model = VideoSwin(config)
+    if config.num_classes == 0:
+        model.head = torch.nn.Identity()  # type: ignore[assignment]
+    return model
+
+
+def _meta_model(config: SwinConfig) -> VideoSwin:
+    try:
+        with torch.device("meta"):
+            return _built(config)
+    except (RuntimeError, OverflowError, ValueError) as error:  # sizes torch cannot even describe
+        raise CheckpointError(f"the architecture the checkpoint describes cannot be built ({error})") from None
 
 
 def model_from_state_dict(state: Mapping[str, Any], config: SwinConfig | None = None) -> VideoSwin:
@@ -535,7 +575,7 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
     if native_file and "config" in metadata:
         try:
             config = SwinConfig.from_dict(json.loads(metadata["config"]))
-        except (ValueError, TypeError, KeyError, AttributeError) as error:
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as error:
             raise CheckpointError(f"{path} has an architecture in its metadata that is not one ({error})") from None
     model = build_model(native, config or infer_config(native, _saved_index(tensors)))
     labels = _metadata_labels(path, metadata.get("labels"), strict=native_file)
@@ -546,7 +586,7 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
 
         try:
             protocol = parse_protocol(json.loads(metadata["protocol"]), f"{path} metadata")
-        except (ValueError, TypeError, AttributeError) as error:
+        except (ValueError, TypeError, AttributeError, RecursionError) as error:
             raise CheckpointError(f"{path} has a protocol in its metadata that is not one ({error})") from None
     return LoadedCheckpoint(
         model=model, layout=layout, sha256=file_sha256(path), labels=labels, metadata=metadata, protocol=protocol
@@ -561,7 +601,7 @@ def _metadata_labels(path: Path, text: str | None, strict: bool) -> list[str] | 
         return None
     try:
         labels = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # (nested past Python's recursion limit: no list of names)
         labels = None
     if isinstance(labels, list) and all(isinstance(label, str) for label in labels):
         return labels

@@ -48,6 +48,10 @@ Size3 = tuple[int, int, int]
 SHIFT_MASK_VALUE = -100.0
 
 
+# The most tokens a window may hold: far above any published Video Swin (8x7x7 = 392, 16x7x7 = 784).
+MAX_WINDOW_TOKENS = 2048
+
+
 @dataclass(frozen=True)
 class SwinConfig:
     """Architecture of one Video Swin model; everything else is in the weights."""
@@ -93,6 +97,11 @@ class SwinConfig:
         for stage, heads in enumerate(self.num_heads):
             if (self.embed_dim << stage) % heads:
                 raise ValueError(f"stage {stage}'s {self.embed_dim << stage} channels do not split into {heads} heads")
+        tokens = math.prod(self.window_size)
+        if tokens > MAX_WINDOW_TOKENS:
+            # Each block keeps a (tokens x tokens) index: 0.7 GB per block at 21x21x21.
+            raise ValueError(f"window_size {list(self.window_size)} holds {tokens} tokens; Video Swin windows hold "
+                             f"at most {MAX_WINDOW_TOKENS} here (the official ones 392 or 784)")
 
     @property
     def num_features(self) -> int:

@@ -24,6 +24,7 @@ def convert(
     """Convert a checkpoint to vswin's native safetensors (architecture, labels and source hash inside)."""
     from ..checkpoints import save_native
     from ..loading import load_model
+    from ..outputs import refuse_write_protected
 
     if not destination.name.lower().endswith(".safetensors"):
         raise VswinError(f"the destination must end in .safetensors (got {destination.name})")
@@ -31,6 +32,7 @@ def convert(
         raise VswinError(f"the destination {destination} is a folder; give a file name ending in .safetensors")
     if not destination.parent.is_dir():
         raise VswinError(f"the destination folder {destination.parent} does not exist")
+    refuse_write_protected(destination)  # before the model loads
     model = load_model(source, labels=labels)
     # The protocol goes with the weights: a torchvision port keeps its own (short side 256, one crop).
     save_native(model, destination, labels=model.labels, source_sha256=model.checkpoint_sha256, protocol=model.protocol)
