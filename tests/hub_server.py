@@ -8,15 +8,18 @@ What huggingface_hub's hf_hub_download and HfApi.model_info ask, and what this a
     GET /api/models/{owner}/{repo}/revision/{revision}
         {"id", "sha", "siblings": [{"rfilename"}]}
     HEAD/GET /files/{name}
-        a plain release URL: Content-Length, Range -> 206.
+        a plain release URL: Content-Length, ETag and Last-Modified (which of them: add_file's
+        validators), Range -> 206, unless If-Range names another version of the file (then 200).
 
 Faults, injected per URL path for the next N requests: an HTTP status (404, 500), a connection cut
 after K body bytes (at once or after a stall), other bytes than the real file, a Range ignored, a
-Content-Length larger than the body or none at all. Every request is logged (method, path, Range).
+Content-Length larger than the body or none at all, If-Range ignored, an X-Error-Code. Every request
+is logged (method, path, Range, If-Range).
 """
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import json
 import re
@@ -43,6 +46,8 @@ class Fault:
     ignore_range: bool = False  # answer a Range request with 200 and the whole file
     extra_length: int = 0  # announce this many bytes more than the body holds, then drop the connection
     no_length: bool = False  # no Content-Length: the body ends when the connection closes
+    ignore_if_range: bool = False  # answer a Range request with 206 even when If-Range names another version
+    error_code: str | None = None  # with status: the X-Error-Code header (e.g. GatedRepo)
     methods: tuple[str, ...] = ("GET",)
     times: int = 1
 
@@ -52,6 +57,7 @@ class LoggedRequest:
     method: str
     path: str
     range: str | None
+    if_range: str | None = None
 
 
 @dataclass
@@ -66,6 +72,9 @@ class FakeHub:
     def __init__(self) -> None:
         self.repos: dict[str, _Repo] = {}
         self.files: dict[str, bytes] = {}
+        self.file_validators: dict[str, tuple[str, ...]] = {}
+        self.file_modified: dict[str, str] = {}
+        self._added = 0
         self.faults: dict[str, list[Fault]] = {}
         self.log: list[LoggedRequest] = []
         self._lock = threading.Lock()
@@ -86,9 +95,16 @@ class FakeHub:
         repo.branches[branch] = commit
         return commit
 
-    def add_file(self, name: str, data: bytes) -> str:
-        """A release file at ``{url}/files/{name}``; returns its URL."""
+    def add_file(self, name: str, data: bytes, validators: tuple[str, ...] = ("etag", "last-modified")) -> str:
+        """A release file at ``{url}/files/{name}``; returns its URL.
+
+        ``validators``: what its answers name its version by: "etag" (strong), "weak-etag", "last-modified"
+        (a later second with each add_file, so that a replaced file is told apart).
+        """
         self.files[name] = data
+        self.file_validators[name] = validators
+        self._added += 1
+        self.file_modified[name] = email.utils.formatdate(1_600_000_000 + self._added, usegmt=True)
         return f"{self.url}/files/{name}"
 
     def resolve_path(self, repo_id: str, revision: str, filename: str) -> str:
@@ -166,10 +182,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         path = unquote(urlsplit(self.path).path)
-        self.fake.log.append(LoggedRequest(method, path, self.headers.get("Range")))
+        self.fake.log.append(LoggedRequest(method, path, self.headers.get("Range"), self.headers.get("If-Range")))
         fault = self.fake.take_fault(path, method)
         if fault is not None and fault.status is not None:
-            self._send_status(fault.status, {"X-Error-Message": "injected"})
+            code = {"X-Error-Code": fault.error_code} if fault.error_code else {}
+            self._send_status(fault.status, {"X-Error-Message": "injected", **code})
             return
         api = re.fullmatch(r"/api/models/([^/]+/[^/]+)/revision/(.+)", path)
         if api:
@@ -181,9 +198,21 @@ class _Handler(BaseHTTPRequestHandler):
             return
         release = re.fullmatch(r"/files/(.+)", path)
         if release and release.group(1) in self.fake.files:
-            self._send_file(method, self.fake.files[release.group(1)], {}, fault)
+            name = release.group(1)
+            served = fault.body if fault is not None and fault.body is not None else self.fake.files[name]
+            self._send_file(method, self.fake.files[name], self._release_validators(name, served), fault)
             return
         self._send_status(404, {})
+
+    def _release_validators(self, name: str, served: bytes) -> dict[str, str]:
+        kinds = self.fake.file_validators[name]
+        headers: dict[str, str] = {}
+        if "etag" in kinds or "weak-etag" in kinds:
+            tag = f'"{hashlib.sha256(served).hexdigest()[:16]}"'
+            headers["ETag"] = tag if "etag" in kinds else "W/" + tag
+        if "last-modified" in kinds:
+            headers["Last-Modified"] = self.fake.file_modified[name]
+        return headers
 
     def _lookup(self, repo_id: str, revision: str) -> tuple[_Repo | None, str | None]:
         repo = self.fake.repos.get(repo_id)
@@ -242,6 +271,11 @@ class _Handler(BaseHTTPRequestHandler):
         start = 0
         status = 200
         match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+        if_range = self.headers.get("If-Range")
+        if if_range is not None and not (fault is not None and fault.ignore_if_range):
+            # RFC 9110: the range only for the version named (a strong ETag, or the exact Last-Modified).
+            if if_range.startswith("W/") or if_range not in (headers.get("ETag"), headers.get("Last-Modified")):
+                match = None
         if match and method == "GET" and not (fault is not None and fault.ignore_range):
             start = int(match.group(1))
             if start >= len(data):

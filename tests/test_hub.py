@@ -332,7 +332,7 @@ def test_a_registry_hub_file_that_is_not_there_is_one_line(env: Path, tmp_path, 
     import huggingface_hub.errors
 
     if hub_version == "before 1.0":
-        monkeypatch.delattr(huggingface_hub.errors, "RemoteEntryNotFoundError")
+        monkeypatch.delattr(huggingface_hub.errors, "RemoteEntryNotFoundError", raising=False)  # absent in 0.x itself
     commit = hub.add_commit("me/swin", {"model.pth": WEIGHTS})
     use_registry(tmp_path, monkeypatch, entry("h", f'hub = "me/swin"\nfilename = "gone.pth"\nrevision = "{commit}"'))
     with pytest.raises(VswinError) as caught:
@@ -724,7 +724,8 @@ def test_a_cache_folder_that_is_a_file_is_one_line(two_models: str, env: Path, m
 
 @pytest.fixture
 def disk_full(monkeypatch: pytest.MonkeyPatch):
-    """``disk_full(folder, free)``: files written under folder fail with ENOSPC once ``free`` bytes are used."""
+    """``disk_full(folder, free[, code])``: files written under folder fail with ENOSPC (or ``code``: EFBIG for
+    a file-size limit) once ``free`` bytes are used."""
     real_open = builtins.open
 
     class Full(io.RawIOBase):
@@ -734,12 +735,21 @@ def disk_full(monkeypatch: pytest.MonkeyPatch):
         def writable(self) -> bool:
             return True
 
+        def seekable(self) -> bool:  # huggingface_hub 0.x seeks in the file it downloads into
+            return self.file.seekable()
+
+        def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+            return self.file.seek(offset, whence)
+
+        def tell(self) -> int:
+            return self.file.tell()
+
         def write(self, data) -> int:
             room = min(state["free"], len(data))
             self.file.write(bytes(data[:room]))  # as a disk does: what fits is written, then the error
             state["free"] -= room
             if room < len(data):
-                raise OSError(errno.ENOSPC, "No space left on device", self.name_)
+                raise OSError(state["errno"], os.strerror(state["errno"]), self.name_)
             return room
 
         def close(self) -> None:
@@ -760,8 +770,8 @@ def disk_full(monkeypatch: pytest.MonkeyPatch):
         binary = Full(real_open(file, mode + "b"), os.fsdecode(file))
         return io.TextIOWrapper(binary, encoding=kwargs.get("encoding"))
 
-    def make(folder: Path, free: int) -> dict:
-        state.update(folder=str(folder), free=free)
+    def make(folder: Path, free: int, code: int = errno.ENOSPC) -> dict:
+        state.update(folder=str(folder), free=free, errno=code)
         monkeypatch.setattr(builtins, "open", open_)
         monkeypatch.setattr(io, "open", open_)
         return state  # state["free"] = ...: room again
@@ -780,11 +790,15 @@ def test_a_full_disk_says_so_and_keeps_what_arrived(
     assert "no space left" in err.lower() and "HF_HOME" in err and str(env) in err
     assert "kept breaking off" not in err and "machine with a network" not in err
     assert loadable_files(env) == [] and cache_state(name) == "missing"
+    partial = url_cache_path(f"{hub.url}/files/w.pth", "w.pth.incomplete")
+    # What the full disk held (less the few bytes that name the file's version beside it).
+    arrived = partial.stat().st_size if name == "m" else 0
     disk["free"] = 1 << 30  # space freed: the same command succeeds
     hub.log.clear()
     assert resolve_checkpoint(name).path.read_bytes() == WEIGHTS
     if name == "m":  # release URLs resume from what the full disk held
-        assert [r.range for r in hub.requests_for("/files/w.pth")] == ["bytes=50000-"]
+        assert 49_000 < arrived <= 50_000
+        assert [r.range for r in hub.requests_for("/files/w.pth")] == [f"bytes={arrived}-"]
 
 
 def test_download_of_a_malformed_hub_reference_is_a_usage_error(
@@ -1027,3 +1041,263 @@ def test_a_hub_download_that_broke_off_once_prints_no_retry_log(env: Path, hub: 
     result = run_vswin("download", f"hf://me/swin@{commit}/model.pth")  # HF_HOME, HF_ENDPOINT: from env
     assert result.returncode == 0 and result.stdout.startswith(f"ok  hf://me/swin@{commit}/model.pth  ")
     assert result.stderr == ""
+
+
+# ----------------------------------------------------------------------------- changed files, half-cached repositories, a failing Hub
+
+
+def cut_once(hub: FakeHub, path: str) -> None:
+    """The next download of ``path`` breaks off after 50,000 bytes and its retry gets HTTP 500: those bytes stay."""
+    hub.inject(path, Fault(cut_after=50_000))
+    hub.inject(path, Fault(status=500))
+
+
+@pytest.mark.parametrize(
+    "validators",
+    [("etag", "last-modified"), ("last-modified",), ("weak-etag", "last-modified")],
+    ids=["etag", "last-modified", "weak-etag"],
+)
+def test_a_partial_download_of_a_file_that_changed_since_starts_over(
+    env: Path, tmp_path, monkeypatch, hub: FakeHub, validators: tuple[str, ...]
+) -> None:
+    # Was: resumed onto the new file with a bare Range, and the splice trusted as the first download.
+    url = hub.add_file("w.pth", WEIGHTS, validators)
+    use_registry(tmp_path, monkeypatch, entry("m", f'url = "{url}"'))  # no hash, no size: as every shipped entry
+    cut_once(hub, "/files/w.pth")
+    with pytest.raises(VswinError, match="HTTP 500"):
+        resolve_checkpoint("m")
+    first_version = f'"{sha256(WEIGHTS)[:16]}"' if validators[0] == "etag" else hub.file_modified["w.pth"]
+    hub.add_file("w.pth", OTHER, validators)  # a new release at the same address, of the same size
+    hub.log.clear()
+    assert resolve_checkpoint("m").path.read_bytes() == OTHER
+    [request] = hub.requests_for("/files/w.pth")  # answered 200: the whole new file, not its tail
+    assert request.range == "bytes=50000-" and request.if_range == first_version
+
+
+def test_a_server_that_ignores_if_range_is_caught_by_the_version_it_names(
+    env: Path, tmp_path, monkeypatch, hub: FakeHub
+) -> None:
+    url = hub.add_file("w.pth", WEIGHTS)
+    use_registry(tmp_path, monkeypatch, entry("m", f'url = "{url}"'))
+    cut_once(hub, "/files/w.pth")
+    with pytest.raises(VswinError, match="HTTP 500"):
+        resolve_checkpoint("m")
+    hub.add_file("w.pth", OTHER)
+    hub.inject("/files/w.pth", Fault(ignore_if_range=True))  # 206 with the new file's tail (and its ETag)
+    hub.log.clear()
+    assert resolve_checkpoint("m").path.read_bytes() == OTHER
+    assert [r.range for r in hub.requests_for("/files/w.pth")] == ["bytes=50000-", None]
+
+
+def test_bytes_of_a_file_whose_server_names_no_version_are_never_resumed(
+    env: Path, tmp_path, monkeypatch, hub: FakeHub
+) -> None:
+    # Without an ETag or Last-Modified nothing can tell the file did not change between two requests.
+    url = hub.add_file("w.pth", WEIGHTS, validators=())
+    use_registry(tmp_path, monkeypatch, entry("m", f'url = "{url}"'))
+    cut_once(hub, "/files/w.pth")
+    with pytest.raises(VswinError, match="HTTP 500"):
+        resolve_checkpoint("m")
+    assert [r.range for r in hub.requests_for("/files/w.pth")] == [None, None]  # the retry started over
+    hub.add_file("w.pth", OTHER, validators=())
+    hub.log.clear()
+    assert resolve_checkpoint("m").path.read_bytes() == OTHER
+    assert [r.range for r in hub.requests_for("/files/w.pth")] == [None]
+
+
+def test_a_download_interrupted_while_it_starts_over_resumes_the_new_file(
+    env: Path, tmp_path, monkeypatch, hub: FakeHub
+) -> None:
+    # The partial file and the version it holds change together, wherever Ctrl-C comes.
+    from contextlib import contextmanager
+
+    import vswin_cli.hub
+
+    url = hub.add_file("w.pth", WEIGHTS)
+    use_registry(tmp_path, monkeypatch, entry("m", f'url = "{url}"'))
+    cut_once(hub, "/files/w.pth")
+    with pytest.raises(VswinError, match="HTTP 500"):
+        resolve_checkpoint("m")
+    hub.add_file("w.pth", OTHER)
+
+    class CtrlC:
+        def update(self, received: int) -> None:  # called once the first bytes are written
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def ctrl_c_after_the_first_bytes(label: str, total: int | None, initial: int):
+        yield CtrlC()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(vswin_cli.hub, "_progress", ctrl_c_after_the_first_bytes)
+        with pytest.raises(KeyboardInterrupt):
+            resolve_checkpoint("m")  # If-Range answered 200: the new file, from byte 0
+    arrived = url_cache_path(url, "w.pth.incomplete").stat().st_size
+    assert 0 < arrived < len(OTHER)
+    hub.log.clear()
+    assert resolve_checkpoint("m").path.read_bytes() == OTHER
+    [request] = hub.requests_for("/files/w.pth")
+    assert request.range == f"bytes={arrived}-" and request.if_range == f'"{sha256(OTHER)[:16]}"'
+
+
+@pytest.fixture
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No waits between retries (huggingface_hub's 1, 2, 4, 8, 8 s, vswin's own): the retries still run."""
+    import time
+
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+
+
+@pytest.mark.parametrize("missing", ["config.json", "labels.txt"])
+def test_a_repository_file_that_never_reached_the_cache_is_missed_offline(
+    env: Path, hub: FakeHub, monkeypatch, no_backoff, missing: str
+) -> None:
+    # Was: the cache's answer listed the snapshot folder, so the weights ran with the Kinetics names or
+    # the default protocol, silently, once a run had failed on that file after caching the weights.
+    config = {"id2label": {"0": "cat", "1": "dog"}, "protocol": {"num_clips": 2, "num_crops": 1}}
+    files = {"model.pth": WEIGHTS, "labels.txt": b"cat\ndog\n", "config.json": json.dumps(config).encode()}
+    commit = hub.add_commit("me/lab", files)
+    hub.inject(hub.resolve_path("me/lab", commit, missing), Fault(body=b"x" * len(files[missing]), times=2))
+    with pytest.raises(VswinError, match="does not match"):
+        resolve_checkpoint("hf://me/lab")
+    assert (env / "hub" / "models--me--lab" / "snapshots" / commit / "model.pth").is_file()
+    for where, unreachable in (("HF_HUB_OFFLINE is set", "offline"), ("could not deliver", "no Hub")):
+        if unreachable == "offline":
+            monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        else:
+            monkeypatch.delenv("HF_HUB_OFFLINE")
+            monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:1")  # nothing listens there
+        with pytest.raises(VswinError) as caught:
+            resolve_checkpoint("hf://me/lab")
+        message = str(caught.value)
+        assert f"snapshots/{commit}/{missing}" in message and where in message, message
+        assert "vswin download hf://me/lab" in message and "\n" not in message
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    checkpoint = resolve_checkpoint("hf://me/lab")  # a later good run completes the cache
+    assert checkpoint.labels == ["cat", "dog"] and checkpoint.protocol == KINETICS.with_overrides(num_clips=2, num_crops=1)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert resolve_checkpoint("hf://me/lab").labels == ["cat", "dog"]
+
+
+def test_a_snapshot_cached_by_an_older_vswin_still_works_offline_and_says_what_it_cannot_tell(
+    env: Path, hub: FakeHub, monkeypatch, capsys
+) -> None:
+    # An older vswin recorded no listing: a complete snapshot of a repository without labels.txt cannot be
+    # told from one whose labels.txt failed to download. It is used, with one line that says so.
+    hub.add_commit("me/swin", {"model.pth": WEIGHTS, "config.json": b"{}"})
+    hub.add_commit("me/full", {"model.pth": WEIGHTS, "config.json": b"{}", "labels.txt": b"cat\ndog\n"})
+    online = {ref: resolve_checkpoint(ref) for ref in ("hf://me/swin", "hf://me/full")}
+    shutil.rmtree(env / "vswin" / "repos", ignore_errors=True)  # the listings recorded online
+    capsys.readouterr()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    offline = resolve_checkpoint("hf://me/swin")
+    assert offline.path == online["hf://me/swin"].path and offline.labels is None
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "without labels.txt" in err and "config.json" not in err, err
+    assert "cached by an older vswin" in err and "run `vswin download hf://me/swin` with a network" in err
+    assert resolve_checkpoint("hf://me/full").labels == ["cat", "dog"]
+    assert capsys.readouterr().err == ""  # nothing it could lack
+
+
+def test_a_hub_download_is_resumed_when_huggingface_hub_gives_up_on_a_cut(
+    env: Path, hub: FakeHub, monkeypatch, no_backoff
+) -> None:
+    # huggingface_hub 0.x raises requests' ChunkedEncodingError at the first cut in a body (1.0 and later
+    # resume by themselves): one dropped connection failed every Hub download.
+    import huggingface_hub
+    import requests
+
+    import vswin_cli.hub
+
+    real_download = huggingface_hub.hf_hub_download
+    calls: list[int] = []
+    cuts = {"left": 100}
+
+    def cut_like_huggingface_hub_0x(*args, **kwargs):
+        calls.append(1)
+        if cuts["left"] > 0:
+            cuts["left"] -= 1
+            raise requests.exceptions.ChunkedEncodingError("Connection broken: IncompleteRead(50000 bytes read)")
+        return real_download(*args, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", cut_like_huggingface_hub_0x)
+    monkeypatch.setattr(vswin_cli.hub, "_HUB_ATTEMPTS", 3, raising=False)
+    commit = hub.add_commit("me/swin", {"model.pth": WEIGHTS})
+    ref = f"hf://me/swin@{commit}/model.pth"
+    with pytest.raises(VswinError) as caught:  # a connection that keeps breaking: a bounded number of tries
+        resolve_checkpoint(ref)
+    assert len(calls) == 3 and "\n" not in str(caught.value)
+    assert "kept breaking off" in str(caught.value) and "running the command again resumes" in str(caught.value)
+    calls.clear()
+    cuts["left"] = 2
+    assert resolve_checkpoint(ref).path.read_bytes() == WEIGHTS
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize("filename", ["model.pth", "labels.txt"])
+def test_a_hub_file_that_arrives_wrong_twice_names_what_it_should_be(env: Path, hub: FakeHub, filename: str) -> None:
+    # Was: "does not match its git blob sha1 None ()": the expectation was read again from the deleted blob.
+    from hub_server import git_blob_sha1
+
+    files = {"model.pth": WEIGHTS, "labels.txt": b"cat\ndog\n"}
+    commit = hub.add_commit("me/swin", files)
+    data = files[filename]
+    hub.inject(hub.resolve_path("me/swin", commit, filename), Fault(body=b"x" * len(data), times=2))
+    with pytest.raises(VswinError) as caught:
+        resolve_checkpoint("hf://me/swin")
+    message = str(caught.value)
+    wanted = f"sha256 {sha256(data)[:16]}..." if filename == "model.pth" else f"git blob sha1 {git_blob_sha1(data)}"
+    assert f"/{filename}) does not match its {wanted} (the Hub's ETag); the file was discarded. Try again later" in message
+    assert "None" not in message and "\n" not in message
+    assert resolve_checkpoint("hf://me/swin").labels == ["cat", "dog"]
+
+
+@pytest.mark.parametrize("name", ["m", "h"])
+def test_a_file_size_limit_says_so_and_keeps_what_arrived(
+    two_models: str, env: Path, hub: FakeHub, monkeypatch, capsys, disk_full, name: str
+) -> None:
+    # Was: "kept breaking off ... running the command again resumes it" (a release URL) and "download failed:
+    # OSError: [Errno 27] File too large" (the Hub): `ulimit -f`, a quota or FAT32's 4 GiB read as a network fault.
+    limit = disk_full(env, 50_000, errno.EFBIG)
+    code, out, err = run_vswin(capsys, monkeypatch, "download", name)
+    assert code == 1 and out == "" and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "too large" in err and "ulimit -f" in err and "HF_HOME" in err and str(env) in err
+    assert "kept breaking off" not in err and "download failed" not in err
+    assert loadable_files(env) == [] and cache_state(name) == "missing"
+    limit["free"] = 1 << 30  # the limit raised: the same command succeeds
+    assert resolve_checkpoint(name).path.read_bytes() == WEIGHTS
+
+
+def hub_paths(commit: str) -> list[str]:
+    """What resolving `h` and `hf://me/swin` asks the Hub: the pinned file, the listing of main."""
+    return [f"/me/swin/resolve/{commit}/model.pth", "/api/models/me/swin/revision/main"]
+
+
+@pytest.mark.parametrize("status", [503, 429])
+@pytest.mark.parametrize("name", ["h", "hf://me/swin"])
+def test_a_failing_hub_says_try_again_later_not_that_the_network_is_missing(
+    two_models: str, hub: FakeHub, no_backoff, name: str, status: int
+) -> None:
+    # Was: "model 'h' is not in the cache ... run `vswin download h` on a machine with a network": the
+    # network works, the Hub is failing for a while.
+    for path in hub_paths(two_models):
+        hub.inject(path, Fault(status=status, methods=("HEAD", "GET"), times=50))
+    with pytest.raises(VswinError) as caught:
+        resolve_checkpoint(name)
+    message = str(caught.value)
+    assert message.endswith(f"the Hub answered HTTP {status}; try again later") and "\n" not in message, message
+    hub.faults.clear()
+    assert resolve_checkpoint(name).path.read_bytes() == WEIGHTS
+
+
+@pytest.mark.parametrize("name", ["h", "hf://me/swin"])
+def test_a_gated_repository_says_to_request_access(two_models: str, hub: FakeHub, name: str) -> None:
+    # Was: "repository me/swin not found (or private: ...)".
+    for path in hub_paths(two_models):
+        hub.inject(path, Fault(status=403, error_code="GatedRepo", methods=("HEAD", "GET"), times=50))
+    with pytest.raises(VswinError) as caught:
+        resolve_checkpoint(name)
+    message = str(caught.value)
+    assert message.endswith(
+        f"repository me/swin is gated: request access on its page ({hub.url}/me/swin) and log in with `hf auth login`"
+    ), message

@@ -15,8 +15,11 @@ Cache layout:
     $HF_HUB_CACHE (default $HF_HOME/hub)          Hub files, huggingface_hub's own layout
     $HF_HOME/vswin/urls/<sha256(url)[:16]>/NAME   release-URL files
         NAME.incomplete                          a partial download, resumed with an HTTP Range request
+        NAME.incomplete.json                     the ETag (or Last-Modified) of the response it came from:
+                                                 sent as If-Range, so that a changed file starts over
         NAME.verified.json                       {"sha256", "size", "mtime_ns", ...} of the verified file
     $HF_HOME/vswin/verified/hub/<blob>.json       the same record for Hub blobs
+    $HF_HOME/vswin/repos/models--OWNER--REPO/<commit>.json   the files a Hub repository holds at a commit
 
 Verification: a download is hashed before it may be loaded; a release-URL file is only renamed
 to NAME once its sha256 matched (the full sha256 or the published prefix from weights.toml; with
@@ -52,7 +55,7 @@ import time
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -360,16 +363,21 @@ def _read_record(path: Path) -> dict[str, Any] | None:
 def _write_record(path: Path, file: Path, sha256: str, **extra: Any) -> dict[str, Any]:
     stat = file.stat()
     record = {"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "verified_at": time.time(), **extra}
+    _write_json(path, record)
+    return record
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``path`` whole or not at all: a reader never sees half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
         os.replace(tmp, path)
     except OSError:
         with suppress(OSError):
             tmp.unlink(missing_ok=True)  # half written (disk full): never leave it behind
         raise
-    return record
 
 
 def _try_record(path: Path, file: Path, sha256: str, **extra: Any) -> None:
@@ -382,12 +390,13 @@ def _try_record(path: Path, file: Path, sha256: str, **extra: Any) -> None:
 
 _READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_TOO_LARGE = (errno.EFBIG,)  # `ulimit -f`, a per-file quota, FAT32's 4 GiB
 _NOT_A_FOLDER = (errno.ENOTDIR, errno.EEXIST)  # a file where the cache needs a folder
 
 
 def _cannot_write(error: BaseException) -> bool:
     """The cache's fault (permissions, a full disk, a file in the way), not a broken connection."""
-    return isinstance(error, OSError) and error.errno in (*_READ_ONLY, *_NO_SPACE, *_NOT_A_FOLDER)
+    return isinstance(error, OSError) and error.errno in (*_READ_ONLY, *_NO_SPACE, *_TOO_LARGE, *_NOT_A_FOLDER)
 
 
 def _cache_variable(folder: Path) -> str:
@@ -410,6 +419,12 @@ def _read_only_message(problem: str, folder: Path, error: OSError) -> str:
         return (
             f"{problem}: no space left in the cache folder {folder} ({detail}); "
             f"free some space or point {variable} at a folder on a disk with room"
+        )
+    if error.errno in _TOO_LARGE:
+        return (
+            f"{problem}: the file is too large for the cache folder {folder} ({detail}): a file-size limit "
+            f"(`ulimit -f`, a quota) or a file system that cannot hold it (FAT32: 4 GiB at most); "
+            f"raise the limit or point {variable} at a folder on another file system"
         )
     if error.errno in _NOT_A_FOLDER:
         return (
@@ -536,7 +551,10 @@ def _cached_source(spec: ModelSpec, source: Source) -> tuple[Path, str] | None:
             f"make it readable or point {variable} at another folder"
         ) from None
     if source.is_hub:
-        return _verify_hub_cached(spec.name, path, _spec_expected(spec))
+        try:
+            return _verify_hub_cached(spec.name, path, _spec_expected(spec))
+        except _HubMismatch:
+            return None  # removed: downloaded again
     return _verify_url_cached(spec, source, path)
 
 
@@ -610,14 +628,14 @@ def _fetch_url(spec: ModelSpec, source: Source) -> tuple[Path, str]:
         wrong = _not_a_checkpoint(partial)
         if wrong is not None:
             # Checked before any hash: with none published, a login page would be trusted for good.
-            partial.unlink(missing_ok=True)
+            _discard_partial(partial)
             raise _Unavailable(
                 f"{url} sent {wrong} instead of the checkpoint (a proxy or login page, a moved file, or a body "
                 "cut short); nothing was kept"
             )
         actual = file_sha256(partial)
         if not expected.matches(partial, actual):
-            partial.unlink(missing_ok=True)
+            _discard_partial(partial)
             if expected.origin == "weights.toml":
                 cause = f"or the hash in {weights_toml_path()} is wrong"
             else:
@@ -631,12 +649,15 @@ def _fetch_url(spec: ModelSpec, source: Source) -> tuple[Path, str]:
         # The record goes first: a file under the final name always has one (rename keeps size and mtime).
         _write_record(record_path, partial, actual, url=url, verified_against=origin)
         os.replace(partial, final)
+        _validator_path(partial).unlink(missing_ok=True)
         return final, actual
 
 
 def _download_resumable(url: str, partial: Path, expected_size: int | None, label: str) -> None:
     """Download ``url`` into ``partial``, resuming what is there, until the file is whole.
 
+    Only bytes of a version the server named (ETag or Last-Modified, kept beside the partial file) are
+    resumed, and only with If-Range: a file that changed on the server since starts over from byte 0.
     Whole: ``expected_size`` bytes when weights.toml gives the size, else what the server announced
     (without a Content-Length, all it sent before closing). A download that breaks off is retried while
     each attempt leaves the partial file larger than ever before; a few attempts in a row that do not
@@ -660,6 +681,9 @@ def _download_resumable(url: str, partial: Path, expected_size: int | None, labe
         else:
             fruitless += 1
         if fruitless >= _FRUITLESS_ATTEMPTS:
+            if size and _read_validator(partial) is None:
+                _discard_partial(partial)  # bytes of no named version are never resumed: no use keeping them
+                size = 0
             kept = (f"{size} of {expected_size or announced or '?'} bytes kept in {partial}; running the command "
                     "again resumes it") if size else "nothing was kept"  # (a 416 restart deletes the file)
             raise _Unavailable(f"download from {url} kept breaking off ({kept})")
@@ -672,26 +696,87 @@ def _file_size(path: Path) -> int:
         return 0
 
 
+def _validator_path(partial: Path) -> Path:
+    return partial.with_name(partial.name + ".json")
+
+
+def _response_validator(headers: Any) -> dict[str, str] | None:
+    """What names the version of the file a response carries, for If-Range: a strong ETag, else
+    Last-Modified (a weak ETag may not be sent in If-Range)."""
+    etag = (headers.get("ETag") or "").strip()
+    if etag and not etag.startswith("W/"):
+        return {"etag": etag}
+    modified = (headers.get("Last-Modified") or "").strip()
+    return {"last_modified": modified} if modified else None
+
+
+def _read_validator(partial: Path) -> dict[str, str] | None:
+    try:
+        saved = json.loads(_validator_path(partial).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict):
+        return None
+    for key in ("etag", "last_modified"):
+        if isinstance(saved.get(key), str) and saved[key]:
+            return {key: saved[key]}
+    return None
+
+
+def _same_version(saved: dict[str, str], headers: Any) -> bool:
+    """Whether a 206 answer is of the version the partial file holds. A server that ignores If-Range
+    still names the version it sends; one that names none was asked If-Range and answered 206."""
+    header = "ETag" if "etag" in saved else "Last-Modified"
+    sent = (headers.get(header) or "").strip()
+    return not sent or sent == next(iter(saved.values()))
+
+
+def _discard_partial(partial: Path) -> None:
+    # The validator first: a Ctrl-C in between leaves bytes without one, which are never resumed.
+    _validator_path(partial).unlink(missing_ok=True)
+    partial.unlink(missing_ok=True)
+
+
+def _start_partial(partial: Path, url: str, validator: dict[str, str] | None) -> None:
+    """An empty partial file paired with the validator of the response about to fill it.
+
+    In this order, a Ctrl-C at any point leaves either no validator (the bytes are not resumed) or
+    the one of the response the bytes came from.
+    """
+    _validator_path(partial).unlink(missing_ok=True)
+    partial.write_bytes(b"")
+    if validator is not None:
+        _write_json(_validator_path(partial), {"url": url, **validator})
+
+
 def _download_attempt(
     url: str, partial: Path, expected_size: int | None, label: str, timeout: float
 ) -> tuple[bool, int | None]:
     """One request, appended to ``partial`` or written over it: (whether the file is whole now, the size announced)."""
     have = _file_size(partial)
+    validator = _read_validator(partial) if have else None
+    if have and validator is None:
+        # Nothing says which version of the file these bytes are (the server named none, or an older
+        # vswin left them): resumed, they could be spliced onto another version and then trusted.
+        _discard_partial(partial)
+        have = 0
     if expected_size is not None and have == expected_size:
         return True, expected_size
     if expected_size is not None and have > expected_size:
-        partial.unlink()  # left by a download of other bytes
+        _discard_partial(partial)  # left by a download of other bytes
         have = 0
     headers = {"User-Agent": f"vswin-cli/{__version__}", "Accept-Encoding": "identity"}
-    if have:
+    if have and validator is not None:
         headers["Range"] = f"bytes={have}-"
+        # A server whose file changed answers 200 with the whole new file instead of the rest.
+        headers["If-Range"] = next(iter(validator.values()))
     try:
         response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as error:
         error.close()
         if error.code == 416 and have:
             # Our partial file does not fit the server's file any more: start over.
-            partial.unlink(missing_ok=True)
+            _discard_partial(partial)
             return False, None
         raise _Unavailable(f"HTTP {error.code} {error.reason} from {url}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
@@ -700,22 +785,24 @@ def _download_attempt(
     with response:
         if response.status == 206:
             start, total = _parse_content_range(response.headers.get("Content-Range"))
-            if not have or start != have:
-                partial.unlink(missing_ok=True)  # a range we did not ask for: start over
+            if not have or start != have or validator is None or not _same_version(validator, response.headers):
+                _discard_partial(partial)  # a range we did not ask for, or of another version: start over
                 return False, None
         else:
             have = 0  # the whole file (a server that ignores Range sends it all again)
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
         if expected_size is not None and total is not None and total != expected_size:
-            partial.unlink(missing_ok=True)
+            _discard_partial(partial)
             raise _Unavailable(
                 f"{url} announces {total} bytes, but the size in {weights_toml_path()} is {expected_size}; "
                 "nothing was kept (try again later; if it keeps happening the file at that address has changed "
                 "or that size is wrong)"
             )
+        if not have:
+            _start_partial(partial, url, _response_validator(response.headers))
         try:
-            with open(partial, "ab" if have else "wb") as out, _progress(label, total, have) as bar:
+            with open(partial, "ab") as out, _progress(label, total, have) as bar:
                 while chunk := response.read1(_NETWORK_READ):
                     out.write(chunk)
                     bar.update(len(chunk))
@@ -727,7 +814,7 @@ def _download_attempt(
     size = _file_size(partial)
     whole = expected_size if expected_size is not None else total
     if whole is not None and size > whole:
-        partial.unlink()
+        _discard_partial(partial)
         promised = f"the size in {weights_toml_path()}" if expected_size is not None else "announced"
         raise _Unavailable(f"{url} sent more than the {whole} bytes {promised}; nothing was kept")
     if whole is not None:
@@ -855,7 +942,16 @@ def _hub_expected(pointer: Path, expected: _Expected) -> _Expected:
     return _Expected()
 
 
-def _verify_hub_cached(name: str, pointer: Path, expected: _Expected) -> tuple[Path, str] | None:
+class _HubMismatch(Exception):
+    """A Hub file that did not match (and was removed); ``wanted`` is what it was checked against."""
+
+    def __init__(self, wanted: _Expected) -> None:
+        super().__init__(wanted.describe())
+        self.wanted = wanted
+
+
+def _verify_hub_cached(name: str, pointer: Path, expected: _Expected) -> tuple[Path, str]:
+    """The verified file and its sha256; one that does not match is removed and raises _HubMismatch."""
     record_path = _hub_record_path(pointer)
     record = _read_record(record_path)
     if record is not None and not expected.allows(record["sha256"]):
@@ -871,7 +967,7 @@ def _verify_hub_cached(name: str, pointer: Path, expected: _Expected) -> tuple[P
     with _writing(f"{problem} and cannot be replaced", hub_cache_dir()):
         _remove_hub_file(pointer)
     _warn(f"{problem}; removed it")
-    return None
+    raise _HubMismatch(wanted)
 
 
 def _remove_hub_file(pointer: Path) -> None:
@@ -885,18 +981,20 @@ def _fetch_hub_file(name: str, repo_id: str, filename: str, revision: str, expec
     """hf_hub_download, then verification; a file that fails it is deleted, downloaded once more, re-checked."""
     for _attempt in range(2):
         pointer = Path(_hf_download(name, repo_id, filename, revision))
-        found = _verify_hub_cached(name, pointer, expected)
-        if found is not None:
-            return found
+        try:
+            return _verify_hub_cached(name, pointer, expected)
+        except _HubMismatch as mismatch:
+            # Kept from the check itself: the blob whose name gave the Hub's ETag is gone now.
+            wanted = mismatch.wanted
         if is_offline():
             raise VswinError(not_cached_message(name, pointer, "HF_HUB_OFFLINE is set (the cached copy was corrupted)"))
-    wanted = _hub_expected(pointer, expected)
-    cause = ""
     if wanted.origin == "weights.toml":
-        cause = f"; if it keeps happening, the hash in {weights_toml_path()} may be wrong"
+        cause = f"if it keeps happening, the hash in {weights_toml_path()} may be wrong"
+    else:
+        cause = "if it keeps happening, something between here and the Hub (a proxy) alters the file"
     raise VswinError(
         f"download of {name} (hf://{repo_id}@{revision}/{filename}) does not match its {wanted.describe()}; "
-        f"the file was discarded{cause}"
+        f"the file was discarded. Try again later; {cause}"
     )
 
 
@@ -919,15 +1017,20 @@ def _hf_download(name: str, repo_id: str, filename: str, revision: str) -> str:
         with warnings.catch_warnings(), _hub_log_silenced():
             # Its multi-line warning would precede our one line about the full disk.
             warnings.filterwarnings("ignore", message="Not enough free disk space")
-            return hf_hub_download(
-                repo_id,
-                filename,
-                revision=revision,
-                cache_dir=str(hub_cache_dir()),
-                endpoint=endpoint,
-                local_files_only=offline,
+            return _resuming_broken_connections(
+                lambda: hf_hub_download(
+                    repo_id,
+                    filename,
+                    revision=revision,
+                    cache_dir=str(hub_cache_dir()),
+                    endpoint=endpoint,
+                    local_files_only=offline,
+                )
             )
     except hf_errors.LocalEntryNotFoundError as error:
+        status = None if offline else _http_status(error)
+        if status is not None:  # the Hub answered, with an error: the network is fine, "not cached" would mislead
+            raise VswinError(_hub_status_message(where, status)) from None
         pointer = _hub_pointer_path(repo_id, revision, filename)
         if offline:
             reason = "HF_HUB_OFFLINE is set"
@@ -938,15 +1041,84 @@ def _hf_download(name: str, repo_id: str, filename: str, revision: str) -> str:
         raise VswinError(f"{where}: revision '{revision}' not found in {repo_id}") from None
     except _remote_entry_not_found():
         raise VswinError(f"{where}: no file '{filename}' in {repo_id} at {revision}") from None
+    except hf_errors.GatedRepoError:  # a RepositoryNotFoundError: caught first
+        raise VswinError(_gated_message(where, repo_id, endpoint)) from None
     except hf_errors.RepositoryNotFoundError:
         raise VswinError(f"{where}: repository {repo_id} not found (or private: log in with `hf auth login`)") from None
     except hf_errors.HfHubHTTPError as error:
-        status = error.response.status_code if error.response is not None else "?"
-        raise VswinError(f"{where}: the Hub answered HTTP {status}; try again later") from None
+        status = _http_status(error)
+        raise VswinError(_hub_status_message(where, status)) from None
     except Exception as error:  # network errors of the HTTP client, interrupted downloads, disk full
         if _cannot_write(error):
             raise VswinError(_read_only_message(f"cannot download {name} ({where})", hub_cache_dir(), error)) from None
+        if _broken_connection(error):
+            raise VswinError(
+                f"{where}: the connection to the Hub kept breaking off ({type(error).__name__}: {_first_line(error)}); "
+                "running the command again resumes the download"
+            ) from None
         raise VswinError(f"{where}: download failed: {type(error).__name__}: {_first_line(error)}") from None
+
+
+# Downloads of one Hub file in a row, each resuming the last, while the connection keeps breaking.
+_HUB_ATTEMPTS = 5
+
+
+def _resuming_broken_connections(download: Callable[[], str]) -> str:
+    """``download()``, called again while the connection breaks mid-file (each call resumes its blob's
+    .incomplete file). huggingface_hub 1.0 and later do this themselves; 0.x gives up at the first cut
+    in a body (requests' ChunkedEncodingError)."""
+    for attempt in range(1, _HUB_ATTEMPTS + 1):
+        try:
+            return download()
+        except Exception as error:
+            if attempt == _HUB_ATTEMPTS or not _broken_connection(error):
+                raise
+            time.sleep(0.5 * attempt)  # a moment for a flaky network to come back
+    raise AssertionError("unreachable")
+
+
+def _broken_connection(error: BaseException) -> bool:
+    """A connection that broke or stalled, as the HTTP client huggingface_hub uses reports it."""
+    kinds: list[type[BaseException]] = [ConnectionError, http.client.IncompleteRead]
+    requests = sys.modules.get("requests")  # huggingface_hub 0.x
+    if requests is not None:
+        exceptions = requests.exceptions
+        kinds += [exceptions.ChunkedEncodingError, exceptions.ConnectionError, exceptions.Timeout]
+    for client in ("httpx", "httpx2"):  # huggingface_hub 1.x, 2.x
+        module = sys.modules.get(client)
+        if module is not None:
+            names = ("NetworkError", "RemoteProtocolError", "TimeoutException")
+            kinds += [getattr(module, name) for name in names if hasattr(module, name)]
+    return isinstance(error, tuple(kinds))
+
+
+def _http_status(error: BaseException | None) -> int | None:
+    """The HTTP status the Hub answered, found along the error's causes (huggingface_hub wraps it)."""
+    for _depth in range(8):  # a chain can loop
+        if error is None:
+            return None
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        if isinstance(status, int):
+            return status
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _hub_status_message(where: str, status: int | None) -> str:
+    if status in (401, 403):
+        remedy = "if the repository is private or gated, log in with `hf auth login`"
+    elif status is not None and status < 500 and status != 429:
+        remedy = "if it keeps happening, check the reference and HF_ENDPOINT"
+    else:
+        remedy = "try again later"
+    return f"{where}: the Hub answered HTTP {status or '?'}; {remedy}"
+
+
+def _gated_message(where: str, repo_id: str, endpoint: str | None) -> str:
+    return (
+        f"{where}: repository {repo_id} is gated: request access on its page ({endpoint or hub_endpoint()}/{repo_id}) "
+        "and log in with `hf auth login`"
+    )
 
 
 @contextmanager
@@ -1026,7 +1198,13 @@ def _resolve_hf(ref: str) -> ResolvedCheckpoint:
 
 
 def _list_repo(ref: str, repo_id: str, revision: str) -> tuple[str | None, list[str] | None]:
-    """(commit, files) of the repository at ``revision``: from the Hub, or from the cache when offline."""
+    """(commit, files) of the repository at ``revision``: from the Hub, or from the cache when offline.
+
+    The cache answers with the files the Hub listed for that commit when vswin recorded them (see
+    _remember_files), so that a labels.txt or config.json that never reached the cache is missed
+    offline, not silently left out.
+    """
+    status = None
     if not is_offline():
         from huggingface_hub import HfApi
         from huggingface_hub import errors as hf_errors
@@ -1034,20 +1212,25 @@ def _list_repo(ref: str, repo_id: str, revision: str) -> tuple[str | None, list[
         endpoint = hub_endpoint()  # a bad HF_ENDPOINT is the user's to fix, not "no network" below
         try:
             info = HfApi(endpoint=endpoint).model_info(repo_id, revision=revision)
+            files = [s.rfilename for s in (info.siblings or [])]
             if info.sha and info.sha != revision:
                 _remember_ref(repo_id, revision, info.sha)
-            return info.sha, [s.rfilename for s in (info.siblings or [])]
+            if info.sha and info.siblings is not None:
+                _remember_files(repo_id, info.sha, files)
+            return info.sha, files
         except hf_errors.RevisionNotFoundError:
             raise VswinError(f"{ref}: revision '{revision}' not found in {repo_id}") from None
+        except hf_errors.GatedRepoError:  # a RepositoryNotFoundError: caught first
+            raise VswinError(_gated_message(ref, repo_id, endpoint)) from None
         except hf_errors.RepositoryNotFoundError:
             raise VswinError(
                 f"{ref}: repository {repo_id} not found (or private: log in with `hf auth login`)"
             ) from None
         except hf_errors.HfHubHTTPError as error:
-            status = error.response.status_code if error.response is not None else None
-            if status is not None and status < 500:
-                raise VswinError(f"{ref}: the Hub answered HTTP {status}") from None
-            failure = f"the Hub answered HTTP {status}"
+            status = _http_status(error)
+            if status is not None and status < 500 and status != 429:
+                raise VswinError(_hub_status_message(ref, status)) from None
+            failure = f"the Hub answered HTTP {status}"  # down or busy: the cache may still answer
         except Exception as error:  # no network: fall back to what the cache holds
             failure = f"the Hub ({endpoint}) could not be reached: {_first_line(error)}"
     else:
@@ -1058,9 +1241,47 @@ def _list_repo(ref: str, repo_id: str, revision: str) -> tuple[str | None, list[
         commit = ref_file.read_text(encoding="utf-8").strip()
     snapshot = _repo_folder(repo_id) / "snapshots" / (commit or "-")
     if commit is None or not snapshot.is_dir():
+        if status is not None:  # the network works: "run vswin download on a machine with a network" would mislead
+            raise VswinError(_hub_status_message(ref, status)) from None
         raise VswinError(not_cached_message(ref, _repo_folder(repo_id), failure))
+    listed = _recorded_files(repo_id, commit)
+    if listed is not None:
+        return commit, listed
     files = sorted(p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*") if p.is_file())
+    unseen = [name for name in ("config.json", "labels.txt") if name not in files]
+    if unseen:
+        # Cached by an older vswin, which recorded no listing: a complete snapshot of a repository
+        # without these files looks the same as one whose download of them failed.
+        _warn(
+            f"{ref}: the cache holds no record of the files in {repo_id} at {commit[:12]} (cached by an older vswin), "
+            f"so it is used without {' and '.join(unseen)}, which are not in the cache; if the repository has "
+            f"them, run `vswin download {ref}` with a network"
+        )
     return commit, files
+
+
+def _files_record_path(repo_id: str, commit: str) -> Path:
+    return vswin_cache_dir() / "repos" / _repo_folder(repo_id).name / f"{commit}.json"
+
+
+def _remember_files(repo_id: str, commit: str, files: list[str]) -> None:
+    # A commit's files never change: recorded once, it tells the offline path what must be cached.
+    path = _files_record_path(repo_id, commit)
+    if _recorded_files(repo_id, commit) == sorted(files):
+        return  # nothing to write (a read-only copy of the cache included)
+    with suppress(OSError):  # a read-only cache still works online
+        _write_json(path, {"repo": repo_id, "commit": commit, "files": sorted(files)})
+
+
+def _recorded_files(repo_id: str, commit: str) -> list[str] | None:
+    try:
+        record = json.loads(_files_record_path(repo_id, commit).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    files = record.get("files") if isinstance(record, dict) else None
+    if not isinstance(files, list) or not all(isinstance(name, str) for name in files):
+        return None
+    return sorted(files)
 
 
 def _remember_ref(repo_id: str, revision: str, commit: str) -> None:
