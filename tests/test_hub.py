@@ -373,6 +373,13 @@ def test_hf_reference_picks_up_labels_and_protocol_from_config(env: Path, hub: F
     assert checkpoint.config == config
 
 
+def test_hf_config_nested_past_the_recursion_limit_is_one_line(env: Path, hub: FakeHub) -> None:
+    # Was: a RecursionError traceback.
+    hub.add_commit("me/deep", {"model.safetensors": WEIGHTS, "config.json": b"[" * 100_000 + b"]" * 100_000})
+    with pytest.raises(VswinError, match="hf://me/deep: config.json is not valid JSON"):
+        resolve_checkpoint("hf://me/deep")
+
+
 def test_hf_labels_that_are_not_utf8_are_one_line(env: Path, hub: FakeHub) -> None:
     hub.add_commit("me/latin", {"model.safetensors": WEIGHTS, "labels.txt": "caf\u00e9\nna\u00efve\n".encode("latin-1")})
     with pytest.raises(VswinError) as info:
@@ -720,6 +727,22 @@ def test_a_cache_folder_that_is_a_file_is_one_line(two_models: str, env: Path, m
     assert code == 1 and out == ""
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert f"HF_HOME={env}" in err and "not a folder" in err and "could not be reached" not in err
+
+
+@pytest.mark.parametrize("name", ["m", "h", "hf://me/swin"])
+@pytest.mark.parametrize("where", ["loop", "long", "proc"])
+def test_a_cache_folder_that_can_never_be_made_is_one_line(two_models: str, tmp_path, monkeypatch, capsys, name: str, where: str) -> None:
+    # Was: an OSError traceback (ELOOP, ENAMETOOLONG, or ENOENT under /proc).
+    if where == "proc" and not os.path.isdir("/proc/self"):
+        pytest.skip("needs /proc")
+    (tmp_path / "loop").symlink_to("loop")
+    home = {"loop": tmp_path / "loop" / "hf", "long": tmp_path / ("x" * 300), "proc": Path("/proc/self")}[where]
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    code, out, err = run_vswin(capsys, monkeypatch, "download", name)
+    assert code == 1 and out == ""
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "point HF_HOME at another folder" in err, err
 
 
 @pytest.fixture

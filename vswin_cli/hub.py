@@ -443,9 +443,24 @@ def _writing(problem: str, folder: Path) -> Iterator[None]:
     try:
         yield
     except OSError as error:
+        if error.errno in _UNUSABLE_PATH:  # (HF_HOME under /proc, or through a loop of links)
+            variable = _cache_variable(folder)
+            raise VswinError(f"{problem}: the cache folder {folder} cannot be made there ({_os_detail(error)}); "
+                             f"point {variable} at another folder") from None
         if not _cannot_write(error):
             raise
         raise VswinError(_read_only_message(problem, folder, error)) from None
+
+
+_UNUSABLE_PATH = (errno.ENOENT, errno.ELOOP, errno.ENAMETOOLONG)
+
+
+def _in_unusable_cache(error: BaseException) -> bool:
+    """huggingface_hub could not make a folder of the Hub cache (under /proc, say)."""
+    if not isinstance(error, OSError) or error.errno not in _UNUSABLE_PATH or not error.filename:
+        return False
+    cache = os.path.realpath(hub_cache_dir())
+    return os.path.realpath(os.fsdecode(error.filename)).startswith(cache)
 
 
 def _check_cache_folders() -> None:
@@ -454,6 +469,13 @@ def _check_cache_folders() -> None:
     Otherwise huggingface_hub reports it as a failure to reach the Hub (it reads HF_HOME/token first).
     """
     for folder in (hf_home(), hub_cache_dir()):
+        variable = _cache_variable(folder)
+        try:
+            os.stat(folder)
+        except OSError as error:
+            if error.errno in (errno.ELOOP, errno.ENAMETOOLONG):  # no file can ever be made below it
+                raise VswinError(f"{variable}={os.environ.get(variable, folder)}: the cache folder {folder} cannot be "
+                                 f"used ({error.strerror}); point {variable} at another folder") from None
         path = folder
         try:
             while not path.exists() and path != path.parent:  # the nearest part that exists
@@ -462,7 +484,6 @@ def _check_cache_folders() -> None:
                 continue
         except OSError:
             continue  # unreadable: the read or write that needs it will say so
-        variable = _cache_variable(folder)
         raise VswinError(
             f"{variable}={os.environ.get(variable, folder)}: the cache folder {folder} is not a folder ({path} is a "
             f"file); move that file away or point {variable} at a folder"
@@ -1051,6 +1072,9 @@ def _hf_download(name: str, repo_id: str, filename: str, revision: str) -> str:
     except Exception as error:  # network errors of the HTTP client, interrupted downloads, disk full
         if _cannot_write(error):
             raise VswinError(_read_only_message(f"cannot download {name} ({where})", hub_cache_dir(), error)) from None
+        if _in_unusable_cache(error):
+            raise VswinError(f"cannot download {name} ({where}): the cache folder {hub_cache_dir()} cannot be made "
+                             f"there ({_os_detail(error)}); point {_cache_variable(hub_cache_dir())} at another folder") from None
         if _broken_connection(error):
             raise VswinError(
                 f"{where}: the connection to the Hub kept breaking off ({type(error).__name__}: {_first_line(error)}); "
@@ -1311,7 +1335,7 @@ def _read_json_config(ref: str, repo_id: str, revision: str) -> dict[str, Any]:
     path, _ = _fetch_hub_file(ref, repo_id, "config.json", revision, _Expected())
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # (nested past Python's recursion limit)
         raise VswinError(f"{ref}: config.json is not valid JSON ({error})") from None
     if not isinstance(config, dict):
         raise VswinError(f"{ref}: config.json is not a JSON object")
