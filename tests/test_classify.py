@@ -645,3 +645,47 @@ def test_resume_redoes_records_of_another_precision(folder, tiny_checkpoint, inv
     assert record["views"] == {"clips": 2, "crops": 1, "clip_len": 8, "frame_interval": 2}  # float32: as before
     code, _, err = invoke("classify", video, "-m", tiny_checkpoint, *FAST, "-o", out, "--resume", "--precision", "fp32")
     assert code == 0 and "1 already done" in err, err
+
+
+def test_columns_0_still_prints_the_results_and_the_summary(folder, tiny_checkpoint, tmp_path):
+    # Was: Rich took COLUMNS=0 as a width of nothing: no table, no summary, exit 0.
+    args = ("classify", str(folder / "a.avi"), "-m", str(tiny_checkpoint), *FAST)
+    env = {**os.environ, **SUBPROCESS_ENV, "COLUMNS": "0"}
+    done = subprocess.run([sys.executable, "-m", "vswin_cli", *args, "--format", "table"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0 and "action" in done.stdout and done.stderr.splitlines()[-1] == "1 ok, 0 failed", done
+    done = subprocess.run([sys.executable, "-m", "vswin_cli", *args, "-o", str(tmp_path / "x.csv")], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0 and done.stderr.splitlines()[-1] == f"1 ok, 0 failed; results in {tmp_path / 'x.csv'}", done
+
+
+@pytest.mark.parametrize("suffix", ["csv", "json", "jsonl"])
+def test_resume_never_rewrites_records_of_videos_it_does_not_redo_into_another_form(folder, tiny_checkpoint, invoke, tmp_path, suffix):
+    # Was: a.avi's labels 3-5 lost for good when b.avi was added with --top-k 2 (the CSV's columns
+    # follow this run), or one .json with two label sets after another --labels.
+    out = tmp_path / f"out.{suffix}"
+    a, b = folder / "a.avi", folder / "sub" / "c.avi"
+    code, _, err = invoke("classify", a, "-m", tiny_checkpoint, *FAST, "-o", out)
+    assert code == 0, err
+    before = out.read_bytes()
+    renamed = tmp_path / "renamed.txt"
+    renamed.write_text("".join(f"renamed {i}\n" for i in range(len(TINY_LABELS))), encoding="utf-8")
+    for extra, form in ((("--top-k", "2"), "--top-k 5"), (("--labels", renamed), "other class names (--labels)")):
+        code, _, err = invoke("classify", b, "-m", tiny_checkpoint, *FAST, "-o", out, "--resume", *extra)
+        assert code == 2 and err.splitlines() == [
+            f"error: -o {out} holds results made with {form} (e.g. {a}), a video this run does not redo; resume with "
+            "the options that made them, give those videos too, or choose another output"], err
+        assert out.read_bytes() == before
+    code, _, err = invoke("classify", a, b, "-m", tiny_checkpoint, *FAST, "-o", out, "--resume", "--top-k", "2")
+    assert code == 0, err  # every video redone: one form
+
+
+@pytest.mark.parametrize("suffix", ["csv", "json", "jsonl"])
+def test_resume_adds_videos_beside_records_of_the_same_form(folder, tiny_checkpoint, invoke, tmp_path, suffix):
+    out = tmp_path / f"out.{suffix}"
+    a, b = folder / "a.avi", folder / "sub" / "c.avi"
+    code, _, err = invoke("classify", a, "-m", tiny_checkpoint, *FAST, "-o", out, "--top-k", "3")
+    assert code == 0, err
+    code, _, err = invoke("classify", b, "-m", tiny_checkpoint, *FAST, "-o", out, "--top-k", "3", "--resume")
+    assert code == 0, err
+    from vswin_cli.outputs import read_records
+
+    assert [Path(r.path).name for r in read_records(out)] == ["a.avi", "c.avi"]

@@ -589,3 +589,13 @@ def test_a_run_without_resume_stopped_at_its_first_video_leaves_no_old_entry_vou
     code, _, err = invoke("extract-features", videos, "-o", out, "-m", tiny_checkpoint, *short, "--resume")
     assert code == 0 and err.splitlines()[-1] == f"2 ok, 0 failed; results in {out}", err  # nothing "already done"
     assert (out / "v0.avi.npy").read_bytes() == first
+
+
+def test_an_output_folder_under_a_file_is_a_usage_error(tmp_path, tiny_checkpoint, invoke):
+    # Was: exit 1 ("some videos failed") though no video was tried, as classify's -o gives exit 2.
+    videos = _videos(tmp_path / "videos", 1)
+    (tmp_path / "afile").write_text("x")
+    code, _, err = invoke("extract-features", videos, "-o", tmp_path / "afile" / "feats", "-m", tiny_checkpoint, *FAST)
+    assert code == 2
+    assert err.splitlines() == [f"error: -o {tmp_path / 'afile' / 'feats'} cannot be made: {tmp_path / 'afile'} is a file, "
+                                "not a folder; choose another output"]

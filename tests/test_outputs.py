@@ -1095,3 +1095,12 @@ def test_a_read_only_output_is_refused_before_any_work(tmp_path, name):
     with pytest.raises(VswinError, match="is read-only"):
         write_text_atomic(out, "new")
     assert out.read_bytes() == b"kept" and stat.S_IMODE(out.stat().st_mode) == 0o444
+
+
+@pytest.mark.parametrize("name", ["out.jsonl", "out.json"])
+def test_resume_on_a_file_nested_past_the_recursion_limit_is_one_line(tmp_path, name):
+    # Was: a RecursionError traceback.
+    out = tmp_path / name
+    out.write_bytes(b"[" * 100_000 + b"]" * 100_000 + b"\n")
+    with pytest.raises(VswinError, match="not a (JSON object|vswin json results file)"):
+        open_sink(out, None, resume=True)

@@ -31,7 +31,7 @@ def _is_vswin_sidecar(path: Path) -> bool:
         if not path.is_file() or path.stat().st_size > _SIDECAR_MAX_BYTES:
             return False
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     return isinstance(data, dict) and _SIDECAR_KEYS <= data.keys()
 
@@ -88,7 +88,7 @@ class FeatureWriter:
             return None
         try:
             return json.loads(sidecar_path(output).read_text(encoding="utf-8")).get("labels")
-        except (OSError, ValueError, AttributeError):  # gone, damaged or not an object: redone
+        except (OSError, ValueError, AttributeError, RecursionError):  # gone, damaged or not an object: redone
             return None
 
     def add(self, outcome: VideoOutcome) -> bool:

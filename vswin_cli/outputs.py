@@ -199,7 +199,7 @@ def read_records(path: Path, fmt: str | None = None) -> list[VideoRecord]:
         if fmt == "csv":
             with path.open(encoding="utf-8", errors="surrogateescape", newline="") as f:
                 return [_record_from_csv_row(row) for row in csv.DictReader(f)]
-    except (ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError, RecursionError) as error:
         raise VswinError(
             f"{path} is not a vswin {fmt} results file ({error}); give another -o file or remove it"
         ) from None
@@ -381,7 +381,7 @@ def _read_journal(path: Path) -> _JournalContents:
 def _parse_line(line: bytes) -> dict[str, Any] | None:
     try:
         entry = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # (nested past Python's recursion limit)
         return None
     return entry if isinstance(entry, dict) else None
 
@@ -591,6 +591,8 @@ class ResultSink:
         self.n_error = 0
         self._closed = False
         self.missing_from_here: list[str] = []  # see require_same_folder
+        # Newest ok records of another --top-k or other class names: what keep_whole checks.
+        self._other_form: dict[str, tuple[str, str]] = {}
 
     def done(self, path: str | os.PathLike[str]) -> bool:
         """True when this video already has an ok record for the same model and views."""
@@ -626,9 +628,12 @@ class ResultSink:
         shown = list(entry.get("predictions") or [])
         for clip in entry.get("clips") or []:
             shown += clip.get("predictions") or []
+        names = set(self.labels)
         try:
             indices = [int(p["index"]) for p in shown]
-            return all(0 <= i < len(self.labels) and self.labels[i] == p["label"] for i, p in zip(indices, shown))
+            # A CSV row holds no class indices (-1): its names must be among this run's.
+            return all(p["label"] in names if i == -1 else 0 <= i < len(self.labels) and self.labels[i] == p["label"]
+                       for i, p in zip(indices, shown))
         except (KeyError, TypeError, ValueError):
             return False
 
@@ -638,6 +643,25 @@ class ResultSink:
             self._done.add(key)
         else:
             self._done.discard(key)
+        shown = len(entry.get("predictions") or [])
+        if entry.get("status") == "ok" and self.top_k is not None and shown != self.top_k:
+            self._other_form[key] = (entry["path"], f"--top-k {shown}")
+        elif entry.get("status") == "ok" and not self._same_labels(entry):
+            self._other_form[key] = (entry["path"], "other class names (--labels)")
+        else:
+            self._other_form.pop(key, None)
+
+    def keep_whole(self, output: Path, inputs: Iterable[str | os.PathLike[str]]) -> None:
+        """A usage error when the output holds records of videos this run does not redo that were
+        made with another --top-k or other class names: kept beside this run's, one output would
+        hold two label sets, and a CSV (one column count) would lose labels or gain empty cells."""
+        redone = {_path_key(path) for path in inputs}
+        for key, (path, form) in self._other_form.items():
+            if key not in redone:
+                raise VswinError(
+                    f"-o {output} holds results made with {form} (e.g. {path}), a video this run does not redo; "
+                    "resume with the options that made them, give those videos too, or choose another output"
+                )
 
     def _write(self, record: VideoRecord) -> None:
         raise NotImplementedError
@@ -945,6 +969,9 @@ def claim_folder(out_dir: Path, written: Iterable[Path] = (), inputs: Iterable[P
     check_output_path(out_dir, [out_dir, out_dir / INDEX_NAME])
     if out_dir.exists() and not out_dir.is_dir():
         raise VswinError(f"-o {out_dir} is a file; extract-features writes into a folder")
+    blocker = _file_in_the_way(out_dir)
+    if blocker is not None:
+        raise VswinError(f"-o {out_dir} cannot be made: {blocker} is a file, not a folder; choose another output")
     lock = Path(os.path.realpath(out_dir)) / (INDEX_NAME + LOCK_SUFFIX)
     refuse_overwriting_inputs(out_dir, [*written, out_dir / INDEX_NAME, lock], inputs)
     with run_lock(lock, out_dir):
@@ -1033,11 +1060,19 @@ def _lock(path: Path, output: Path) -> int:
 # --------------------------------------------------------------------------- table
 
 
+def console_width() -> int | None:
+    """The width for a Rich console: None (Rich asks COLUMNS, then the terminal) unless COLUMNS is
+    0, which Rich would take as a width of nothing and print nothing at all (results included)."""
+    columns = os.environ.get("COLUMNS", "").strip()
+    return 80 if columns.isdigit() and int(columns) == 0 else None
+
+
 def _table_console(stream: IO[str]) -> Console:
     # Plain text unless stream is a terminal; NO_COLOR drops every style, not just colours.
     plain = bool(os.environ.get("NO_COLOR"))
     return Console(
         file=stream,
+        width=console_width(),
         color_system=None if plain else "auto",
         highlight=False,
         markup=False,

@@ -8,6 +8,7 @@ import sys
 from rich.console import Console
 
 from ..errors import VswinError
+from ..outputs import console_width
 
 
 # Set by ``fill_closed_streams`` when vswin started with stdout closed (``>&-``).
@@ -107,12 +108,12 @@ def _no_color() -> bool:
 
 def stdout_console() -> Console:
     """Results: plain text when stdout is not a terminal or NO_COLOR is set."""
-    return Console(file=sys.stdout, no_color=_no_color(), soft_wrap=False, highlight=False)
+    return Console(file=sys.stdout, width=console_width(), no_color=_no_color(), soft_wrap=False, highlight=False)
 
 
 def stderr_console() -> Console:
     """Messages and progress."""
-    return Console(file=sys.stderr, no_color=_no_color(), highlight=False)
+    return Console(file=sys.stderr, width=console_width(), no_color=_no_color(), highlight=False)
 
 
 def error_line(message: str) -> None:

@@ -66,6 +66,7 @@ def classify(
         ) as sink:
             if target is not None:
                 require_same_folder(target, sink.missing_from_here, [item.path for item in found.videos])
+                sink.keep_whole(target, [item.path for item in found.videos])
             todo = [item for item in found.videos if not sink.done(item.path)]
             with progress(len(todo), "classifying", results_on_terminal=output is None and sys.stdout.isatty()) as advance:
                 for outcome in outcomes(engine, ray_address, runner, todo):
