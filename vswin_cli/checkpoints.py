@@ -114,8 +114,6 @@ _CODE_MODULES = frozenset({
     "inspect", "pydoc",
 })
 _STAND_IN_ROUNDS = 64  # distinct foreign names one file may carry (legacy files find them one per load)
-# Stand-ins allowed under a name of our choosing (PyTorch 2.6); with older versions such files are refused.
-_STAND_INS = hasattr(torch.serialization, "get_unsafe_globals_in_checkpoint") and hasattr(torch.serialization, "safe_globals")
 
 
 class _StandIn:
@@ -154,8 +152,6 @@ def _refuse_code(path: Path, name: str) -> CheckpointError:
 
 def _foreign_names(path: Path) -> list[str]:
     """The globals a zip checkpoint names beyond torch's safe ones, found without unpickling."""
-    if not _STAND_INS:
-        return []
     try:
         return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
     except Exception:  # a legacy (pre-zip) file, or not a checkpoint at all: the load below finds out
@@ -205,11 +201,6 @@ def _read_pickle(path: Path) -> dict[str, Any]:
             name = named.group(1)
             if _runs_code(name) or "whose module" in text or any(name == known for _, known in stand_ins):
                 raise _refuse_code(path, name) from None
-            if not _STAND_INS:
-                raise CheckpointError(
-                    f"refusing {path}: it holds Python objects ({name}) beside its tensors, which PyTorch "
-                    f"{torch.__version__.split('+')[0]} cannot skip safely; PyTorch 2.6 or later reads it"
-                ) from None
             stand_ins.append(_stand_in(name))  # a legacy file: found one name at a time
         except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, IndexError, KeyError, TypeError,
                 AssertionError) as error:  # (torch's legacy reader asserts on a storage it cannot find)
