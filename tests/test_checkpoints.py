@@ -667,6 +667,19 @@ def test_an_architecture_that_does_not_fit_the_tensors_is_refused_before_any_mod
     assert built == ["meta"]
 
 
+def test_an_architecture_of_sizes_torch_cannot_hold_is_one_line(tmp_path, tiny):
+    # embed_dim 10**30 in a native file's metadata. Was: a TypeError traceback ("Overflow when unpacking long long").
+    from safetensors.torch import save_file
+
+    ck.save_native(tiny, tmp_path / "native.safetensors")
+    tensors, metadata = ck.read_checkpoint(tmp_path / "native.safetensors")[:2]
+    config = {**json.loads(metadata["config"]), "embed_dim": 10**30, "num_heads": [1, 1, 1, 1]}
+    save_file({k: v.contiguous() for k, v in tensors.items()}, tmp_path / "huge.safetensors",
+              metadata={**metadata, "config": json.dumps(config)})
+    with pytest.raises(ck.CheckpointError, match="the architecture the checkpoint describes cannot be built"):
+        ck.load_checkpoint(tmp_path / "huge.safetensors")
+
+
 def test_a_window_too_large_for_any_video_swin_is_refused(tmp_path):
     # A bias table of 41^3 rows reads as a 21x21x21 window, whose index took 7 GB before the model was refused.
     with pytest.raises(ValueError, match=r"window_size \[21, 21, 21\] holds 9261 tokens"):

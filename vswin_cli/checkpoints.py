@@ -542,8 +542,9 @@ def _meta_model(config: SwinConfig) -> VideoSwin:
     try:
         with torch.device("meta"):
             return _built(config)
-    except (RuntimeError, OverflowError, ValueError) as error:  # sizes torch cannot even describe
-        raise CheckpointError(f"the architecture the checkpoint describes cannot be built ({error})") from None
+    except (RuntimeError, OverflowError, ValueError, TypeError) as error:  # sizes torch cannot even describe (1e30)
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]  # not torch's C++ frames
+        raise CheckpointError(f"the architecture the checkpoint describes cannot be built ({first})") from None
 
 
 def model_from_state_dict(state: Mapping[str, Any], config: SwinConfig | None = None) -> VideoSwin:
