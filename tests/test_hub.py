@@ -1075,6 +1075,17 @@ def cut_once(hub: FakeHub, path: str) -> None:
     hub.inject(path, Fault(status=500))
 
 
+def first_download_cut(hub: FakeHub, tmp_path: Path, monkeypatch, validators: tuple[str, ...] = ("etag", "last-modified")) -> str:
+    """Registry entry ``m``: release file w.pth (no hash, no size: as every shipped entry), whose
+    first download fails after 50,000 bytes, which stay in its partial file. Returns its URL."""
+    url = hub.add_file("w.pth", WEIGHTS, validators)
+    use_registry(tmp_path, monkeypatch, entry("m", f'url = "{url}"'))
+    cut_once(hub, "/files/w.pth")
+    with pytest.raises(VswinError, match="HTTP 500"):
+        resolve_checkpoint("m")
+    return url
+
+
 @pytest.mark.parametrize(
     "validators",
     [("etag", "last-modified"), ("last-modified",), ("weak-etag", "last-modified")],
@@ -1084,11 +1095,7 @@ def test_a_partial_download_of_a_file_that_changed_since_starts_over(
     env: Path, tmp_path, monkeypatch, hub: FakeHub, validators: tuple[str, ...]
 ) -> None:
     # Was: resumed onto the new file with a bare Range, and the splice trusted as the first download.
-    url = hub.add_file("w.pth", WEIGHTS, validators)
-    use_registry(tmp_path, monkeypatch, entry("m", f'url = "{url}"'))  # no hash, no size: as every shipped entry
-    cut_once(hub, "/files/w.pth")
-    with pytest.raises(VswinError, match="HTTP 500"):
-        resolve_checkpoint("m")
+    first_download_cut(hub, tmp_path, monkeypatch, validators)
     first_version = f'"{sha256(WEIGHTS)[:16]}"' if validators[0] == "etag" else hub.file_modified["w.pth"]
     hub.add_file("w.pth", OTHER, validators)  # a new release at the same address, of the same size
     hub.log.clear()
@@ -1100,11 +1107,7 @@ def test_a_partial_download_of_a_file_that_changed_since_starts_over(
 def test_a_server_that_ignores_if_range_is_caught_by_the_version_it_names(
     env: Path, tmp_path, monkeypatch, hub: FakeHub
 ) -> None:
-    url = hub.add_file("w.pth", WEIGHTS)
-    use_registry(tmp_path, monkeypatch, entry("m", f'url = "{url}"'))
-    cut_once(hub, "/files/w.pth")
-    with pytest.raises(VswinError, match="HTTP 500"):
-        resolve_checkpoint("m")
+    first_download_cut(hub, tmp_path, monkeypatch)
     hub.add_file("w.pth", OTHER)
     hub.inject("/files/w.pth", Fault(ignore_if_range=True))  # 206 with the new file's tail (and its ETag)
     hub.log.clear()
@@ -1116,11 +1119,7 @@ def test_bytes_of_a_file_whose_server_names_no_version_are_never_resumed(
     env: Path, tmp_path, monkeypatch, hub: FakeHub
 ) -> None:
     # Without an ETag or Last-Modified nothing can tell the file did not change between two requests.
-    url = hub.add_file("w.pth", WEIGHTS, validators=())
-    use_registry(tmp_path, monkeypatch, entry("m", f'url = "{url}"'))
-    cut_once(hub, "/files/w.pth")
-    with pytest.raises(VswinError, match="HTTP 500"):
-        resolve_checkpoint("m")
+    first_download_cut(hub, tmp_path, monkeypatch, validators=())
     assert [r.range for r in hub.requests_for("/files/w.pth")] == [None, None]  # the retry started over
     hub.add_file("w.pth", OTHER, validators=())
     hub.log.clear()
@@ -1136,11 +1135,7 @@ def test_a_download_interrupted_while_it_starts_over_resumes_the_new_file(
 
     import vswin_cli.hub
 
-    url = hub.add_file("w.pth", WEIGHTS)
-    use_registry(tmp_path, monkeypatch, entry("m", f'url = "{url}"'))
-    cut_once(hub, "/files/w.pth")
-    with pytest.raises(VswinError, match="HTTP 500"):
-        resolve_checkpoint("m")
+    url = first_download_cut(hub, tmp_path, monkeypatch)
     hub.add_file("w.pth", OTHER)
 
     class CtrlC:
