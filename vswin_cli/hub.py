@@ -412,9 +412,11 @@ def _os_detail(error: OSError) -> str:
 
 
 def _read_only_message(problem: str, folder: Path, error: OSError) -> str:
-    """One line for a write into the cache that failed (see _cannot_write), saying what to do."""
+    """One line for a write into the cache that failed (see _cannot_write and _UNUSABLE_PATH), saying what to do."""
     detail = _os_detail(error)
     variable = _cache_variable(folder)
+    if error.errno in _UNUSABLE_PATH:
+        return f"{problem}: the cache folder {folder} cannot be made there ({detail}); point {variable} at another folder"
     if error.errno in _NO_SPACE:
         return (
             f"{problem}: no space left in the cache folder {folder} ({detail}); "
@@ -443,16 +445,12 @@ def _writing(problem: str, folder: Path) -> Iterator[None]:
     try:
         yield
     except OSError as error:
-        if error.errno in _UNUSABLE_PATH:  # (HF_HOME under /proc, or through a loop of links)
-            variable = _cache_variable(folder)
-            raise VswinError(f"{problem}: the cache folder {folder} cannot be made there ({_os_detail(error)}); "
-                             f"point {variable} at another folder") from None
-        if not _cannot_write(error):
+        if not (_cannot_write(error) or error.errno in _UNUSABLE_PATH):
             raise
         raise VswinError(_read_only_message(problem, folder, error)) from None
 
 
-_UNUSABLE_PATH = (errno.ENOENT, errno.ELOOP, errno.ENAMETOOLONG)
+_UNUSABLE_PATH = (errno.ENOENT, errno.ELOOP, errno.ENAMETOOLONG)  # HF_HOME under /proc, or through a loop of links
 
 
 def _in_unusable_cache(error: BaseException) -> bool:
@@ -1070,11 +1068,8 @@ def _hf_download(name: str, repo_id: str, filename: str, revision: str) -> str:
         status = _http_status(error)
         raise VswinError(_hub_status_message(where, status)) from None
     except Exception as error:  # network errors of the HTTP client, interrupted downloads, disk full
-        if _cannot_write(error):
+        if _cannot_write(error) or _in_unusable_cache(error):
             raise VswinError(_read_only_message(f"cannot download {name} ({where})", hub_cache_dir(), error)) from None
-        if _in_unusable_cache(error):
-            raise VswinError(f"cannot download {name} ({where}): the cache folder {hub_cache_dir()} cannot be made "
-                             f"there ({_os_detail(error)}); point {_cache_variable(hub_cache_dir())} at another folder") from None
         if _broken_connection(error):
             raise VswinError(
                 f"{where}: the connection to the Hub kept breaking off ({type(error).__name__}: {_first_line(error)}); "
@@ -1128,10 +1123,15 @@ def _http_status(error: BaseException | None) -> int | None:
     return None
 
 
+def _hub_busy(status: int | None) -> bool:
+    """The Hub is down or busy (a 5xx, 429 or no status): worth trying again later, not a wrong request."""
+    return status is None or status >= 500 or status == 429
+
+
 def _hub_status_message(where: str, status: int | None) -> str:
     if status in (401, 403):
         remedy = "if the repository is private or gated, log in with `hf auth login`"
-    elif status is not None and status < 500 and status != 429:
+    elif not _hub_busy(status):
         remedy = "if it keeps happening, check the reference and HF_ENDPOINT"
     else:
         remedy = "try again later"
@@ -1252,7 +1252,7 @@ def _list_repo(ref: str, repo_id: str, revision: str) -> tuple[str | None, list[
             ) from None
         except hf_errors.HfHubHTTPError as error:
             status = _http_status(error)
-            if status is not None and status < 500 and status != 429:
+            if not _hub_busy(status):
                 raise VswinError(_hub_status_message(ref, status)) from None
             failure = f"the Hub answered HTTP {status}"  # down or busy: the cache may still answer
         except Exception as error:  # no network: fall back to what the cache holds
