@@ -26,14 +26,20 @@ _SIDECAR_KEYS = frozenset({"model", "protocol", "views", "shape", "dtype"})
 _SIDECAR_MAX_BYTES = 64 << 20
 
 
-def _is_vswin_sidecar(path: Path) -> bool:
+def _read_sidecar(path: Path) -> dict[str, Any] | None:
+    """The JSON object at ``path`` (a sidecar, or another tool's file), or None (gone, damaged, too large)."""
     try:
         if not path.is_file() or path.stat().st_size > _SIDECAR_MAX_BYTES:
-            return False
+            return None
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
-        return False
-    return isinstance(data, dict) and _SIDECAR_KEYS <= data.keys()
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _files_of(target: Path) -> tuple[Path, Path, Path]:
+    """A video's files: its .npy, sidecar and scores."""
+    return target, sidecar_path(target), scores_path(target)
 
 
 def feature_files(out_dir: Path, videos: Sequence[InputVideo]) -> list[Path]:
@@ -43,7 +49,7 @@ def feature_files(out_dir: Path, videos: Sequence[InputVideo]) -> list[Path]:
     for video in videos:
         for hashed in (False, True):
             npy = feature_path(Path(out_dir), video.path, video.root, disambiguate=hashed)
-            files += [npy, sidecar_path(npy), scores_path(npy)]
+            files += _files_of(npy)
     return files
 
 
@@ -84,12 +90,8 @@ class FeatureWriter:
 
     def _sidecar_labels(self, item: InputVideo) -> object:
         output = self.index.output_of(item.path)
-        if output is None:
-            return None
-        try:
-            return json.loads(sidecar_path(output).read_text(encoding="utf-8")).get("labels")
-        except (OSError, ValueError, AttributeError, RecursionError):  # gone, damaged or not an object: redone
-            return None
+        sidecar = None if output is None else _read_sidecar(sidecar_path(output))
+        return None if sidecar is None else sidecar.get("labels")  # none: redone
 
     def add(self, outcome: VideoOutcome) -> bool:
         """Write one video's files; False when the video failed (an error line in the index)."""
@@ -99,12 +101,12 @@ class FeatureWriter:
         if record.status != "ok" or outcome.features is None:
             # Files an earlier run left for this video would pass for its features now.
             if foreign is None:
-                self._remove(target, sidecar_path(target), scores_path(target))
+                self._remove(*_files_of(target))
             return self._failed(record, record.error)
         if foreign is not None:
             return self._failed(record, f"{foreign} is in the way of its features: vswin did not write that file; "
                                         "move it away or give another -o folder")
-        protected = next((p for p in (target, sidecar_path(target), scores_path(target)) if write_protected(p)), None)
+        protected = next((p for p in _files_of(target) if write_protected(p)), None)
         if protected is not None:
             return self._failed(record, f"{protected}, which would hold its features, is read-only; make it writable "
                                         "(chmod u+w) or give another -o folder")
@@ -112,7 +114,7 @@ class FeatureWriter:
         with np.errstate(over="ignore"):  # said below, in the video's record, not as NumPy's warning
             array = np.ascontiguousarray(array, dtype=self.dtype)
         if not np.isfinite(array).all():  # the float32 features are finite (the engine checks): float16 overflowed
-            self._remove(target, sidecar_path(target), scores_path(target))  # vswin's own (checked above)
+            self._remove(*_files_of(target))  # vswin's own (checked above)
             largest = float(np.abs(outcome.clip_features if self.per_clip else outcome.features).max())
             return self._failed(record, f"its features reach {largest:.4g}, beyond {self.dtype.name}'s range "
                                         f"(±{float(np.finfo(self.dtype).max):.0f}); use --dtype float32")
@@ -122,7 +124,7 @@ class FeatureWriter:
             self._write_files(target, sidecar, outcome, array)
         except VswinError as error:
             # Half a video's files (vswin's own, checked above) would pass for its features.
-            for path in (target, sidecar, scores_path(target)):
+            for path in _files_of(target):
                 with suppress(OSError):
                     path.unlink()
             if getattr(error.__cause__, "errno", None) != errno.ENAMETOOLONG:
@@ -162,7 +164,8 @@ class FeatureWriter:
         They are vswin's when the sidecar is a vswin sidecar, or the index names the file."""
         sidecar = sidecar_path(target)
         if os.path.lexists(sidecar):
-            return None if _is_vswin_sidecar(sidecar) else sidecar
+            data = _read_sidecar(sidecar)
+            return None if data is not None and _SIDECAR_KEYS <= data.keys() else sidecar
         if self.index.names(target):
             return None
         return next((path for path in (target, scores_path(target)) if os.path.lexists(path)), None)
