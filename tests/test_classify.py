@@ -686,6 +686,6 @@ def test_resume_adds_videos_beside_records_of_the_same_form(folder, tiny_checkpo
     assert code == 0, err
     code, _, err = invoke("classify", b, "-m", tiny_checkpoint, *FAST, "-o", out, "--top-k", "3", "--resume")
     assert code == 0, err
-    from vswin_cli.outputs import read_records
+    from vswin_cli.formats import read_records
 
     assert [Path(r.path).name for r in read_records(out)] == ["a.avi", "c.avi"]

@@ -23,21 +23,12 @@ import numpy as np
 import pytest
 
 from vswin_cli.errors import VswinError
-from vswin_cli.outputs import (
-    FeatureEntry,
-    claim_output,
-    journal_path,
-    open_feature_index,
-    open_sink,
-    plan_feature_paths,
-    read_records,
-    feature_path,
-    select_format,
-    sidecar_path,
-    write_json_atomic,
-    write_npy_atomic,
-    write_text_atomic,
-)
+from vswin_cli.atomic_files import write_json_atomic, write_npy_atomic, write_text_atomic
+from vswin_cli.feature_index import FeatureEntry, feature_path, open_feature_index, plan_feature_paths, sidecar_path
+from vswin_cli.formats import read_records, select_format
+from vswin_cli.journals import journal_path
+from vswin_cli.output_claims import claim_output
+from vswin_cli.result_sinks import open_sink
 from vswin_cli.records import ClipResult, Prediction, VideoRecord, top_k_predictions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -381,12 +372,12 @@ def test_sigkill_during_json_write_leaves_old_file(tmp_path):
         """
         import os, sys, time
         from pathlib import Path
-        from vswin_cli import outputs
+        from vswin_cli import atomic_files
         def stall(fd):
             print("READY", flush=True)
             time.sleep(60)
         os.fsync = stall
-        outputs.write_json_atomic(Path("out.json"), [{"n": i} for i in range(100000)])
+        atomic_files.write_json_atomic(Path("out.json"), [{"n": i} for i in range(100000)])
         """,
         tmp_path,
     )
@@ -403,7 +394,7 @@ def test_sigkill_mid_jsonl_line_then_resume_keeps_finished_videos(tmp_path):
         """
         import os, time
         from pathlib import Path
-        from vswin_cli.outputs import open_sink
+        from vswin_cli.result_sinks import open_sink
         from vswin_cli.records import VideoRecord
         views = {"clips": 4, "crops": 3, "clip_len": 32, "frame_interval": 2}
         sink = open_sink(Path("out.jsonl"), None, model="m", views=views)
@@ -962,7 +953,7 @@ def test_a_killed_run_does_not_keep_its_output_locked(tmp_path):
         """
         import time
         from pathlib import Path
-        from vswin_cli.outputs import claim_output
+        from vswin_cli.output_claims import claim_output
         with claim_output(Path("out.csv"), None):
             print("READY", flush=True)
             time.sleep(60)

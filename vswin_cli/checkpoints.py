@@ -615,7 +615,7 @@ def save_native(
     from safetensors import SafetensorError
     from safetensors.torch import save_file
 
-    from .outputs import atomic_path
+    from .atomic_files import atomic_path
 
     destination = Path(destination)
     metadata = {"format": NATIVE_FORMAT, "config": json.dumps(model.config.as_dict())}

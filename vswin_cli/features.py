@@ -11,13 +11,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .atomic_files import user_io, write_json_atomic, write_npy_atomic, write_protected
 from .engine import Engine, VideoOutcome
 from .errors import VswinError
+from .feature_index import FeatureEntry, feature_path, open_feature_index, plan_feature_paths, scores_path, sidecar_path
 from .inputs import InputVideo
-from .outputs import (
-    FeatureEntry, feature_path, open_feature_index, plan_feature_paths, scores_path, sidecar_path, user_io, write_json_atomic,
-    write_npy_atomic, write_protected,
-)
 from .records import VideoRecord
 
 

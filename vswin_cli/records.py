@@ -1,8 +1,9 @@
 """One video's result, as every output format carries it (see DESIGN.md, "Output").
 
-A record is plain data: the engine fills it, the writers in ``outputs.py`` turn it into a table,
-JSON, JSONL or CSV. ``to_dict`` keeps the field order of the design so that files read the same
-way everywhere; ``from_dict`` reads a record back (resume journals, tests, users' scripts).
+A record is plain data: the engine fills it, the writers in ``formats.py`` and ``terminal.py`` turn
+it into a table, JSON, JSONL or CSV. ``to_dict`` keeps the field order of the design so that files
+read the same way everywhere; ``from_dict`` reads a record back (resume journals, tests, users'
+scripts).
 """
 
 from __future__ import annotations

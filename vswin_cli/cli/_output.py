@@ -8,7 +8,7 @@ import sys
 from rich.console import Console
 
 from ..errors import VswinError
-from ..outputs import console_width
+from ..terminal import console_width
 
 
 # Set by ``fill_closed_streams`` when vswin started with stdout closed (``>&-``).

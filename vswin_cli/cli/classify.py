@@ -14,7 +14,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..outputs import claim_output, open_sink, require_same_folder
+from ..journals import require_same_folder
+from ..output_claims import claim_output
+from ..result_sinks import open_sink
 from . import _output
 from ._options import (
     BatchSizeOpt, ClipLenOpt, ClipsOpt, CropsOpt, DeviceOpt, EngineChoice, EngineOpt, FormatOpt, FrameIntervalOpt,

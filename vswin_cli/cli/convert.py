@@ -24,7 +24,7 @@ def convert(
     """Convert a checkpoint to vswin's native safetensors (architecture, labels and source hash inside)."""
     from ..checkpoints import save_native
     from ..loading import load_model
-    from ..outputs import refuse_write_protected
+    from ..atomic_files import refuse_write_protected
 
     if not destination.name.lower().endswith(".safetensors"):
         raise VswinError(f"the destination must end in .safetensors (got {destination.name})")

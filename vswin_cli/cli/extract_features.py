@@ -14,7 +14,8 @@ from typing import Annotated
 
 import typer
 
-from ..outputs import claim_folder, require_same_folder
+from ..journals import require_same_folder
+from ..output_claims import claim_folder
 from ._options import (
     BatchSizeOpt, ClipLenOpt, ClipsOpt, CropsOpt, DeviceOpt, EngineChoice, EngineOpt, FrameIntervalOpt, LabelsOpt,
     ModelOpt, PathsArg, PrecisionOpt, RayAddressOpt, RecursiveOpt, FeaturesResumeOpt, StrideOpt,

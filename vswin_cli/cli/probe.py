@@ -87,7 +87,7 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from ..outputs import display_text
+    from ..terminal import display_text
 
     columns = (("path", "left"), ("frames", "right"), ("fps", "right"), ("duration", "right"),
                ("size", "right"), ("rotation", "right"), ("codec", "left"), ("problems", "left"))
