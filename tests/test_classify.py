@@ -7,6 +7,7 @@ import errno
 import io
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -551,8 +552,36 @@ def test_a_reader_that_goes_away_ends_the_run_quietly_and_a_full_disk_in_one_lin
     done = subprocess.run(["bash", "-c", f"{command} --format jsonl > /dev/full"], capture_output=True, text=True, env=env,
                           timeout=300)
     assert done.returncode == 1 and done.stderr.splitlines()[-1:] == [
-        "error: could not write the results to stdout (No space left on device); give -o FILE on a disk with room, or free some"]
+        "error: could not write the results to stdout (No space left on device); send them to a disk with room, or free some"]
     assert "Traceback" not in done.stderr
+
+
+def test_a_stderr_that_cannot_be_written_loses_the_messages_not_the_run(folder, tiny_checkpoint, tmp_path):
+    # Was: the first warning to a full disk (2>>log) or to a reader gone away (2>&1 | head -1)
+    # ended the run with exit 1 before any video, so no output at all; a finished run exited 1.
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("a.avi", "sub/c.avi"):
+        shutil.copy(folder / name, videos / Path(name).name)
+    (videos / "notes.txt").write_text("not a video: one warning before any video")
+    env = {**os.environ, **SUBPROCESS_ENV}
+    command = [sys.executable, "-m", "vswin_cli", "classify", str(videos), "-m", str(tiny_checkpoint), *FAST]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before vswin writes anything
+    try:
+        gone = subprocess.run([*command, "-o", str(tmp_path / "gone.jsonl")], stderr=write_end, env=env, timeout=300)
+    finally:
+        os.close(write_end)
+    assert gone.returncode == 0
+    assert sorted(Path(r["path"]).name for r in records_of((tmp_path / "gone.jsonl").read_text())) == ["a.avi", "c.avi"]
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([*command, "-o", str(tmp_path / "full.jsonl")], stderr=full, env=env, timeout=300)
+        usage = subprocess.run([*command, "--clips", "zero"], stderr=full, env=env, timeout=300)
+    assert done.returncode == 0
+    assert sorted(Path(r["path"]).name for r in records_of((tmp_path / "full.jsonl").read_text())) == ["a.avi", "c.avi"]
+    assert usage.returncode == 2
 
 
 def test_a_table_on_a_stdout_that_cannot_encode_a_name_escapes_it(folder, tiny_checkpoint):

@@ -97,24 +97,28 @@ def main() -> None:
     # (kill, a job scheduler's stop) ends the run the same way: the journal, the locks, the crash
     # markers and the worker processes are put in order, instead of left as they were.
     previous = {number: signal.signal(number, on_interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
+    messages = _output.guard_stderr()
     results = _output.guard_stdout()
     try:
-        app(prog_name="vswin")
-    except _output.StdoutGone as gone:
-        _output.silence_stdout()
-        sys.exit(gone.exit_code)
-    except VswinError as error:
-        _output.error_line(str(error))
-        sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        interrupted = True
-    except SystemExit:
-        if not interrupted:
-            raise
+        try:
+            app(prog_name="vswin")
+        except _output.StdoutGone as gone:
+            _output.silence_stdout()
+            sys.exit(gone.exit_code)
+        except VswinError as error:
+            _output.error_line(str(error))
+            sys.exit(error.exit_code)
+        except KeyboardInterrupt:
+            interrupted = True
+        except SystemExit:
+            if not interrupted:
+                raise
+        finally:
+            sys.stdout = results
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+        if interrupted:
+            _output.error_line(interrupted_message(sys.argv[1:]))
+            sys.exit(exit_code)
     finally:
-        sys.stdout = results
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-    if interrupted:
-        _output.error_line(interrupted_message(sys.argv[1:]))
-        sys.exit(exit_code)
+        sys.stderr = messages

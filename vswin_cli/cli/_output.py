@@ -40,8 +40,9 @@ class StdoutGone(VswinError):
 def _write_failed(error: OSError) -> VswinError:
     if isinstance(error, BrokenPipeError):
         return StdoutGone()
+    # Not "give -o": probe and models have none.
     return VswinError(f"could not write the results to stdout ({error.strerror or error}); "
-                      "give -o FILE on a disk with room, or free some", exit_code=1)
+                      "send them to a disk with room, or free some", exit_code=1)
 
 
 class _Guarded:
@@ -77,6 +78,48 @@ class _Guarded:
             self._stream.flush()  # type: ignore[attr-defined]
         except OSError as error:
             raise _write_failed(error) from None
+
+
+class _Messages:
+    """stderr for messages and progress: when it cannot be written (a full disk under ``2>>log``,
+    a reader gone from ``2>&1 | head``) the messages are lost, not the run, its results or its
+    exit code."""
+
+    def __init__(self, stream: object) -> None:
+        self._stream = stream
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
+
+    def write(self, data: str) -> int:
+        try:
+            return self._stream.write(data)  # type: ignore[attr-defined]
+        except OSError:
+            self._give_up()
+            return len(data)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()  # type: ignore[attr-defined]
+        except OSError:
+            self._give_up()
+
+    def _give_up(self) -> None:
+        # The null device takes the descriptor itself too: what is still buffered, what libraries
+        # print there and Python's own flush at exit then go nowhere, instead of "Exception ignored".
+        null = open(os.devnull, "w")
+        try:
+            os.dup2(null.fileno(), self._stream.fileno())  # type: ignore[attr-defined]
+        except (OSError, ValueError, AttributeError):
+            pass
+        self._stream = null
+
+
+def guard_stderr() -> object:
+    """Put stderr behind ``_Messages``; returns the stream it wraps, to put back."""
+    original = sys.stderr
+    sys.stderr = _Messages(original)  # type: ignore[assignment]
+    return original
 
 
 def guard_stdout() -> object:
