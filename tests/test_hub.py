@@ -23,9 +23,10 @@ import torch
 from hub_server import FakeHub, Fault
 
 from vswin_cli.errors import VswinError
-from vswin_cli.hub import cache_state, download_model, is_cached, resolve_checkpoint, url_cache_path
+from vswin_cli.hub import cache_state, download_model, is_cached, resolve_checkpoint
 from vswin_cli.protocol import KINETICS
 from vswin_cli.registry import load_labels
+from vswin_cli.url_cache import url_cache_path
 
 
 def checkpoint_bytes(seed: int) -> bytes:
@@ -857,9 +858,9 @@ def test_a_download_waiting_for_another_process_says_so(
 
     from filelock import FileLock
 
-    import vswin_cli.hub
+    import vswin_cli.url_cache
 
-    monkeypatch.setattr(vswin_cli.hub, "_LOCK_NOTICE_S", 0.05)
+    monkeypatch.setattr(vswin_cli.url_cache, "_LOCK_NOTICE_S", 0.05)
     folder = url_cache_path(url_model, "w.pth").parent
     folder.mkdir(parents=True)
     result: list = []
@@ -1133,7 +1134,7 @@ def test_a_download_interrupted_while_it_starts_over_resumes_the_new_file(
     # The partial file and the version it holds change together, wherever Ctrl-C comes.
     from contextlib import contextmanager
 
-    import vswin_cli.hub
+    import vswin_cli.resumable_download
 
     url = first_download_cut(hub, tmp_path, monkeypatch)
     hub.add_file("w.pth", OTHER)
@@ -1147,7 +1148,7 @@ def test_a_download_interrupted_while_it_starts_over_resumes_the_new_file(
         yield CtrlC()
 
     with monkeypatch.context() as patch:
-        patch.setattr(vswin_cli.hub, "_progress", ctrl_c_after_the_first_bytes)
+        patch.setattr(vswin_cli.resumable_download, "_progress", ctrl_c_after_the_first_bytes)
         with pytest.raises(KeyboardInterrupt):
             resolve_checkpoint("m")  # If-Range answered 200: the new file, from byte 0
     arrived = url_cache_path(url, "w.pth.incomplete").stat().st_size
@@ -1224,7 +1225,7 @@ def test_a_hub_download_is_resumed_when_huggingface_hub_gives_up_on_a_cut(
     # resume by themselves): one dropped connection failed every Hub download.
     import huggingface_hub
 
-    import vswin_cli.hub
+    import vswin_cli.hub_files
 
     # (requests comes with huggingface_hub 0.x, where this matters; 1.0 and later use httpx)
     requests = pytest.importorskip("requests", reason="huggingface_hub 0.x's HTTP client is not installed")
@@ -1240,7 +1241,7 @@ def test_a_hub_download_is_resumed_when_huggingface_hub_gives_up_on_a_cut(
         return real_download(*args, **kwargs)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", cut_like_huggingface_hub_0x)
-    monkeypatch.setattr(vswin_cli.hub, "_HUB_ATTEMPTS", 3, raising=False)
+    monkeypatch.setattr(vswin_cli.hub_files, "_HUB_ATTEMPTS", 3, raising=False)
     commit = hub.add_commit("me/swin", {"model.pth": WEIGHTS})
     ref = f"hf://me/swin@{commit}/model.pth"
     with pytest.raises(VswinError) as caught:  # a connection that keeps breaking: a bounded number of tries

@@ -31,10 +31,11 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor
 
+from .checkpoint_signatures import is_safetensors_head
 from .errors import VswinError
-from .hub import file_sha256, is_safetensors_head
 from .model import SwinConfig, VideoSwin, relative_position_index
 from .protocol import Protocol
+from .verification import file_sha256
 
 StateDict = dict[str, Tensor]
 

@@ -28,7 +28,8 @@ def download(
 
     Exit 1 if any failed, 2 for unknown names or malformed hf:// references.
     """
-    from ..hub import parse_hf_ref, resolve_checkpoint
+    from ..hub import resolve_checkpoint
+    from ..hub_repos import parse_hf_ref
     from ..registry import get_spec, list_specs
 
     wanted = list(names or [])
