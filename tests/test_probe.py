@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -185,3 +189,25 @@ def test_a_narrow_terminal_still_shows_every_files_name_and_error(folder, tmp_pa
     assert done.returncode == 1
     assert str(folder / "good.mp4") in text.replace("\n", "") and "frames=10" in text
     assert str(bad) in text.replace("\n", "") and "error: not a video (a text file)" in " ".join(text.split())
+
+
+def test_a_non_ascii_name_opens_under_a_locale_that_is_not_utf8(folder, tmp_path, vswin):
+    # Was: under LC_ALL=de_DE.ISO-8859-1 Python reads the name "café.mp4" as "cafÃ©.mp4"; OpenCV encoded
+    # that anew as UTF-8, found no such file, and a good video was failed as "damaged or unsupported".
+    if shutil.which("localedef") is None:
+        pytest.skip("localedef is not installed: no Latin-1 locale can be made")
+    locales = tmp_path / "locales"
+    locales.mkdir()
+    made = subprocess.run(["localedef", "-i", "de_DE", "-f", "ISO-8859-1", str(locales / "de_DE.ISO-8859-1")],
+                          capture_output=True, text=True)
+    if not (locales / "de_DE.ISO-8859-1").is_dir():
+        pytest.skip(f"no Latin-1 locale could be made: {made.stderr.strip()[-200:]}")
+    video = tmp_path / "café.mp4"
+    shutil.copy(folder / "good.mp4", video)
+    latin1 = {"LOCPATH": str(locales), "LC_ALL": "de_DE.ISO-8859-1", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    check = subprocess.run([sys.executable, "-c", "import sys; print(sys.getfilesystemencoding())"],
+                           capture_output=True, text=True, env={**os.environ, **latin1})
+    assert check.stdout.strip() == "iso8859-1"  # else this test would not test the case
+    done = vswin("probe", video, "--format", "json", env=latin1)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)[0]["status"] == "ok"

@@ -343,11 +343,7 @@ def _utf8_name(path: Path) -> Iterator[str]:
     holds the file itself once it is open.
     """
     name = file_name(path)
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        pass
-    else:
+    if _opencv_finds(name):
         yield name
         return
     with tempfile.TemporaryDirectory(prefix="vswin-open-") as folder:
@@ -356,10 +352,20 @@ def _utf8_name(path: Path) -> Iterator[str]:
             os.symlink(os.path.abspath(path), link)
         except OSError as error:
             raise VideoError(
-                f"{path}: its name is not valid UTF-8 and no link to it could be made "
+                f"{path}: OpenCV cannot take its name and no link to it could be made "
                 f"({error.strerror or error}); rename the file"
             ) from None
         yield link
+
+
+def _opencv_finds(name: str) -> bool:
+    """Whether OpenCV, which encodes the name as UTF-8, opens the file's own bytes: not when the
+    name is not UTF-8 on disk, nor under a locale that is not (Latin-1 reads the bytes of "café"
+    as "cafÃ©", which would be encoded anew into a name no file has)."""
+    try:
+        return name.encode("utf-8") == os.fsencode(name)
+    except UnicodeEncodeError:
+        return False
 
 
 def _plain_suffix(path: Path) -> str:
