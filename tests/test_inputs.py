@@ -130,3 +130,22 @@ def test_a_folder_that_cannot_be_listed_is_named(tmp_path, monkeypatch, capsys):
 
     find_inputs([tmp_path / "videos"], recursive=True)
     assert capsys.readouterr().err == f"warning: could not list {locked} (Permission denied), so the videos in it are left out\n"
+
+
+def test_a_file_gone_between_listing_and_looking_is_left_out(tmp_path, monkeypatch):
+    # Was: a file removed just after the folder was listed (another run's temporary, lock or journal
+    # file) failed os.access, was taken for an unreadable video, and cost the run an error record and exit 1.
+    (tmp_path / "a.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom")
+    (tmp_path / "out.csv.partial.jsonl").write_text("")
+    os.symlink(tmp_path / "nowhere.mp4", tmp_path / "dangling.mp4")
+    real_scandir = os.scandir
+
+    def listed_then_removed(folder):
+        entries = list(real_scandir(folder))
+        (tmp_path / "out.csv.partial.jsonl").unlink()
+        return iter(entries)
+
+    monkeypatch.setattr("vswin_cli.inputs.os.scandir", listed_then_removed)
+    found = discover([tmp_path])
+    assert [v.path.name for v in found.videos] == ["a.mp4", "dangling.mp4"]  # a dangling link still gets its error record
+    assert found.skipped_files == 0

@@ -1095,3 +1095,39 @@ def test_resume_on_a_file_nested_past_the_recursion_limit_is_one_line(tmp_path, 
     out.write_bytes(b"[" * 100_000 + b"]" * 100_000 + b"\n")
     with pytest.raises(VswinError, match="not a (JSON object|vswin json results file)"):
         open_sink(out, None, resume=True)
+
+
+@pytest.mark.parametrize("name", ["out.csv.lock", "out.csv.partial.jsonl"])
+def test_a_named_pipe_where_vswin_keeps_a_lock_or_journal_is_refused_not_waited_on(tmp_path, name):
+    # Was: opening the lock, or reading the journal, waited for a writer to the pipe forever.
+    os.mkfifo(tmp_path / name)
+    snippet = textwrap.dedent(f"""
+        from pathlib import Path
+        from vswin_cli.errors import VswinError
+        from vswin_cli.output_claims import claim_output
+        from vswin_cli.result_sinks import open_sink
+        out = Path({str(tmp_path / "out.csv")!r})
+        try:
+            with claim_output(out, None):
+                open_sink(out, None, model="m", views={{}})
+        except VswinError as error:
+            print(error)
+    """)
+    done = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert done.stdout.startswith(f"{tmp_path / name} is in the way:"), (done.stdout, done.stderr)
+    assert stat.S_ISFIFO(os.stat(tmp_path / name).st_mode)  # left as it was
+
+
+def test_a_file_system_without_locks_is_said_not_silently_unguarded(tmp_path, monkeypatch, capsys):
+    # Was: flock failing (ENOLCK on some network mounts) left two runs free to write one journal, unsaid.
+    from vswin_cli import output_claims
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(output_claims.fcntl, "flock", no_locks)
+    with claim_output(tmp_path / "out.csv", None):
+        pass
+    assert capsys.readouterr().err == (f"warning: the file system of {tmp_path} cannot lock files, so nothing stops another "
+                                       f"vswin run from writing {tmp_path / 'out.csv'} at the same time\n")

@@ -185,6 +185,9 @@ def _read_journal(path: Path) -> _JournalContents:
     """Parse a JSONL journal. A bad last line without its newline is a killed write: it is left
     out. A bad line that is whole (its newline written) or has lines after it means the file is
     not ours: VswinError."""
+    if path.exists() and not path.is_file():  # reading a named pipe would wait for a writer forever
+        raise VswinError(f"{path} is in the way: it is not a file, so it is not a vswin journal; "
+                         "move it away or give another output")
     data = path.read_bytes() if path.exists() else b""
     entries: list[dict[str, Any]] = []
     lines: list[int] = []

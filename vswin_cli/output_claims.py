@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
+import sys
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -172,12 +174,16 @@ def run_lock(path: Path, output: Path) -> Iterator[None]:
             os.close(fd)
 
 
+_unguarded: set[Path] = set()  # outputs said to be unguarded
+
+
 def _lock(path: Path, output: Path) -> int:
     while True:
-        with user_io(output):
+        with user_io(path):
             path.parent.mkdir(parents=True, exist_ok=True)
-            # Read-only: locking needs no write access to a lock file left by another user.
-            fd = os.open(path, os.O_RDONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            # Read-only: locking needs no write access to a lock file left by another user. Not
+            # blocking: a named pipe of that name would wait for a writer forever.
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -186,11 +192,18 @@ def _lock(path: Path, output: Path) -> int:
                 f"another vswin run is writing {output}; wait for it to finish or choose another output"
             ) from None
         except OSError:
-            return fd  # a file system without locks (some network mounts): run unguarded
+            # A file system without locks (some network mounts): the run goes on, unguarded, and says
+            # so once (an output has two locks: its own and its journal's).
+            if output not in _unguarded:
+                _unguarded.add(output)
+                print(f"warning: the file system of {path.parent} cannot lock files, so nothing stops another "
+                      f"vswin run from writing {output} at the same time", file=sys.stderr, flush=True)
+            return fd
         try:
             status = os.fstat(fd)
             if os.path.samestat(status, os.stat(path)):
-                if status.st_size:  # vswin's lock files are empty; removed at the end, this one would be lost
+                # vswin's lock files are empty regular files; removed at the end, any other would be lost.
+                if not stat.S_ISREG(status.st_mode) or status.st_size:
                     os.close(fd)
                     raise VswinError(f"{path} is in the way: vswin keeps an empty lock file of that name while it "
                                      f"writes {output}; move that file away or choose another output")
