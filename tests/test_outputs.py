@@ -1131,3 +1131,19 @@ def test_a_file_system_without_locks_is_said_not_silently_unguarded(tmp_path, mo
         pass
     assert capsys.readouterr().err == (f"warning: the file system of {tmp_path} cannot lock files, so nothing stops another "
                                        f"vswin run from writing {tmp_path / 'out.csv'} at the same time\n")
+
+
+def test_atomic_files_take_the_umask_of_the_moment_they_are_made(tmp_path):
+    # Was: the umask read once at import; a program that tightened it later (077) still got 0644 files.
+    previous = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "open.json", {"a": 1})
+        os.umask(0o077)
+        write_json_atomic(tmp_path / "private.json", {"a": 1})
+        write_npy_atomic(tmp_path / "private.npy", np.zeros(2))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(tmp_path / "open.json").st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(tmp_path / "private.json").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(tmp_path / "private.npy").st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["open.json", "private.json", "private.npy"]  # no temporary left

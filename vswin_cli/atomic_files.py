@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import tempfile
+import secrets
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -21,11 +21,6 @@ import numpy as np
 
 from .errors import VswinError
 from .formats import _dumps
-
-
-# Read once: files made by mkstemp are 0600, the final files get the usual umask permissions.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 def _special_kind(path: Path) -> str | None:
@@ -76,20 +71,31 @@ def atomic_path(path: str | Path) -> Iterator[str]:
         raise VswinError(f"{path} is {kind}, not a file; vswin only replaces regular files")
     refuse_write_protected(Path(path))
     target = _link_target(Path(path))
-    # The name is shortened in the temporary one: a name near the 255-byte limit must still fit.
-    fd, temp_name = tempfile.mkstemp(prefix=f".{_cut_name(target.name, 100)}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    temp_name = _new_temporary(target)
     try:
         yield temp_name
         _fsync(temp_name)
-        with suppress(OSError):
-            os.chmod(temp_name, 0o666 & ~_UMASK)  # as any new file, not mkstemp's 0600
         os.replace(temp_name, target)
     except BaseException:
         with suppress(OSError):
             os.unlink(temp_name)
         raise
     _fsync_dir(target.parent)
+
+
+def _new_temporary(target: Path) -> str:
+    """An empty file beside ``target``, made as any new file is: 0666 less the umask of the moment
+    (mkstemp's 0600 would need a chmod from a umask read once, stale if the caller changes it)."""
+    # The name is shortened in the temporary one: a name near the 255-byte limit must still fit.
+    prefix = os.path.join(target.parent, f".{_cut_name(target.name, 100)}.")
+    for _ in range(100):
+        name = f"{prefix}{secrets.token_hex(4)}.tmp"
+        try:
+            os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666))
+        except FileExistsError:
+            continue
+        return name
+    raise FileExistsError(errno.EEXIST, "no unused temporary name", prefix)
 
 
 @contextmanager
