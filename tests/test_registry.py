@@ -223,3 +223,22 @@ def test_a_labels_file_that_is_no_text_file_is_one_line(tmp_path):
         with pytest.raises(VswinError, match=re.escape(reason)) as caught:
             read_labels_file(path)
         assert "\n" not in str(caught.value) and str(path) in str(caught.value)
+
+
+def test_the_models_table_keeps_its_values_whole_on_an_80_column_terminal(vswin, tmp_path):
+    # Was: every column no_wrap, so an 85-column row on 80 columns showed "swin-t-k400 (defaul…", "kinetics4…".
+    done = vswin("models", env={"COLUMNS": "80", "FORCE_COLOR": "1", "TERM": "xterm", "HF_HOME": str(tmp_path / "hf")})
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", done.stdout)
+    assert done.returncode == 0 and "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    words = text.split()
+    assert {"swin-t-k400", "(default)", "kinetics400", "kinetics600", "78.8"} <= set(words)
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [(59.994, "0:59.99"), (59.996, "1:00.00"), (3599.996, "1:00:00.00"),
+                                                (61.5, "1:01.50"), (0, "0:00.00")])
+def test_a_timeline_clock_carries_into_the_next_minute(seconds, shown):
+    # Was: seconds split off before rounding, so 59.996 s showed as 0:60.00 and 3599.996 s as 59:60.00.
+    from vswin_cli.terminal import _clock
+
+    assert _clock(seconds) == shown

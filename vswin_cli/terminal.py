@@ -36,8 +36,10 @@ def _table_console(stream: IO[str]) -> Console:
 
 
 def _clock(seconds: float) -> str:
-    minutes, secs = divmod(max(float(seconds), 0.0), 60.0)
-    hours, minutes = divmod(int(minutes), 60)
+    # Rounded to what is shown before it is split: 59.996 s is 1:00.00, not 0:60.00.
+    minutes, centiseconds = divmod(round(max(float(seconds), 0.0) * 100), 6000)
+    hours, minutes = divmod(minutes, 60)
+    secs = centiseconds / 100
     return f"{hours}:{minutes:02d}:{secs:05.2f}" if hours else f"{minutes}:{secs:05.2f}"
 
 

@@ -67,7 +67,9 @@ def models(
         ("size", "right"),
         ("cached", "left"),
     ):
-        table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+        # Wrapped at spaces where a terminal is narrower than a row (80 columns is): cut, the
+        # values would end in "…" ("kinetics4…", "yes (unverif…").
+        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for row in rows:
         arch = row["arch"]
         table.add_row(
