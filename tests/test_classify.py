@@ -718,3 +718,15 @@ def test_resume_adds_videos_beside_records_of_the_same_form(folder, tiny_checkpo
     from vswin_cli.formats import read_records
 
     assert [Path(r.path).name for r in read_records(out)] == ["a.avi", "c.avi"]
+
+
+@pytest.mark.parametrize("command", ["classify", "extract-features"])
+def test_o_dash_is_refused_not_a_file_named_dash(folder, tiny_checkpoint, invoke, tmp_path, monkeypatch, command):
+    # Was: `-o - --format jsonl` wrote a file named "-" and said "results in -", stdout empty.
+    monkeypatch.chdir(tmp_path)
+    code, out, err = invoke(command, folder / "a.avi", "-m", tiny_checkpoint, *FAST, "-o", "-",
+                            *(["--format", "jsonl"] if command == "classify" else []))
+    remedy = ("for results on stdout give --format json|jsonl|csv without -o" if command == "classify"
+              else "features go to a folder: give its name")
+    assert (code, out) == (2, "") and err.splitlines() == [f"error: -o - would make a file named '-', not write to stdout; {remedy}"]
+    assert list(tmp_path.iterdir()) == []

@@ -145,6 +145,12 @@ def require_stdout(remedy: str) -> None:
         raise VswinError(f"stdout is closed, so the results would be lost; {remedy}")
 
 
+def refuse_dash(output: "os.PathLike[str] | None", remedy: str) -> None:
+    """``-o -`` is stdout to many tools; here it would be a file named "-" (``remedy``: what to do)."""
+    if output is not None and os.fspath(output) == "-":
+        raise VswinError(f"-o - would make a file named '-', not write to stdout; {remedy}")
+
+
 def _no_color() -> bool:
     return bool(os.environ.get("NO_COLOR"))
 

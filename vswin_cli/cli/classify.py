@@ -51,6 +51,7 @@ def classify(
         device=device, precision=precision, batch_size=batch_size, top_k=top_k,
     )
     fmt = format.value if format is not None else None
+    _output.refuse_dash(output, "for results on stdout give --format json|jsonl|csv without -o")
     if output is None:
         _output.require_stdout("give -o FILE")
     check_engine(engine, ray_address)

@@ -16,6 +16,7 @@ import typer
 
 from ..journals import require_same_folder
 from ..output_claims import claim_folder
+from . import _output
 from ._options import (
     BatchSizeOpt, ClipLenOpt, ClipsOpt, CropsOpt, DeviceOpt, EngineChoice, EngineOpt, FrameIntervalOpt, LabelsOpt,
     ModelOpt, PathsArg, PrecisionOpt, RayAddressOpt, RecursiveOpt, FeaturesResumeOpt, StrideOpt,
@@ -56,6 +57,7 @@ def extract_features(
     )
     from ..features import FeatureWriter, feature_files
 
+    _output.refuse_dash(output, "features go to a folder: give its name")
     check_engine(engine, ray_address)
     found = find_inputs(paths, recursive, output_folder=output)
     failed = done = 0
