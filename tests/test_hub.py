@@ -1321,3 +1321,155 @@ def test_a_gated_repository_says_to_request_access(two_models: str, hub: FakeHub
     assert message.endswith(
         f"repository me/swin is gated: request access on its page ({hub.url}/me/swin) and log in with `hf auth login`"
     ), message
+
+
+# ----------------------------------------------------------------------------- threads, exit codes, things in the way
+
+
+def test_hub_downloads_in_several_threads_leave_the_log_level_and_warning_filters_as_they_were(
+    env: Path, monkeypatch
+) -> None:
+    # Was: each download saved and restored huggingface_hub's log level (and the whole warning filter list)
+    # itself; two that overlapped (A in, B in, A out, B out) restored each other's muted state, so the log
+    # stayed at CRITICAL+1 for good (and the disk-space "ignore" stayed in the filters).
+    import logging
+    import threading
+    import warnings
+
+    from huggingface_hub import errors, hf_hub_download  # noqa: F401  (their first import sets the log level)
+
+    import vswin_cli.hub_files as hub_files
+
+    logger = logging.getLogger("huggingface_hub")
+    monkeypatch.setattr(logger, "level", logger.level)  # restored after the test, whatever happens
+    logger.setLevel(logging.INFO)
+    monkeypatch.delenv("HF_HUB_VERBOSITY", raising=False)
+    filters = list(warnings.filters)
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    muted: list[bool] = []
+
+    def download(name: str) -> str:
+        if name == "a":
+            a_in.set()
+            assert b_in.wait(30)  # B comes in while A is still downloading
+        else:
+            b_in.set()
+            assert a_out.wait(30)  # and goes out after A
+        muted.append(logger.getEffectiveLevel() > logging.CRITICAL)
+        return name
+
+    monkeypatch.setattr(hub_files, "_resuming_broken_connections", lambda fetch: fetch())
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", lambda repo_id, *args, **kwargs: download(repo_id))
+    results: list[str] = []
+
+    def run(name: str) -> None:
+        results.append(hub_files._hf_download(name, name, "model.pth", "main"))
+        if name == "a":
+            a_out.set()
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("a", "b")]
+    threads[0].start()
+    assert a_in.wait(30)
+    threads[1].start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(results) == ["a", "b"] and muted == [True, True]  # quiet while either downloads
+    assert logger.level == logging.INFO  # and as it was once both are done
+    assert warnings.filters == filters
+
+
+@pytest.mark.parametrize(
+    "problem", ["full", "file-size limit", "read-only", "a file for HF_HOME", "unusable HF_HOME", "unreadable"]
+)
+@pytest.mark.parametrize("name", ["m", "h", "hf://me/swin"])
+def test_a_cache_that_cannot_be_used_is_exit_1_not_a_usage_error(
+    two_models: str, env: Path, tmp_path, monkeypatch, disk_full, read_only, unreadable, problem: str, name: str
+) -> None:
+    # Was: exit 2 (README: usage errors) from classify and extract-features, which let VswinError's default
+    # stand, while `vswin download` said 1 for the same full disk.
+    env.mkdir()
+    if problem == "full":
+        disk_full(env, 50_000)
+    elif problem == "file-size limit":
+        disk_full(env, 50_000, errno.EFBIG)
+    elif problem == "read-only":
+        read_only(env)
+    elif problem == "a file for HF_HOME":
+        env.rmdir()
+        env.write_text("not a folder")
+    elif problem == "unusable HF_HOME":
+        (tmp_path / "loop").symlink_to("loop")
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "loop" / "hf"))
+    else:
+        unreadable(env)
+    with pytest.raises(VswinError) as caught:
+        resolve_checkpoint(name)
+    assert caught.value.exit_code == 1, str(caught.value)
+    assert "\n" not in str(caught.value) and "HF_HOME" in str(caught.value)
+
+
+@pytest.mark.parametrize("case", ["first", "update"])
+def test_a_ref_that_cannot_be_written_whole_is_not_left_empty(env: Path, hub: FakeHub, monkeypatch, disk_full, case: str) -> None:
+    # Was: refs/main written in place: a full disk truncated it to nothing and said nothing ("ok"); offline,
+    # the empty ref named the snapshots folder itself as the commit.
+    old = hub.add_commit("me/swin", {"model.pth": WEIGHTS})
+    refs = env / "hub" / "models--me--swin" / "refs"
+    if case == "update":
+        resolve_checkpoint("hf://me/swin")
+        assert (refs / "main").read_text() == old
+        hub.add_commit("me/swin", {"model.pth": OTHER})
+    else:
+        resolve_checkpoint(f"hf://me/swin@{old}")  # the commit cached, main never resolved
+        assert not (refs / "main").exists()
+    refs.mkdir(parents=True, exist_ok=True)
+    disk_full(refs, 0)  # nothing more fits beside the ref
+    new = resolve_checkpoint("hf://me/swin")  # online: the Hub names the commit, the ref is only for offline use
+    assert new.path.read_bytes() == (OTHER if case == "update" else WEIGHTS)
+    assert files_under(refs) == ([] if case == "first" else ["main"])  # no temporary file either
+    if case == "update":
+        assert (refs / "main").read_text() == old  # the old ref, whole
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        assert resolve_checkpoint("hf://me/swin").path.read_bytes() == WEIGHTS
+
+
+@pytest.mark.parametrize("name", ["m", "h"])
+def test_a_folder_where_the_cache_keeps_a_file_is_one_line(two_models: str, env: Path, monkeypatch, capsys, name: str) -> None:
+    # Was: an IsADirectoryError traceback (from reading the folder as the checkpoint).
+    from vswin_cli.hub import cache_path_for
+    from vswin_cli.registry import get_spec
+
+    folder = cache_path_for(get_spec(name))
+    folder.mkdir(parents=True)
+    (folder / "keep.txt").write_text("mine")
+    code, out, err = run_vswin(capsys, monkeypatch, "models", "--format", "json")
+    assert code == 0 and all(not row["cached"] for row in json.loads(out)), out
+    for offline in ("", "1"):
+        monkeypatch.setenv("HF_HUB_OFFLINE", offline)
+        code, out, err = run_vswin(capsys, monkeypatch, "download", name)
+        assert code == 1 and out == "" and len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert err.startswith(f"error: {name}: a folder stands where the cache keeps its file ({folder}); ") and (
+            "move it away or point HF_HOME at another folder" in err
+        ), err
+    assert files_under(folder) == ["keep.txt"]  # never removed: vswin removes only files it wrote
+
+
+@pytest.mark.parametrize("damage", ["not UTF-8", "empty", "a folder", "not a commit"])
+def test_a_damaged_ref_offline_is_one_line(env: Path, hub: FakeHub, monkeypatch, damage: str) -> None:
+    # Was: a UnicodeDecodeError traceback (bytes that are not UTF-8), or an empty ref taken as the commit ""
+    # (the snapshots folder itself).
+    commit = hub.add_commit("me/swin", {"model.pth": WEIGHTS})
+    resolve_checkpoint("hf://me/swin")
+    ref = env / "hub" / "models--me--swin" / "refs" / "main"
+    ref.unlink()
+    if damage == "a folder":
+        ref.mkdir()
+    else:
+        ref.write_bytes({"not UTF-8": b"\xff\xfe" + commit.encode(), "empty": b"", "not a commit": b"main\n"}[damage])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(VswinError) as caught:
+        resolve_checkpoint("hf://me/swin")
+    message = str(caught.value)
+    assert message.startswith(f"hf://me/swin: the file in the cache that names the commit of 'main' ({ref}) "), message
+    assert "run `vswin download hf://me/swin` with a network" in message and "hf://me/swin@COMMIT" in message
+    assert "\n" not in message and caught.value.exit_code == 1
+    assert resolve_checkpoint(f"hf://me/swin@{commit}").path.read_bytes() == WEIGHTS  # the commit, named, works

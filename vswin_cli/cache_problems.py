@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,30 @@ _READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _TOO_LARGE = (errno.EFBIG,)  # `ulimit -f`, a per-file quota, FAT32's 4 GiB
 _NOT_A_FOLDER = (errno.ENOTDIR, errno.EEXIST)  # a file where the cache needs a folder
+
+
+def _cache_error(message: str) -> VswinError:
+    """A cache that cannot be used (read-only, full, a file or folder in the way, a path that cannot be made):
+    the environment's fault, not a usage error, so exit 1 as a full disk under ``-o`` is (README: 2 is for
+    usage errors), whichever command it stops."""
+    return VswinError(message, exit_code=1)
+
+
+def _in_the_way(name: str, path: Path, folder: Path) -> None:
+    """A folder (or a pipe, a device) where the cache keeps the file of ``name`` fails in one line; vswin
+    removes only files it wrote, so the user moves it. Nothing to say when ``path`` is a file or is not there."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # not there (or unreadable: the read that needs it says so)
+    if stat.S_ISREG(mode):
+        return
+    what = "a folder" if stat.S_ISDIR(mode) else "something that is not a file (a pipe, a device or a socket)"
+    variable = _cache_variable(folder)
+    raise _cache_error(
+        f"{name}: {what} stands where the cache keeps its file ({path}); "
+        f"move it away or point {variable} at another folder"
+    )
 
 
 def _cannot_write(error: BaseException) -> bool:
@@ -78,7 +103,7 @@ def _writing(problem: str, folder: Path) -> Iterator[None]:
     except OSError as error:
         if not (_cannot_write(error) or error.errno in _UNUSABLE_PATH):
             raise
-        raise VswinError(_read_only_message(problem, folder, error)) from None
+        raise _cache_error(_read_only_message(problem, folder, error)) from None
 
 
 _UNUSABLE_PATH = (errno.ENOENT, errno.ELOOP, errno.ENAMETOOLONG)  # HF_HOME under /proc, or through a loop of links
@@ -103,8 +128,8 @@ def _check_cache_folders() -> None:
             os.stat(folder)
         except OSError as error:
             if error.errno in (errno.ELOOP, errno.ENAMETOOLONG):  # no file can ever be made below it
-                raise VswinError(f"{variable}={os.environ.get(variable, folder)}: the cache folder {folder} cannot be "
-                                 f"used ({error.strerror}); point {variable} at another folder") from None
+                raise _cache_error(f"{variable}={os.environ.get(variable, folder)}: the cache folder {folder} cannot be "
+                                   f"used ({error.strerror}); point {variable} at another folder") from None
         path = folder
         try:
             while not path.exists() and path != path.parent:  # the nearest part that exists
@@ -113,7 +138,7 @@ def _check_cache_folders() -> None:
                 continue
         except OSError:
             continue  # unreadable: the read or write that needs it will say so
-        raise VswinError(
+        raise _cache_error(
             f"{variable}={os.environ.get(variable, folder)}: the cache folder {folder} is not a folder ({path} is a "
             f"file); move that file away or point {variable} at a folder"
         )

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cache_problems import _cache_variable, _check_cache_folders, _os_detail, not_cached_message
+from .cache_problems import _cache_error, _cache_variable, _check_cache_folders, _os_detail, not_cached_message
 from .checkpoint_signatures import WEIGHT_SUFFIXES
 from .download_settings import hf_home, hub_cache_dir, is_offline
 from .errors import VswinError
@@ -132,8 +132,8 @@ def cache_state(name: str) -> str:
     for source in spec.sources:
         path = _source_path(spec, source)
         try:
-            if not path.exists():
-                continue
+            if not path.is_file():
+                continue  # not there, or a folder in the way (which a download names)
             if not source.is_hub and _url_copy_problem(spec, path) is not None:
                 continue  # the wrong size or plainly no checkpoint: replaced on first use
             record = _read_record(_hub_record_path(path) if source.is_hub else _record_path(path))
@@ -198,7 +198,7 @@ def _cached_source(spec: ModelSpec, source: Source) -> tuple[Path, str] | None:
     except OSError as error:  # a cache folder of another user, or without the x bit
         folder = hub_cache_dir() if source.is_hub else hf_home()
         variable = _cache_variable(folder)
-        raise VswinError(
+        raise _cache_error(
             f"cannot look for {spec.name} in the cache folder {folder} ({_os_detail(error)}); "
             f"make it readable or point {variable} at another folder"
         ) from None

@@ -12,15 +12,19 @@ import http.client
 import logging
 import os
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from .cache_problems import (
+    _cache_error,
     _cannot_write,
     _first_line,
+    _in_the_way,
     _in_unusable_cache,
     _read_only_message,
     _warn,
@@ -74,6 +78,7 @@ class _HubMismatch(Exception):
 
 def _verify_hub_cached(name: str, pointer: Path, expected: _Expected) -> tuple[Path, str]:
     """The verified file and its sha256; one that does not match is removed and raises _HubMismatch."""
+    _in_the_way(name, pointer, hub_cache_dir())
     record_path = _hub_record_path(pointer)
     record = _read_record(record_path)
     if record is not None and not expected.allows(record["sha256"]):
@@ -136,9 +141,7 @@ def _hf_download(name: str, repo_id: str, filename: str, revision: str) -> str:
     offline = is_offline()
     endpoint = None if offline else hub_endpoint()  # offline, HF_ENDPOINT is never used: not checked either
     try:
-        with warnings.catch_warnings(), _hub_log_silenced():
-            # Its multi-line warning would precede our one line about the full disk.
-            warnings.filterwarnings("ignore", message="Not enough free disk space")
+        with _hub_quiet():
             return _resuming_broken_connections(
                 lambda: hf_hub_download(
                     repo_id,
@@ -172,7 +175,7 @@ def _hf_download(name: str, repo_id: str, filename: str, revision: str) -> str:
         raise VswinError(_hub_status_message(where, status)) from None
     except Exception as error:  # network errors of the HTTP client, interrupted downloads, disk full
         if _cannot_write(error) or _in_unusable_cache(error):
-            raise VswinError(_read_only_message(f"cannot download {name} ({where})", hub_cache_dir(), error)) from None
+            raise _cache_error(_read_only_message(f"cannot download {name} ({where})", hub_cache_dir(), error)) from None
         if _broken_connection(error):
             raise VswinError(
                 f"{where}: the connection to the Hub kept breaking off ({type(error).__name__}: {_first_line(error)}); "
@@ -248,17 +251,61 @@ def _gated_message(where: str, repo_id: str, endpoint: str | None) -> str:
     )
 
 
-@contextmanager
-def _hub_log_silenced() -> Iterator[None]:
-    """huggingface_hub's log muted: its retry messages ("Error while downloading", "Trying to resume
-    download...") would precede vswin's one line. HF_HUB_VERBOSITY, set to debug a download, keeps it."""
-    if os.environ.get("HF_HUB_VERBOSITY"):
-        yield
-        return
-    logger = logging.getLogger("huggingface_hub")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+class _HubQuiet:
+    """huggingface_hub's log muted and its "Not enough free disk space" warning ignored while any of
+    vswin's Hub downloads runs, in any thread: its retry messages ("Error while downloading", "Trying to
+    resume download...") and that multi-line warning would precede vswin's one line. HF_HUB_VERBOSITY,
+    set to debug a download, keeps both.
+
+    Both are process-wide settings, so downloads in several threads share them: the first in mutes,
+    the last out restores (saving and restoring per call, overlapping calls would restore each other's
+    muted state and leave it for good). Only the one warning is filtered, never the whole list swapped.
+    """
+
+    _WARNING = {"message": "Not enough free disk space", "category": UserWarning, "module": r"huggingface_hub(\.|$)"}
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = 0
+        self._saved_level = logging.NOTSET
+        self._filters: list[Any] = []
+        self._filter: Any = None
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        if os.environ.get("HF_HUB_VERBOSITY"):
+            yield
+            return
+        with self._lock:
+            if self._active == 0:
+                self._mute()
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
+                if self._active == 0:
+                    self._restore()
+
+    def _mute(self) -> None:
+        logger = logging.getLogger("huggingface_hub")
+        self._saved_level = logger.level
+        logger.setLevel(logging.CRITICAL + 1)
+        warnings.filterwarnings("ignore", **self._WARNING)
+        self._filters = warnings.filters  # a catch_warnings() elsewhere may swap the list meanwhile
+        self._filter = self._filters[0]
+
+    def _restore(self) -> None:
+        logging.getLogger("huggingface_hub").setLevel(self._saved_level)
+        # Only this entry goes (an "ignore" leaves nothing in the warning registries to undo); the filters
+        # that others added meanwhile stay.
+        for filters in (self._filters, warnings.filters):
+            for index, entry in enumerate(filters):
+                if entry is self._filter:
+                    del filters[index]
+                    break
+        self._filters, self._filter = [], None
+
+
+_hub_quiet = _HubQuiet()

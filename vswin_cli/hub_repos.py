@@ -6,17 +6,18 @@ offline from the listing recorded for that commit), its weights file picked, its
 
 from __future__ import annotations
 
+import errno
 import json
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from .cache_problems import _first_line, _warn, not_cached_message
+from .cache_problems import _cache_error, _first_line, _os_detail, _warn, not_cached_message
 from .checkpoint_signatures import WEIGHT_SUFFIXES
 from .download_settings import hub_endpoint, is_offline, vswin_cache_dir
 from .errors import VswinError
 from .hub_files import _fetch_hub_file, _gated_message, _http_status, _hub_busy, _hub_status_message, _repo_folder
-from .verification import _HEX40, _Expected, _write_json
+from .verification import _HEX40, _Expected, _write_json, _write_text
 
 
 def parse_hf_ref(ref: str) -> tuple[str, str | None, str | None]:
@@ -79,10 +80,7 @@ def _list_repo(ref: str, repo_id: str, revision: str) -> tuple[str | None, list[
             failure = f"the Hub ({endpoint}) could not be reached: {_first_line(error)}"
     else:
         failure = "HF_HUB_OFFLINE is set"
-    commit = revision if _HEX40.fullmatch(revision) else None
-    ref_file = _repo_folder(repo_id) / "refs" / revision
-    if commit is None and ref_file.is_file():
-        commit = ref_file.read_text(encoding="utf-8").strip()
+    commit = revision if _HEX40.fullmatch(revision) else _cached_ref(ref, repo_id, revision)
     snapshot = _repo_folder(repo_id) / "snapshots" / (commit or "-")
     if commit is None or not snapshot.is_dir():
         if status is not None:  # the network works: "run vswin download on a machine with a network" would mislead
@@ -102,6 +100,28 @@ def _list_repo(ref: str, repo_id: str, revision: str) -> tuple[str | None, list[
             f"them, run `vswin download {ref}` with a network"
         )
     return commit, files
+
+
+def _cached_ref(ref: str, repo_id: str, revision: str) -> str | None:
+    """The commit the cache's ``refs/<revision>`` names; None when it holds none for that revision."""
+    ref_file = _repo_folder(repo_id) / "refs" / revision
+    try:
+        if not ref_file.exists():
+            return None
+        if not ref_file.is_file():  # a folder, or a pipe that would never answer
+            raise IsADirectoryError(errno.EISDIR, "not a file", str(ref_file))
+        commit = ref_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        detail = _os_detail(error) if isinstance(error, OSError) else "it is not UTF-8 text"
+        problem = f"cannot be read ({detail})"
+    else:
+        if _HEX40.fullmatch(commit):
+            return commit
+        problem = "is empty (a write that did not finish)" if not commit else "names no commit"
+    raise _cache_error(
+        f"{ref}: the file in the cache that names the commit of '{revision}' ({ref_file}) {problem}; move it away "
+        f"and run `vswin download {ref}` with a network to write it again, or name the commit: hf://{repo_id}@COMMIT"
+    )
 
 
 def _files_record_path(repo_id: str, commit: str) -> Path:
@@ -131,12 +151,12 @@ def _recorded_files(repo_id: str, commit: str) -> list[str] | None:
 def _remember_ref(repo_id: str, revision: str, commit: str) -> None:
     # Files are fetched by commit, so huggingface_hub never learns the branch; the offline path needs it.
     ref_file = _repo_folder(repo_id) / "refs" / revision
-    try:
-        ref_file.parent.mkdir(parents=True, exist_ok=True)
-        if not ref_file.is_file() or ref_file.read_text(encoding="utf-8").strip() != commit:
-            ref_file.write_text(commit, encoding="utf-8")
-    except OSError:
-        pass  # a read-only cache still works online
+    with suppress(OSError, ValueError):
+        if ref_file.is_file() and ref_file.read_text(encoding="utf-8").strip() == commit:
+            return  # nothing to write (a read-only copy of the cache included)
+    with suppress(OSError):  # a read-only cache still works online
+        # Whole or not at all: a ref left empty by a full disk would name no commit offline.
+        _write_text(ref_file, commit)
 
 
 def _pick_weights_file(ref: str, repo_id: str, revision: str, files: list[str] | None) -> str:

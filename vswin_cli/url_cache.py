@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .cache_problems import _warn, _writing
+from .cache_problems import _in_the_way, _warn, _writing
 from .checkpoint_signatures import _not_a_checkpoint
 from .download_settings import hf_home, vswin_cache_dir
 from .errors import VswinError
@@ -71,6 +71,7 @@ def _url_expected(spec: ModelSpec, record: dict[str, Any] | None) -> _Expected:
 
 def _verify_url_cached(spec: ModelSpec, source: Source, final: Path) -> tuple[Path, str] | None:
     """A cached release-URL file if it still verifies; a corrupted one is removed (None)."""
+    _in_the_way(spec.name, final, hf_home())
     record_path = _record_path(final)
     record = _read_record(record_path)
     if record is not None and not _spec_expected(spec).allows(record["sha256"]):

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
 from contextlib import suppress
 from dataclasses import dataclass
@@ -132,10 +133,17 @@ def _write_record(path: Path, file: Path, sha256: str, **extra: Any) -> dict[str
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     """Write ``path`` whole or not at all: a reader never sees half of it."""
+    _write_text(path, json.dumps(data, indent=1))
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all (a full disk leaves the old content, or none): a temporary file
+    beside it, renamed over it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    # Its own name per process and thread: two threads loading one model never write one temporary file.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except OSError:
         with suppress(OSError):
