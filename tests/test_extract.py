@@ -230,7 +230,8 @@ def test_read_only_output_folder_is_one_line(tree, tiny_checkpoint, invoke, tmp_
     read_only(out)
     code, _, err = invoke("extract-features", tree / "a" / "x.avi", "-o", out, "-m", tiny_checkpoint, *FAST)
     assert code == 1
-    assert err.splitlines() == [f"error: cannot write {out}: permission denied; choose an output in a folder you can write to"]
+    # The file that could not be made is named: the lock comes first (was: the folder, also for a writable output file's lock).
+    assert err.splitlines() == [f"error: cannot write {out / 'index.jsonl.lock'}: permission denied; choose an output in a folder you can write to"]
 
 
 def test_features_that_would_overwrite_an_input_are_refused(tree, tiny_checkpoint, invoke, tmp_path):
@@ -599,3 +600,19 @@ def test_an_output_folder_under_a_file_is_a_usage_error(tmp_path, tiny_checkpoin
     assert code == 2
     assert err.splitlines() == [f"error: -o {tmp_path / 'afile' / 'feats'} cannot be made: {tmp_path / 'afile'} is a file, "
                                 "not a folder; choose another output"]
+
+
+def test_resume_redoes_files_that_a_run_into_an_inner_folder_replaced(tree, tiny_checkpoint, invoke, tmp_path):
+    # Was: `-o feats/a --per-clip` after `-o feats -r` replaced feats/a/x.avi.npy with per-clip features;
+    # `-o feats -r --resume` then kept them as done, though feats/index.jsonl says pooled, shape [C].
+    out = tmp_path / "feats"
+    code, _, err = invoke("extract-features", tree, "-r", "-o", out, "-m", tiny_checkpoint, *FAST)
+    assert code == 1, err  # b/bad.avi
+    pooled = np.load(out / "a" / "x.avi.npy")
+    code, _, err = invoke("extract-features", tree / "a", "-o", out / "a", "-m", tiny_checkpoint, *FAST, "--per-clip")
+    assert code == 0, err
+    assert np.load(out / "a" / "x.avi.npy").ndim == 2
+    code, _, err = invoke("extract-features", tree, "-r", "-o", out, "-m", tiny_checkpoint, *FAST, "--resume")
+    assert code == 1, err
+    np.testing.assert_array_equal(np.load(out / "a" / "x.avi.npy"), pooled)  # redone, not kept
+    assert json.loads((out / "a" / "x.avi.json").read_text())["views"]["per_clip"] is False

@@ -16,6 +16,7 @@ from .engine import Engine, VideoOutcome
 from .errors import VswinError
 from .feature_index import FeatureEntry, feature_path, open_feature_index, plan_feature_paths, scores_path, sidecar_path
 from .inputs import InputVideo
+from .journals import _canonical
 from .records import VideoRecord
 
 
@@ -33,6 +34,18 @@ def _read_sidecar(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def _npy_layout(path: Path) -> tuple[list[int], str] | None:
+    """The shape and dtype a .npy file's header gives, or None (gone, not a .npy)."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+    except (OSError, ValueError):
+        return None
+    return list(shape), dtype.name
 
 
 def _files_of(target: Path) -> tuple[Path, Path, Path]:
@@ -80,16 +93,20 @@ class FeatureWriter:
         self._targets = {str(v.path): p for v, p in zip(videos, paths)}
 
     def done(self, item: InputVideo) -> bool:
-        if not self.index.done(item.path):
+        output = self.index.output_of(item.path)
+        if output is None or not self.index.done(item.path):
+            return False
+        # The files must still be this index's: another run into a folder inside this one
+        # (-o feats/cats after -o feats) may have replaced them since, with other settings.
+        sidecar = _read_sidecar(sidecar_path(output))
+        if sidecar is None or not self._made_like_this_run(sidecar) or _npy_layout(output) != (sidecar.get("shape"), self.dtype.name):
             return False
         # The scores' columns are named by the sidecar's labels: with other class names (--labels)
         # the video is redone, as classify redoes it, so that one folder never holds two label sets.
-        return not self.with_scores or self._sidecar_labels(item) == list(self.engine.labels)
+        return not self.with_scores or sidecar.get("labels") == list(self.engine.labels)
 
-    def _sidecar_labels(self, item: InputVideo) -> object:
-        output = self.index.output_of(item.path)
-        sidecar = None if output is None else _read_sidecar(sidecar_path(output))
-        return None if sidecar is None else sidecar.get("labels")  # none: redone
+    def _made_like_this_run(self, sidecar: dict[str, Any]) -> bool:
+        return sidecar.get("model") == self.engine.model_name and _canonical(sidecar.get("views")) == _canonical(self.views)
 
     def add(self, outcome: VideoOutcome) -> bool:
         """Write one video's files; False when the video failed (an error line in the index)."""
