@@ -131,6 +131,22 @@ def test_a_loaded_model_keeps_its_mode(videos, model):
         model.eval()
 
 
+def test_a_loaded_model_keeps_each_modules_own_mode(videos, model):
+    # Was: put back with model.train(flag), which sets every submodule's mode: a model being
+    # fine-tuned with frozen parts in eval mode came back with them in train mode.
+    model.train()
+    model.patch_embed.eval()
+    model.layers[0].eval()
+    before = {name: module.training for name, module in model.named_modules()}
+    try:
+        vswin_cli.classify([videos / "a.avi"], model=model, **FAST)
+        list(vswin_cli.extract_features([videos / "a.avi"], model=model, **FAST))
+        assert {name: module.training for name, module in model.named_modules()} == before
+        assert not model.patch_embed.training and model.layers[1].training
+    finally:
+        model.eval()
+
+
 def test_overlapping_calls_on_one_model_leave_it_in_its_mode(videos, model):
     # Was: the first call to end put the model back while the other still ran on it, and the
     # model ended in the run's eval mode; a generator never iterated left it changed.
@@ -271,6 +287,9 @@ def test_labels_rename_classes_and_leave_the_protocol_alone(tmp_path, invoke):
     ("meta", "device must be auto, cpu, cuda, cuda:N or mps, not 'meta'"),
     ("cuda:x", "device must be auto, cpu, cuda, cuda:N or mps, not 'cuda:x'"),
     ("cuda:99", "CUDA GPU"),
+    # Was: a torch.device went unchecked, to torch's AssertionError when the model moved there.
+    (torch.device("cuda", 99), "CUDA GPU"),
+    (torch.device("meta"), "device must be auto, cpu, cuda, cuda:N or mps, not 'meta'"),
 ])
 def test_load_model_refuses_a_device_it_cannot_use_before_reading_weights(device, message, tmp_path):
     with pytest.raises(VswinError, match=re.escape(message)):
@@ -281,6 +300,14 @@ def test_load_model_device_auto_and_torch_device(tiny_checkpoint):
     expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     assert {p.device.type for p in vswin_cli.load_model(tiny_checkpoint, device="auto").parameters()} == {expected}
     assert {p.device.type for p in vswin_cli.load_model(tiny_checkpoint, device=torch.device("cpu")).parameters()} == {"cpu"}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_load_model_on_a_missing_gpu_named_by_a_torch_device_is_a_vswin_error(tiny_checkpoint):
+    # Was: torch's AssertionError ("Torch not compiled with CUDA enabled"), where "cuda" said what to do.
+    for device in ("cuda", torch.device("cuda"), torch.device("cuda", 1)):
+        with pytest.raises(VswinError, match=re.escape("no CUDA GPU is available; use --device cpu or auto")):
+            vswin_cli.load_model(tiny_checkpoint, device=device)
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,8 @@ import pickle
 import pickletools
 import stat
 import struct
+import threading
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Callable
@@ -702,3 +704,62 @@ def test_metadata_nested_past_the_recursion_limit_is_one_line(tmp_path, tiny, ke
               metadata={**metadata, key: "[" * 100_000 + "]" * 100_000})
     with pytest.raises(ck.CheckpointError, match="in its metadata that (is|are) not"):
         ck.load_checkpoint(tmp_path / "deep.safetensors")
+
+
+# --- torch's notes, hidden without touching anyone else's warnings --------------------------------
+
+HEADLESS = dataclasses.replace(TINY, depths=(1,), num_heads=(1,), num_classes=0)
+
+
+def test_only_torchs_own_notes_are_hidden(tmp_path, tiny, monkeypatch):
+    # Was: every warning was ignored while a model was built or a pickle read, another thread's too.
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        ck._built(HEADLESS)  # torch notes that the 0-class head's init is a no-op
+        torch.save({"state_dict": tiny.state_dict()}, tmp_path / "p4.pth", pickle_protocol=4)
+        with pytest.raises(ck.CheckpointError):  # torch notes the protocol (then cannot read it)
+            ck.read_checkpoint(tmp_path / "p4.pth")
+        assert got == []
+        real = ck.VideoSwin
+
+        def building(config):
+            warnings.warn("Initializing zero-element tensors is a no-op", UserWarning)
+            warnings.warn("another thread's warning", UserWarning)
+            return real(config)
+
+        monkeypatch.setattr(ck, "VideoSwin", building)
+        ck._built(HEADLESS)
+    assert [str(w.message) for w in got] == ["another thread's warning"]
+
+
+def test_threads_hiding_torchs_notes_leave_the_warning_filters_as_they_were(monkeypatch):
+    # Was: catch_warnings() saves and restores the process's filter list. Two threads building at
+    # once: the first to end restored the list while the other was inside; the other then put
+    # its "ignore" back as it ended, and the caller's warnings were ignored for good. Here the
+    # first waits (up to a second) for the second to come in before it ends.
+    real = ck.VideoSwin
+    first_in, second_in, first_done = threading.Event(), threading.Event(), threading.Event()
+
+    def building(config):
+        if threading.current_thread().name == "first":
+            first_in.set()
+            second_in.wait(timeout=1)  # never comes while vswin's blocks take turns
+        else:
+            second_in.set()
+            first_done.wait(timeout=5)
+        return real(config)
+
+    monkeypatch.setattr(ck, "VideoSwin", building)
+    before = list(warnings.filters)
+    first = threading.Thread(target=ck._built, args=(HEADLESS,), name="first")
+    second = threading.Thread(target=ck._built, args=(HEADLESS,), name="second")
+    first.start()
+    first_in.wait(timeout=5)
+    second.start()
+    first.join()
+    first_done.set()
+    second.join()
+    assert warnings.filters == before
+    with warnings.catch_warnings(record=True) as got:
+        warnings.warn("the caller's own warning", UserWarning)
+    assert len(got) == 1

@@ -312,6 +312,35 @@ def test_a_video_decoded_apart_after_a_crash_elsewhere_keeps_its_result(tiny_che
     assert apart == [item]
 
 
+def test_processes_asked_for_inside_a_daemonic_process_are_a_vswin_error(tiny_checkpoint: Path, folder: Path, monkeypatch) -> None:
+    # Was: multiprocessing's bare AssertionError ("daemonic processes are not allowed to have
+    # children") out of classify in a multiprocessing.Pool worker.
+    import multiprocessing
+
+    monkeypatch.setattr(multiprocessing.current_process(), "daemon", True)  # as in a Pool's worker
+    engine = Engine(load_model(str(tiny_checkpoint)), RunOptions(decoders="processes", **OPTIONS))
+    with pytest.raises(VswinError, match=r'cannot start inside a daemonic process .*use decoders="threads"'):
+        list(engine.run(discover([folder]).videos))
+
+
+def test_a_video_to_decode_apart_inside_a_daemonic_process_fails_alone(tiny_checkpoint: Path, folder: Path, tmp_path: Path, monkeypatch) -> None:
+    # Was: the AssertionError of a worker process started from a daemonic one ended the whole run.
+    # Now that video is an error record, the others are classified, and its markers stay for a
+    # run that can decode it apart.
+    import multiprocessing
+
+    item, markers, key = _died_decoding(folder, tmp_path, monkeypatch)
+    marked = sorted(markers.iterdir())
+    monkeypatch.setattr(multiprocessing.current_process(), "daemon", True)
+    engine = Engine(load_model(str(tiny_checkpoint)), RunOptions(decoders="threads", **OPTIONS))
+    items = discover([folder]).videos
+    assert items[0] == item
+    outcomes = list(engine.run(items))
+    assert [o.record.status for o in outcomes] == ["error", "ok", "ok", "error", "ok"]  # v2_broken is no video
+    assert outcomes[0].record.error == prefetch.NOT_DECODED_APART
+    assert sorted(markers.iterdir()) == marked
+
+
 @pytest.mark.parametrize("workers", [1, 2, 4])
 def test_threads_hold_at_most_workers_plus_one_prepared_videos(workers: int) -> None:
     # Was: the next video was submitted before the current one was handed over: workers + 2 alive.

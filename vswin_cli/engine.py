@@ -575,16 +575,17 @@ def _videos(paths: str | Path | Iterable[str | Path], recursive: bool) -> list[I
 
 
 # Calls running on a caller's model (threads, or generators consumed in turn): id -> [calls,
-# device, training] as the model was before the first of them.
+# device, [(module, training) for each of its modules]] as the model was before the first of them.
 _models_in_use: dict[int, list[Any]] = {}
 _models_in_use_lock = threading.Lock()
 
 
 def _restorer(model: Any) -> Callable[[], None]:
     """What undoes the engine's changes to a caller's model: it moves the model to the run's device,
-    in eval mode. Calls that overlap on one model share one record of its state, and the last of
-    them to end restores it (the first to end would pull the model from under the others).
-    Calling the result more than once does nothing more."""
+    in eval mode; this puts it back on its device, each module in its own mode. Calls that overlap
+    on one model share one record of its state, and the last of them to end restores it (the first
+    to end would pull the model from under the others). Calling the result more than once does
+    nothing more."""
     if not isinstance(model, VideoSwin):
         return lambda: None
     key = id(model)
@@ -592,7 +593,9 @@ def _restorer(model: Any) -> Callable[[], None]:
         state = _models_in_use.get(key)
         if state is None:
             parameter = next(model.parameters(), None)
-            state = _models_in_use[key] = [0, None if parameter is None else parameter.device, model.training]
+            # Each module's own mode: a model being fine-tuned may keep frozen parts in eval mode.
+            modes = [(module, module.training) for module in model.modules()]
+            state = _models_in_use[key] = [0, None if parameter is None else parameter.device, modes]
         state[0] += 1
     ended = False
 
@@ -608,7 +611,8 @@ def _restorer(model: Any) -> Callable[[], None]:
             del _models_in_use[key]
         if state[1] is not None:
             model.to(state[1])
-        model.train(state[2])
+        for module, training in state[2]:
+            module.training = training
 
     return restore
 

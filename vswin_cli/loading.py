@@ -136,7 +136,8 @@ def load_model(
 
 def _target_device(device: str | torch.device) -> torch.device:
     if isinstance(device, torch.device):
-        return device
+        # Checked as its name is (is there such a GPU?), as classify does; only a GPU's index matters.
+        device = str(device) if device.type == "cuda" else device.type
     if not isinstance(device, str):
         raise TypeError(f"device must be a str or a torch.device, not {type(device).__name__}")
     # The engine's own choice and checks (auto: a CUDA GPU, else MPS, else the CPU), so both agree.

@@ -83,6 +83,9 @@ def in_threads(prepare: Callable[[InputVideo], "PreparedVideo"], items: Iterable
 
 # The error of a video that killed its decoder process (here, or in an earlier run).
 DECODER_CRASHED = "the decoder crashed on this video (its worker process died)"
+# The error of a video an earlier run died decoding, where no worker process could start to try it apart.
+NOT_DECODED_APART = ("an earlier run crashed while decoding this video; it is retried only in a "
+                     'worker process (decoders="processes"), which could not start here')
 
 
 def remembering_crashes(preparer: "Engine", decoder_threads: int = 0) -> Callable[[InputVideo], "PreparedVideo"]:
@@ -112,8 +115,8 @@ def remembering_crashes(preparer: "Engine", decoder_threads: int = 0) -> Callabl
             if not deaths:
                 return here(item, key)
         prepared = _prepare_apart(preparer, item, decoder_threads)
-        if prepared.record.error == DECODER_CRASHED:
-            return prepared
+        if prepared.record.error in (DECODER_CRASHED, NOT_DECODED_APART):
+            return prepared  # crashed again, or not tried: its markers stay, for a run that can try it apart
         crash_markers.forget(folder, key)
         if prepared.views_left_behind:
             # The worker only proved the file decodes (``_prepare_in_worker``): read it here.
@@ -128,9 +131,8 @@ def _prepare_apart(preparer: "Engine", item: InputVideo, decoder_threads: int) -
     alone = in_processes(preparer.without_model(), [item], 1, decoder_threads)
     try:
         return next(alone)
-    except VswinError:  # no worker could start (see _NEVER_STARTED): do not risk the run
-        return preparer.failed(item, "an earlier run crashed while decoding this video; it is retried only in a "
-                                     'worker process (decoders="processes"), which could not start here')
+    except VswinError:  # no worker could start (_NEVER_STARTED, _IN_DAEMON): do not risk the run
+        return preparer.failed(item, NOT_DECODED_APART)
     finally:
         alone.close()
 
@@ -146,6 +148,12 @@ _NEVER_STARTED = (
     "the decoder processes exited while starting, before any video: a script that calls vswin_cli with "
     'decoders="processes" must make that call under `if __name__ == "__main__":` (each worker imports the '
     'script), or use decoders="threads"'
+)
+
+# multiprocessing refuses to start processes from a daemonic one (a multiprocessing.Pool's worker).
+_IN_DAEMON = (
+    "decoder worker processes cannot start inside a daemonic process (a multiprocessing.Pool worker, for one): "
+    'use decoders="threads" there'
 )
 
 
@@ -260,12 +268,14 @@ def in_processes(
 
     ``preparer`` is an engine without its model (it is pickled to each worker once). Raises
     :class:`VswinError` when the workers die before any of them starts (a script without a
-    ``__main__`` guard): that is no video's fault.
+    ``__main__`` guard), or cannot start at all (in a daemonic process): that is no video's fault.
     """
     if _booting_worker():
         # An unguarded script re-run by a worker: leave quietly, the parent says what to do
         # (multiprocessing would print a traceback here, once per worker).
         raise SystemExit(1)
+    if multiprocessing.current_process().daemon:  # multiprocessing would assert as the first worker starts
+        raise VswinError(_IN_DAEMON)
     context = _context()
     started = context.Event()
 
