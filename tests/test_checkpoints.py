@@ -763,3 +763,22 @@ def test_threads_hiding_torchs_notes_leave_the_warning_filters_as_they_were(monk
     with warnings.catch_warnings(record=True) as got:
         warnings.warn("the caller's own warning", UserWarning)
     assert len(got) == 1
+
+
+def test_a_checkpoint_replaced_while_it_loads_is_refused_not_hashed_as_another(tmp_path, tiny, monkeypatch):
+    # Was: the weights read from one file and the sha256 taken of the one renamed over it meanwhile
+    # (`vswin convert` finishing): sidecars named a checkpoint that did not make their features.
+    path = ck.save_native(tiny, tmp_path / "m.safetensors")
+    other = ck.save_native(VideoSwin(dataclasses.replace(tiny.config, num_classes=3)), tmp_path / "other.safetensors")
+    real_build = ck.build_model
+
+    def build_then_replace(*args, **kwargs):
+        model = real_build(*args, **kwargs)
+        os.replace(other, path)
+        return model
+
+    monkeypatch.setattr(ck, "build_model", build_then_replace)
+    with pytest.raises(ck.CheckpointError, match="was replaced or changed while it was being loaded; run again"):
+        ck.load_checkpoint(path)
+    monkeypatch.setattr(ck, "build_model", real_build)
+    assert ck.load_checkpoint(path).model.config.num_classes == 3  # the new file, hashed and read as one

@@ -579,6 +579,7 @@ def model_from_state_dict(state: Mapping[str, Any], config: SwinConfig | None = 
 def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
     """Read a checkpoint file of any known layout into a model, with its labels if it carries them."""
     path = Path(path)
+    before = _identity(path)
     raw, metadata = read_checkpoint(path)
     tensors = unwrap_state_dict(raw)
     if not tensors:
@@ -602,9 +603,24 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
             protocol = parse_protocol(json.loads(metadata["protocol"]), f"{path} metadata")
         except (ValueError, TypeError, AttributeError, RecursionError) as error:
             raise CheckpointError(f"{path} has a protocol in its metadata that is not one ({error})") from None
+    sha256 = file_sha256(path)
+    if _identity(path) != before:
+        # The weights read and the file hashed would differ (`vswin convert` or a copy finishing
+        # meanwhile): records and sidecars would name a checkpoint that did not make their numbers.
+        raise CheckpointError(f"{path} was replaced or changed while it was being loaded; run again once "
+                              "whatever writes it has finished")
     return LoadedCheckpoint(
-        model=model, layout=layout, sha256=file_sha256(path), labels=labels, metadata=metadata, protocol=protocol
+        model=model, layout=layout, sha256=sha256, labels=labels, metadata=metadata, protocol=protocol
     )
+
+
+def _identity(path: Path) -> tuple[int, ...] | None:
+    """Which file ``path`` is, and its version: a file renamed over it or written in place changes it."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
 
 
 def _metadata_labels(path: Path, text: str | None, strict: bool) -> list[str] | None:
