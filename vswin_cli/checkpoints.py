@@ -36,7 +36,7 @@ from .checkpoint_signatures import is_safetensors_head
 from .errors import VswinError
 from .model import SwinConfig, VideoSwin, relative_position_index
 from .protocol import Protocol
-from .verification import file_sha256
+from .verification import file_identity, file_sha256
 
 StateDict = dict[str, Tensor]
 
@@ -579,7 +579,7 @@ def model_from_state_dict(state: Mapping[str, Any], config: SwinConfig | None = 
 def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
     """Read a checkpoint file of any known layout into a model, with its labels if it carries them."""
     path = Path(path)
-    before = _identity(path)
+    before = file_identity(path)
     raw, metadata = read_checkpoint(path)
     tensors = unwrap_state_dict(raw)
     if not tensors:
@@ -604,7 +604,7 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
         except (ValueError, TypeError, AttributeError, RecursionError) as error:
             raise CheckpointError(f"{path} has a protocol in its metadata that is not one ({error})") from None
     sha256 = file_sha256(path)
-    if _identity(path) != before:
+    if file_identity(path) != before:
         # The weights read and the file hashed would differ (`vswin convert` or a copy finishing
         # meanwhile): records and sidecars would name a checkpoint that did not make their numbers.
         raise CheckpointError(f"{path} was replaced or changed while it was being loaded; run again once "
@@ -612,15 +612,6 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
     return LoadedCheckpoint(
         model=model, layout=layout, sha256=sha256, labels=labels, metadata=metadata, protocol=protocol
     )
-
-
-def _identity(path: Path) -> tuple[int, ...] | None:
-    """Which file ``path`` is, and its version: a file renamed over it or written in place changes it."""
-    try:
-        status = path.stat()
-    except OSError:
-        return None
-    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
 
 
 def _metadata_labels(path: Path, text: str | None, strict: bool) -> list[str] | None:

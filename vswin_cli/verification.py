@@ -89,6 +89,16 @@ def _or_recorded(expected: _Expected, record: dict[str, Any] | None) -> _Expecte
     return expected
 
 
+def file_identity(path: Path) -> tuple[int, ...] | None:
+    """What tells one version of a file from another: device, inode, size, modification time (a
+    file renamed over ``path`` or written in place changes it); None when it cannot be read."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
+
+
 def file_sha256(path: Path) -> str:
     """sha256 of a file's bytes, read in chunks."""
     digest = hashlib.sha256()

@@ -69,6 +69,7 @@ from .inputs import still_image_kind
 from .protocol import frame_pixels_problem
 from .pyav_capture import DecodeAgain, PyAVCapture, file_name, open_pyav, stream_types, turned_degrees
 from .sampling import Clip
+from .verification import file_identity
 
 # FFmpeg's own log lines (h264 errors on damaged files...) would bypass our one-line reasons;
 # OpenCV reads this when it opens a capture. Users who set it themselves keep their value.
@@ -191,7 +192,7 @@ def read_video(
     core); the frames are the same for any count.
     """
     path = Path(path)
-    identity = _identity(path)  # each pass reads this version of the file, or none
+    identity = file_identity(path)  # each pass reads this version of the file, or none
     head = check_file(path)
 
     def planned(capture: Capture) -> frozenset[int]:  # the frames the container's claims plan
@@ -217,7 +218,7 @@ def iter_clips(
     Two passes (count, then retrieve), and a frame is released as soon as no later clip uses it,
     so memory stays bounded by the clips that overlap, however long the video.
     """
-    before = _identity(Path(path))
+    before = file_identity(Path(path))
     scan = _probe_scan(Path(path), decoder_threads, before)
     info = scan.info
     clips = list(plan(info))
@@ -226,19 +227,10 @@ def iter_clips(
 
 
 def _require_same(path: Path, identity: tuple[int, ...] | None) -> None:
-    """VideoError when ``path`` is no longer the file whose ``_identity`` a video's reading began
+    """VideoError when ``path`` is no longer the file whose ``file_identity`` a video's reading began
     with (replaced by rsync, or cp then mv): its frames would go with the other one's description."""
-    if identity is not None and _identity(path) != identity:
+    if identity is not None and file_identity(path) != identity:
         raise VideoError(f"{path}: the file changed while it was being read; run again to read it anew")
-
-
-def _identity(path: Path) -> tuple[int, ...] | None:
-    """What tells one version of a file from another: device, inode, size, modification time."""
-    try:
-        status = path.stat()
-    except OSError:
-        return None
-    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
 
 
 # --------------------------------------------------------------------------------------------
@@ -724,7 +716,7 @@ def _decoding_only(
     again from its start, decoding every frame with one thread: the frames FFmpeg conceals
     damage with then do not depend on threads' timing, run after run.
 
-    ``identity`` (``_identity`` when the video's reading began): a file replaced since (rsync,
+    ``identity`` (``file_identity`` when the video's reading began): a file replaced since (rsync,
     cp then mv) is refused, not read as the same video."""
     for every_frame in (False, True):
         reader = _Reader(path, head, 1 if every_frame else threads)
