@@ -498,7 +498,8 @@ def test_read_only_output_folder_is_one_line(folder, tiny_checkpoint, invoke, tm
     read_only(locked)
     code, _, err = invoke("classify", folder / "a.avi", "-m", tiny_checkpoint, *FAST, "-o", locked / "out.csv")
     assert code == 1
-    assert err.splitlines() == [f"error: cannot write {locked / 'out.csv'}: permission denied; choose an output in a folder you can write to"]
+    # The file that could not be made is named: its lock comes first (was: out.csv, which misled where only the lock was refused).
+    assert err.splitlines() == [f"error: cannot write {locked / 'out.csv.lock'}: permission denied; choose an output in a folder you can write to"]
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/fd/1"), reason="needs /dev/fd")
