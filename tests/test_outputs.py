@@ -1135,15 +1135,22 @@ def test_a_file_system_without_locks_is_said_not_silently_unguarded(tmp_path, mo
 
 def test_atomic_files_take_the_umask_of_the_moment_they_are_made(tmp_path):
     # Was: the umask read once at import; a program that tightened it later (077) still got 0644 files.
+    # And a writer that puts its own 0600 file in the temporary's place (safetensors' save_file, under
+    # vswin convert) still gives a file of the usual permissions.
+    from vswin_cli.checkpoints import save_native
+    from vswin_cli.model import SwinConfig, VideoSwin
+
+    model = VideoSwin(SwinConfig(embed_dim=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1), window_size=(2, 2, 2), num_classes=2))
     previous = os.umask(0o022)
     try:
         write_json_atomic(tmp_path / "open.json", {"a": 1})
+        save_native(model, tmp_path / "open.safetensors")
         os.umask(0o077)
         write_json_atomic(tmp_path / "private.json", {"a": 1})
         write_npy_atomic(tmp_path / "private.npy", np.zeros(2))
+        save_native(model, tmp_path / "private.safetensors")
     finally:
         os.umask(previous)
-    assert stat.S_IMODE(os.stat(tmp_path / "open.json").st_mode) == 0o644
-    assert stat.S_IMODE(os.stat(tmp_path / "private.json").st_mode) == 0o600
-    assert stat.S_IMODE(os.stat(tmp_path / "private.npy").st_mode) == 0o600
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["open.json", "private.json", "private.npy"]  # no temporary left
+    modes = {p.name: stat.S_IMODE(os.stat(p).st_mode) for p in tmp_path.iterdir()}  # and no temporary left
+    assert modes == {"open.json": 0o644, "open.safetensors": 0o644,
+                     "private.json": 0o600, "private.npy": 0o600, "private.safetensors": 0o600}

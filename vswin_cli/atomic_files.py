@@ -71,10 +71,14 @@ def atomic_path(path: str | Path) -> Iterator[str]:
         raise VswinError(f"{path} is {kind}, not a file; vswin only replaces regular files")
     refuse_write_protected(Path(path))
     target = _link_target(Path(path))
-    temp_name = _new_temporary(target)
+    temp_name, mode = _new_temporary(target)
     try:
         yield temp_name
         _fsync(temp_name)
+        with suppress(OSError):
+            # A writer may have put a file of its own in its place (safetensors' save_file: 0600).
+            if stat.S_IMODE(os.stat(temp_name).st_mode) != mode:
+                os.chmod(temp_name, mode)
         os.replace(temp_name, target)
     except BaseException:
         with suppress(OSError):
@@ -83,18 +87,22 @@ def atomic_path(path: str | Path) -> Iterator[str]:
     _fsync_dir(target.parent)
 
 
-def _new_temporary(target: Path) -> str:
-    """An empty file beside ``target``, made as any new file is: 0666 less the umask of the moment
-    (mkstemp's 0600 would need a chmod from a umask read once, stale if the caller changes it)."""
+def _new_temporary(target: Path) -> tuple[str, int]:
+    """An empty file beside ``target`` and its permissions, made as any new file is: 0666 less the
+    umask of the moment (mkstemp's 0600 would need a chmod from a umask read once, stale if the
+    caller changes it)."""
     # The name is shortened in the temporary one: a name near the 255-byte limit must still fit.
     prefix = os.path.join(target.parent, f".{_cut_name(target.name, 100)}.")
     for _ in range(100):
         name = f"{prefix}{secrets.token_hex(4)}.tmp"
         try:
-            os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666))
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
         except FileExistsError:
             continue
-        return name
+        try:
+            return name, stat.S_IMODE(os.fstat(fd).st_mode)
+        finally:
+            os.close(fd)
     raise FileExistsError(errno.EEXIST, "no unused temporary name", prefix)
 
 

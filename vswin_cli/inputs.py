@@ -144,11 +144,13 @@ def discover(paths: Iterable[str | Path], recursive: bool = False, output_folder
                     stack.append((entries_of(child), inner_quiet))
                 elif not inner_quiet:
                     found.skipped_folders += 1
-            elif not os.path.lexists(child):
-                continue  # gone since the folder was listed: another run's temporary, lock or journal file
-            elif _is_candidate(child) or not os.access(child, os.R_OK) or not _exists(child):
-                # Unreadable files and dangling links are tried, so they get an error record.
+            elif _is_candidate(child):
                 add(child, root)
+            elif not os.access(child, os.R_OK) or not _exists(child):
+                # Unreadable files and dangling links are tried, so they get an error record; a file
+                # gone since the folder was listed (another run's temporary or journal file) is none.
+                if os.path.lexists(child):
+                    add(child, root)
             elif not quiet:
                 found.skipped_files += 1
 
