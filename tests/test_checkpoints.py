@@ -341,6 +341,10 @@ def test_convert_destination_problems_are_one_line(tmp_path, tiny, invoke, read_
     assert code == 1
     assert err.splitlines() == [f"error: cannot write {locked / 'x.safetensors'}: permission denied"]
     assert list(locked.iterdir()) == []
+    long = tmp_path / ("a" * 260 + ".safetensors")  # was: an ENAMETOOLONG traceback
+    code, _, err = invoke("convert", src, long)
+    assert code == 1
+    assert err.splitlines() == [f"error: cannot write {long}: file name too long; check the path or choose another output"]
     # The extension is matched whatever its case; nothing but the file is left beside it.
     code, _, err = invoke("convert", src, tmp_path / "X.SafeTensors")
     assert code == 0, err

@@ -24,15 +24,16 @@ def convert(
     """Convert a checkpoint to vswin's native safetensors (architecture, labels and source hash inside)."""
     from ..checkpoints import save_native
     from ..loading import load_model
-    from ..atomic_files import refuse_write_protected
+    from ..atomic_files import refuse_write_protected, user_io
 
     if not destination.name.lower().endswith(".safetensors"):
         raise VswinError(f"the destination must end in .safetensors (got {destination.name})")
-    if destination.is_dir():
-        raise VswinError(f"the destination {destination} is a folder; give a file name ending in .safetensors")
-    if not destination.parent.is_dir():
-        raise VswinError(f"the destination folder {destination.parent} does not exist")
-    refuse_write_protected(destination)  # before the model loads
+    with user_io(destination):  # a name too long for the file system, a folder that cannot be searched
+        if destination.is_dir():
+            raise VswinError(f"the destination {destination} is a folder; give a file name ending in .safetensors")
+        if not destination.parent.is_dir():
+            raise VswinError(f"the destination folder {destination.parent} does not exist")
+        refuse_write_protected(destination)  # before the model loads
     model = load_model(source, labels=labels)
     # The protocol goes with the weights: a torchvision port keeps its own (short side 256, one crop).
     save_native(model, destination, labels=model.labels, source_sha256=model.checkpoint_sha256, protocol=model.protocol)
