@@ -740,14 +740,14 @@ def test_threads_hiding_torchs_notes_leave_the_warning_filters_as_they_were(monk
     # Was: catch_warnings() saves and restores the process's filter list. Two threads building at
     # once: the first to end restored the list while the other was inside; the other then put
     # its "ignore" back as it ended, and the caller's warnings were ignored for good. Here the
-    # first waits (up to a second) for the second to come in before it ends.
+    # first waits for the second to come in before it ends: the two overlap.
     real = ck.VideoSwin
     first_in, second_in, first_done = threading.Event(), threading.Event(), threading.Event()
 
     def building(config):
         if threading.current_thread().name == "first":
             first_in.set()
-            second_in.wait(timeout=1)  # never comes while vswin's blocks take turns
+            second_in.wait(timeout=5)
         else:
             second_in.set()
             first_done.wait(timeout=5)

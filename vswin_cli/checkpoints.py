@@ -20,20 +20,19 @@ import json
 import math
 import pickle
 import re
-import threading
-import warnings
 import zipfile
 import zlib
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
 from .checkpoint_signatures import is_safetensors_head
 from .errors import VswinError
+from .hidden_warnings import hidden_warnings
 from .model import SwinConfig, VideoSwin, relative_position_index
 from .protocol import Protocol
 from .verification import file_identity, file_sha256
@@ -52,21 +51,6 @@ _DERIVED_SUFFIXES = ("relative_position_index", "attn_mask")
 # head of a 0-class model.
 _PICKLE_NOTES = (r"Detected pickle protocol \d+ in the checkpoint", r"'torch\.load' received a zip file that looks like a TorchScript archive")
 _EMPTY_HEAD_NOTE = r"Initializing zero-element tensors is a no-op"
-_quiet_lock = threading.RLock()
-
-
-@contextmanager
-def _without_warnings(*messages: str) -> Iterator[None]:
-    """Hide the warnings whose text starts with one of ``messages`` (regexes) while the block runs.
-
-    ``warnings.catch_warnings`` saves and restores the whole process's filter list: two threads
-    interleaving it would leave one's filter behind for good, so vswin's own uses take turns. And
-    only these messages are hidden: other threads' warnings still show meanwhile.
-    """
-    with _quiet_lock, warnings.catch_warnings():
-        for message in messages:
-            warnings.filterwarnings("ignore", message=message, category=UserWarning)
-        yield
 
 
 class CheckpointError(VswinError):
@@ -208,7 +192,7 @@ def _read_pickle(path: Path) -> dict[str, Any]:
             allowing = torch.serialization.safe_globals(stand_ins) if stand_ins else nullcontext()
             # An open file, not the path: torch.load hands any path ending in .safetensors to the
             # safetensors reader, and this file is a pickle whatever its name.
-            with _without_warnings(*_PICKLE_NOTES), allowing, open(path, "rb") as handle:
+            with hidden_warnings(*_PICKLE_NOTES), allowing, open(path, "rb") as handle:
                 obj = torch.load(handle, map_location="cpu", weights_only=True)
             break
         except pickle.UnpicklingError as error:
@@ -553,7 +537,7 @@ def build_model(native: Mapping[str, Tensor], config: SwinConfig) -> VideoSwin:
 
 
 def _built(config: SwinConfig) -> VideoSwin:
-    with _without_warnings(_EMPTY_HEAD_NOTE) if config.num_classes == 0 else nullcontext():
+    with hidden_warnings(_EMPTY_HEAD_NOTE) if config.num_classes == 0 else nullcontext():
         model = VideoSwin(config)
     if config.num_classes == 0:
         model.head = torch.nn.Identity()  # type: ignore[assignment]

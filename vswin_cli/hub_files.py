@@ -14,11 +14,9 @@ import os
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from .cache_problems import (
     _cache_error,
@@ -33,6 +31,7 @@ from .cache_problems import (
 )
 from .download_settings import hub_cache_dir, hub_endpoint, is_offline, vswin_cache_dir
 from .errors import VswinError
+from .hidden_warnings import hidden_warnings
 from .registry import weights_toml_path
 from .verification import _HEX40, _HEX64, _Expected, _fast_ok, _or_recorded, _read_record, _try_record, file_sha256
 
@@ -252,60 +251,40 @@ def _gated_message(where: str, repo_id: str, endpoint: str | None) -> str:
 
 
 class _HubQuiet:
-    """huggingface_hub's log muted and its "Not enough free disk space" warning ignored while any of
+    """huggingface_hub's log muted and its "Not enough free disk space" warning hidden while any of
     vswin's Hub downloads runs, in any thread: its retry messages ("Error while downloading", "Trying to
     resume download...") and that multi-line warning would precede vswin's one line. HF_HUB_VERBOSITY,
     set to debug a download, keeps both.
 
-    Both are process-wide settings, so downloads in several threads share them: the first in mutes,
-    the last out restores (saving and restoring per call, overlapping calls would restore each other's
-    muted state and leave it for good). Only the one warning is filtered, never the whole list swapped.
+    The log level is process-wide, so downloads in several threads share it: the first in mutes, the
+    last out restores (saving and restoring per call, overlapping calls would restore each other's
+    muted level and leave it for good).
     """
-
-    _WARNING = {"message": "Not enough free disk space", "category": UserWarning, "module": r"huggingface_hub(\.|$)"}
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._active = 0
         self._saved_level = logging.NOTSET
-        self._filters: list[Any] = []
-        self._filter: Any = None
 
     @contextmanager
     def __call__(self) -> Iterator[None]:
         if os.environ.get("HF_HUB_VERBOSITY"):
             yield
             return
+        logger = logging.getLogger("huggingface_hub")
         with self._lock:
             if self._active == 0:
-                self._mute()
+                self._saved_level = logger.level
+                logger.setLevel(logging.CRITICAL + 1)
             self._active += 1
         try:
-            yield
+            with hidden_warnings("Not enough free disk space", module=r"huggingface_hub(\.|$)"):
+                yield
         finally:
             with self._lock:
                 self._active -= 1
                 if self._active == 0:
-                    self._restore()
-
-    def _mute(self) -> None:
-        logger = logging.getLogger("huggingface_hub")
-        self._saved_level = logger.level
-        logger.setLevel(logging.CRITICAL + 1)
-        warnings.filterwarnings("ignore", **self._WARNING)
-        self._filters = warnings.filters  # a catch_warnings() elsewhere may swap the list meanwhile
-        self._filter = self._filters[0]
-
-    def _restore(self) -> None:
-        logging.getLogger("huggingface_hub").setLevel(self._saved_level)
-        # Only this entry goes (an "ignore" leaves nothing in the warning registries to undo); the filters
-        # that others added meanwhile stay.
-        for filters in (self._filters, warnings.filters):
-            for index, entry in enumerate(filters):
-                if entry is self._filter:
-                    del filters[index]
-                    break
-        self._filters, self._filter = [], None
+                    logger.setLevel(self._saved_level)
 
 
 _hub_quiet = _HubQuiet()
